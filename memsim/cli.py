@@ -1,0 +1,36 @@
+"""The ``memsim`` command. Each subcommand lives in :mod:`memsim.commands` and registers itself here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import MemsimError
+
+#: modules in memsim.commands, each with ``register(subparsers)``
+COMMANDS = ("verify", "device")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memsim", description="Memristive circuits: SPICE-verified models as torch layers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"memsim.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MemsimError as exc:
+        print(f"memsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``memsim`` CLI; each module has ``register(subparsers)`` setting ``func``."""

@@ -1,0 +1,84 @@
+"""``memsim device``: list cards, draw I-V hysteresis (SPICE vs torch), export `.lib` subcircuits."""
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("device", help="device cards: list, info, iv plots, SPICE export")
+    dsub = p.add_subparsers(dest="device_command", required=True, metavar="ACTION")
+
+    lst = dsub.add_parser("list", help="list the device cards and their families")
+    lst.set_defaults(func=run_list)
+
+    info = dsub.add_parser("info", help="show a card: family, parameters, provenance")
+    info.add_argument("card")
+    info.set_defaults(func=run_info)
+
+    iv = dsub.add_parser("iv", help="pinched hysteresis loops, SPICE and torch overlaid")
+    iv.add_argument("card")
+    iv.add_argument("--plot", required=True, metavar="FILE", help="output figure (.png or .svg)")
+    iv.add_argument("--no-spice", action="store_true", help="torch only (no ngspice needed)")
+    iv.set_defaults(func=run_iv)
+
+    ex = dsub.add_parser("export", help="write the card's ngspice subcircuit (.lib)")
+    ex.add_argument("card", nargs="?", help="card name or path (omit with --all)")
+    ex.add_argument("-o", "--output", help="output file (default: next to the card; '-' for stdout)")
+    ex.add_argument("--all", action="store_true", help="regenerate the .lib of every card")
+    ex.set_defaults(func=run_export)
+
+
+def run_list(args) -> int:
+    from ..library import list_cards, load_card
+    for name in list_cards():
+        card = load_card(name)
+        print(f"{name:24s} {card.family.name:26s} {card.description}")
+    return 0
+
+
+def run_info(args) -> int:
+    from ..library import load_card
+    card = load_card(args.card)
+    print(f"{card.name}: {card.description}\nfamily: {card.family.title} ({card.family.name})")
+    units = {q.name: q.unit for q in card.family.all_params()}
+    for k, v in card.parameters.items():
+        print(f"  {k:10s} = {v:<12g} {units[k]}")
+    print(f"valid voltage: {list(card.voltage_range)} V")
+    for k, v in card.provenance.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def run_iv(args) -> int:
+    from ..library import load_card
+    from ..plots import hysteresis_figure, save
+    from ..simulate import SPICE_STEP_FRACTION, spice_trace, standard_stimuli, torch_trace
+
+    card = load_card(args.card)
+    traces = []
+    for std in standard_stimuli(card):
+        model = torch_trace(card, std.stimulus, std.dt)
+        ref = None if args.no_spice else spice_trace(card, std.stimulus, std.dt * SPICE_STEP_FRACTION)
+        traces.append((std.label, model, ref))
+    path = save(hysteresis_figure(card.name, traces), args.plot)
+    print(f"wrote {path}")
+    return 0
+
+
+def run_export(args) -> int:
+    from ..io import atomic_write_text
+    from ..library import list_cards, load_card
+    from ..netlist import subcircuit
+
+    if args.all == bool(args.card):
+        print("memsim device export: give a CARD or --all", file=sys.stderr)
+        return 2
+    for name in (list_cards() if args.all else [args.card]):
+        card = load_card(name)
+        text = subcircuit(card)
+        if args.output == "-":
+            sys.stdout.write(text)
+            continue
+        path = atomic_write_text(args.output or card.lib_path(), text)
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,94 @@
+"""The torch twin of a device card: a batch of devices, parameters per device.
+
+The equations come from the family (written once over the math namespace) and
+are evaluated here with :data:`memsim.mathns.TORCH`; nothing is re-typed.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Callable, Mapping
+
+import torch
+
+from .errors import ParameterError
+from .families import DeviceFamily
+from .integrate import odeint
+from .library import Card
+from .mathns import TORCH
+
+
+def _check_tensor_param(family: DeviceFamily, name: str, value: torch.Tensor, where: str) -> None:
+    spec = next(q for q in family.all_params() if q.name == name)
+    if not torch.isfinite(value).all():
+        raise ParameterError(f"{where}.{name}", "non-finite entries", spec.allowed(), "remove NaN/inf")
+    lo_bad = (value <= spec.lo) if spec.lo_open else (value < spec.lo)
+    hi_bad = (value >= spec.hi) if spec.hi_open else (value > spec.hi)
+    bad = lo_bad | hi_bad
+    if bad.any():
+        first = value[bad].flatten()[0].item()
+        raise ParameterError(f"{where}.{name}", first, spec.allowed(), f"keep every device's {name} in range")
+
+
+class DeviceArray:
+    """``shape`` devices of one family. Each parameter is a scalar or a tensor broadcastable to ``shape``."""
+
+    def __init__(self, family: DeviceFamily, params: Mapping[str, float | torch.Tensor], shape=(1,), *,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", name: str = "device"):
+        self.family, self.name = family, name
+        self.shape = torch.Size(shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,))
+        scalars = {k: v for k, v in params.items() if not isinstance(v, torch.Tensor)}
+        tensors = {k: v for k, v in params.items() if isinstance(v, torch.Tensor)}
+        # range/relations of the scalar part, then every per-device tensor
+        probe = dict(scalars)
+        for k, v in tensors.items():
+            probe[k] = float(v.detach().flatten()[0]) if v.numel() else float("nan")
+        family.validate(probe, where=name)
+        p = {}
+        for k, v in params.items():
+            t = torch.as_tensor(v, dtype=dtype, device=device)
+            if isinstance(v, torch.Tensor):
+                _check_tensor_param(family, k, t.detach(), name)
+                try:
+                    torch.broadcast_shapes(t.shape, self.shape)
+                except RuntimeError:
+                    raise ParameterError(f"{name}.{k}", tuple(t.shape), f"broadcastable to {tuple(self.shape)}",
+                                         "give one value per device or a scalar") from None
+                t = v.to(dtype=dtype, device=device)  # keep autograd history of user tensors
+            p[k] = t
+        self.p = SimpleNamespace(**p)
+        self.dtype, self.device = dtype, torch.device(device)
+
+    @classmethod
+    def from_card(cls, card: Card, shape=(1,), *, dtype=torch.float32, device="cpu", **overrides) -> "DeviceArray":
+        params = dict(card.parameters)
+        params.update(overrides)
+        return cls(card.family, params, shape, dtype=dtype, device=device, name=card.name)
+
+    def initial_state(self) -> torch.Tensor:
+        return torch.broadcast_to(self.p.x0, self.shape).clone()
+
+    def current(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Device current in A."""
+        return self.family.bounded_current(TORCH, self.p, v, x)
+
+    def dxdt(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.family.state_derivative(TORCH, self.p, v, x)
+
+    def conductance(self, x: torch.Tensor, v_read: float) -> torch.Tensor:
+        """Chord conductance i/v in S at read voltage ``v_read`` (V, non-zero)."""
+        v = torch.full_like(x, v_read)
+        return self.current(v, x) / v
+
+    def simulate(self, voltage: Callable[[torch.Tensor], torch.Tensor], dt: float, n_steps: int, *,
+                 method: str = "rk4", substeps: int = 1, x0: torch.Tensor | None = None):
+        """Drive every device with ``voltage(t)`` (V; broadcastable to the batch).
+
+        Returns ``(t, v, i, x)``, each ``[n_steps + 1, *shape]`` except ``t``.
+        """
+        x = self.initial_state() if x0 is None else x0
+        f = lambda t, y: self.dxdt(voltage(t), y)
+        observe = lambda t, y: torch.stack(torch.broadcast_tensors(voltage(t), self.current(voltage(t), y), y))
+        traj = odeint(f, x, dt, n_steps, method=method, substeps=substeps, observe=observe,
+                      project=lambda y: y.clamp(0.0, 1.0), name=f"{self.name} state")
+        t = torch.arange(n_steps + 1, dtype=self.dtype, device=self.device) * dt
+        return t, traj[:, 0], traj[:, 1], traj[:, 2]

@@ -1,0 +1,54 @@
+"""One exception hierarchy for memsim.
+
+Every error a user can trigger with bad input derives from :class:`MemsimError`
+and says *what* was wrong (field and value), *what is allowed* and *how to fix it*.
+"""
+from __future__ import annotations
+
+
+class MemsimError(Exception):
+    """Root of all memsim errors."""
+
+
+class ParameterError(MemsimError, ValueError):
+    """A parameter, argument or option has an invalid value."""
+
+    def __init__(self, field: str, value, allowed: str, fix: str | None = None):
+        self.field, self.value, self.allowed, self.fix = field, value, allowed, fix
+        msg = f"{field} = {value!r} is invalid: allowed {allowed}."
+        if fix:
+            msg += f" Fix: {fix}"
+        super().__init__(msg)
+
+
+class CardError(MemsimError):
+    """A device card (TOML) is missing, malformed or inconsistent."""
+
+
+class StimulusError(MemsimError, ValueError):
+    """A stimulus waveform or simulation time step is unusable."""
+
+
+class NonFiniteError(MemsimError, FloatingPointError):
+    """A simulated state or output became NaN or infinite."""
+
+
+class SpiceUnavailableError(MemsimError, ImportError):
+    """ngspice or PySpice is not installed, so the SPICE path cannot run."""
+
+
+class SpiceError(MemsimError, RuntimeError):
+    """ngspice rejected a netlist or an analysis failed to converge.
+
+    ``netlist`` holds the netlist that was run and ``log`` ngspice's own messages.
+    """
+
+    def __init__(self, message: str, netlist: str = "", log: str = ""):
+        self.netlist, self.log = netlist, log
+        text = message
+        if log:
+            text += "\n--- ngspice said ---\n" + log.strip()
+        if netlist:
+            numbered = "\n".join(f"{k + 1:4d}  {line}" for k, line in enumerate(netlist.splitlines()))
+            text += "\n--- netlist ---\n" + numbered
+        super().__init__(text)

@@ -1,0 +1,27 @@
+"""Device families, looked up by name. Adding a family: subclass DeviceFamily, list it here."""
+from __future__ import annotations
+
+from ..errors import ParameterError
+from .base import DeviceFamily, Param
+from .linear_drift import Biolek, Joglekar, Prodromakis
+from .metastable import MetastableSwitch
+from .stanford_pku import StanfordPKU
+from .vteam import VTEAM
+from .yakopcic import Yakopcic
+
+FAMILIES: dict[str, DeviceFamily] = {
+    f.name: f for f in (Joglekar(), Biolek(), Prodromakis(), VTEAM(), Yakopcic(), StanfordPKU(), MetastableSwitch())
+}
+
+
+def get_family(name: str, field: str = "family") -> DeviceFamily:
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        import difflib
+        close = difflib.get_close_matches(str(name), FAMILIES, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "use one of the listed families"
+        raise ParameterError(field, name, f"one of {sorted(FAMILIES)}", hint) from None
+
+
+__all__ = ["DeviceFamily", "Param", "FAMILIES", "get_family"]

@@ -1,0 +1,228 @@
+"""The device library: TOML cards in ``devices/``, validated on load.
+
+A card names a family, gives its parameters in SI units, says where they come
+from (provenance) and for which stimuli they are valid, and states the standard
+verification stimuli. Users add a device by adding a card, not by writing Python.
+
+Search path for a card given by name: the directories in ``$MEMSIM_DEVICE_PATH``
+(``os.pathsep``-separated), then the repository's ``devices/``. A name that is an
+existing file path is loaded directly.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CardError, ParameterError
+from .families import DeviceFamily, get_family
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEVICES_DIR = REPO_ROOT / "devices"
+
+_TOP_KEYS = {"name", "family", "description", "provenance", "parameters", "valid", "verify"}
+_VERIFY_KEYS = {"amplitude", "frequencies", "cycles", "steps_per_period", "pulse"}
+_PULSE_KEYS = {"set_voltage", "reset_voltage", "width", "rise", "gap", "count", "steps_per_width"}
+
+
+@dataclass(frozen=True)
+class PulseSpec:
+    set_voltage: float
+    reset_voltage: float
+    width: float
+    rise: float
+    gap: float
+    count: int
+    steps_per_width: int
+
+
+@dataclass(frozen=True)
+class VerifySpec:
+    amplitude: float
+    frequencies: tuple[float, ...]
+    cycles: float
+    steps_per_period: int
+    pulse: PulseSpec
+
+
+@dataclass(frozen=True)
+class Card:
+    """A validated device card."""
+
+    name: str
+    family: DeviceFamily
+    description: str
+    provenance: dict[str, str]
+    parameters: dict[str, float]
+    voltage_range: tuple[float, float]
+    verify: VerifySpec
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def subckt_name(self) -> str:
+        return self.name.upper()
+
+    def lib_path(self) -> Path:
+        base = self.path.parent if self.path is not None else DEVICES_DIR
+        return base / f"{self.name}.lib"
+
+
+def search_path() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("MEMSIM_DEVICE_PATH", "").split(os.pathsep) if p]
+    return extra + [DEVICES_DIR]
+
+
+def _card_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in search_path():
+        if directory.is_dir():
+            for f in sorted(directory.glob("*.toml")):
+                found.setdefault(f.stem, f)
+    return found
+
+
+def list_cards(kind: str | None = "device") -> list[str]:
+    """Names of the cards on the search path (``kind=None``: every card, devices and neurons)."""
+    names = []
+    for name, path in _card_files().items():
+        try:
+            with open(path, "rb") as fh:
+                family = tomllib.load(fh).get("family")
+        except (OSError, tomllib.TOMLDecodeError):
+            family = None
+        is_device = isinstance(family, str) and family in _device_family_names()
+        if kind is None or (kind == "device") == is_device:
+            names.append(name)
+    return names
+
+
+def _device_family_names():
+    from .families import FAMILIES
+    return FAMILIES
+
+
+def _unknown_key(where: str, key: str, allowed: set[str]) -> CardError:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {sorted(allowed)}"
+    return CardError(f"{where}: unknown key '{key}'. {hint}")
+
+
+def _number(table: dict, key: str, where: str, positive: bool = True) -> float:
+    if key not in table:
+        raise CardError(f"{where}: missing key '{key}'")
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        allowed = "a positive finite number" if positive else "a finite number"
+        raise ParameterError(f"{where}.{key}", value, allowed, f"correct {key} in the card")
+    return float(value)
+
+
+def _integer(table: dict, key: str, where: str, minimum: int = 1) -> int:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{where}.{key}", value, f"an integer >= {minimum}", f"correct {key} in the card")
+    return value
+
+
+def _parse_verify(table: Any, where: str, vrange: tuple[float, float]) -> VerifySpec:
+    if not isinstance(table, dict):
+        raise CardError(f"{where}: missing [verify] table")
+    for key in table:
+        if key not in _VERIFY_KEYS:
+            raise _unknown_key(where, key, _VERIFY_KEYS)
+    amplitude = _number(table, "amplitude", where)
+    freqs = table.get("frequencies")
+    if not isinstance(freqs, list) or len(freqs) < 2:
+        raise ParameterError(f"{where}.frequencies", freqs, "a list of at least two frequencies in Hz",
+                             "give two sine frequencies, e.g. [1.0, 10.0]")
+    frequencies = tuple(_number({"f": f}, "f", f"{where}.frequencies") for f in freqs)
+    pulse_table = table.get("pulse")
+    if not isinstance(pulse_table, dict):
+        raise CardError(f"{where}: missing [verify.pulse] table")
+    for key in pulse_table:
+        if key not in _PULSE_KEYS:
+            raise _unknown_key(f"{where}.pulse", key, _PULSE_KEYS)
+    pw = f"{where}.pulse"
+    pulse = PulseSpec(
+        set_voltage=_number(pulse_table, "set_voltage", pw, positive=False),
+        reset_voltage=_number(pulse_table, "reset_voltage", pw, positive=False),
+        width=_number(pulse_table, "width", pw), rise=_number(pulse_table, "rise", pw),
+        gap=_number(pulse_table, "gap", pw), count=_integer(pulse_table, "count", pw),
+        steps_per_width=_integer(pulse_table, "steps_per_width", pw, minimum=10),
+    )
+    for key, value in (("amplitude", amplitude), ("amplitude", -amplitude),
+                       ("pulse.set_voltage", pulse.set_voltage), ("pulse.reset_voltage", pulse.reset_voltage)):
+        if not vrange[0] <= value <= vrange[1]:
+            raise ParameterError(f"{where}.{key}", value, f"inside the card's valid voltage range {list(vrange)} V",
+                                 "lower the stimulus or widen [valid].voltage if the model supports it")
+    return VerifySpec(amplitude=amplitude, frequencies=frequencies, cycles=_number(table, "cycles", where),
+                      steps_per_period=_integer(table, "steps_per_period", where, minimum=10), pulse=pulse)
+
+
+def parse_card(data: dict, source: str, path: Path | None = None) -> Card:
+    """Validate a card's TOML content. ``source`` names it in error messages."""
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise _unknown_key(source, key, _TOP_KEYS)
+    for key in ("name", "family", "parameters", "provenance", "valid", "verify"):
+        if key not in data:
+            raise CardError(f"{source}: missing required key '{key}'")
+    name = data["name"]
+    if not isinstance(name, str) or not name.replace("_", "").isalnum():
+        raise ParameterError(f"{source}.name", name, "letters, digits and underscores", "rename the card")
+    family = get_family(data["family"], field=f"{source}.family")
+    if not isinstance(data["parameters"], dict):
+        raise CardError(f"{source}: [parameters] must be a table")
+    params = family.validate(data["parameters"], where=f"{source}.parameters")
+    prov = data["provenance"]
+    if not isinstance(prov, dict) or not (prov.get("doi") or prov.get("source")):
+        raise CardError(f"{source}: [provenance] needs at least 'source' (paper) or 'doi'")
+    valid = data["valid"]
+    volt = valid.get("voltage") if isinstance(valid, dict) else None
+    if not (isinstance(volt, list) and len(volt) == 2 and all(isinstance(v, (int, float)) for v in volt)
+            and volt[0] < volt[1]):
+        raise ParameterError(f"{source}.valid.voltage", volt, "[low, high] in V with low < high",
+                             "state the terminal-voltage range the parameters are valid for")
+    vrange = (float(volt[0]), float(volt[1]))
+    verify = _parse_verify(data["verify"], f"{source}.verify", vrange)
+    return Card(name=name, family=family, description=str(data.get("description", "")),
+                provenance={k: str(v) for k, v in prov.items()}, parameters=params,
+                voltage_range=vrange, verify=verify, path=path)
+
+
+def card_path(name_or_path: str | os.PathLike) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" and candidate.is_file():
+        return candidate
+    files = _card_files()
+    key = str(name_or_path)
+    if key in files:
+        return files[key]
+    close = difflib.get_close_matches(key, list(files), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "run 'memsim device list' to see the cards"
+    raise CardError(f"unknown device card '{key}' (searched {[str(p) for p in search_path()]}); {hint}")
+
+
+def load_card(name_or_path: str | os.PathLike) -> Card:
+    """Load and validate a device card by name (``hp_tio2_joglekar``) or path."""
+    path = card_path(name_or_path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"{path}: not valid TOML: {exc}") from None
+    return parse_card(data, source=path.stem, path=path)
+
+
+def with_parameters(card: Card, **overrides: float) -> Card:
+    """A copy of ``card`` with some parameters replaced (validated again)."""
+    merged = dict(card.parameters)
+    merged.update(overrides)
+    params = card.family.validate(merged, where=f"{card.name}.parameters")
+    return Card(name=card.name, family=card.family, description=card.description, provenance=card.provenance,
+                parameters=params, voltage_range=card.voltage_range, verify=card.verify, path=card.path)

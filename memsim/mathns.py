@@ -1,0 +1,208 @@
+"""The math namespace: the one vocabulary in which model equations are written.
+
+A model family writes its equations once, as Python functions of a namespace ``m``
+(``m.exp``, ``m.where``, ...) and of its inputs. Two namespaces implement that
+vocabulary:
+
+* :data:`TORCH` evaluates the equations on tensors (batched, differentiable);
+* :class:`SpiceMath` builds :class:`Expr` trees that render to ngspice
+  B-source expression text.
+
+Because both forms come from the same function, no equation is typed twice.
+Equations must not branch with Python ``if`` on a quantity (that cannot become a
+SPICE expression); they use :meth:`where` instead. :class:`Expr` refuses ``bool()``
+so such a mistake fails loudly when the SPICE form is rendered.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+
+# ----------------------------------------------------------------------------
+# SPICE side: expression trees
+# ----------------------------------------------------------------------------
+
+def _fmt(value) -> str:
+    """Render a Python number exactly (repr round-trips a float)."""
+    if isinstance(value, Expr):
+        return value.text
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot render non-finite constant {value!r} into SPICE")
+        text = repr(float(value))
+        return f"({text})" if value < 0 else text
+    raise TypeError(f"cannot render {type(value).__name__} into a SPICE expression")
+
+
+class Expr:
+    """A node of a SPICE behavioural expression. Operators build new nodes."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Expr({self.text})"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __bool__(self):
+        raise TypeError(
+            "a model equation used a Python 'if'/'and'/'or' on a circuit quantity; "
+            "write m.where(cond, a, b) / m.logical_and(a, b) instead so it can be rendered to SPICE"
+        )
+
+    @staticmethod
+    def _bin(a, op, b) -> "Expr":
+        return Expr(f"({_fmt(a)} {op} {_fmt(b)})")
+
+    def __add__(self, o): return Expr._bin(self, "+", o)
+    def __radd__(self, o): return Expr._bin(o, "+", self)
+    def __sub__(self, o): return Expr._bin(self, "-", o)
+    def __rsub__(self, o): return Expr._bin(o, "-", self)
+    def __mul__(self, o): return Expr._bin(self, "*", o)
+    def __rmul__(self, o): return Expr._bin(o, "*", self)
+    def __truediv__(self, o): return Expr._bin(self, "/", o)
+    def __rtruediv__(self, o): return Expr._bin(o, "/", self)
+    def __neg__(self): return Expr(f"(-{self.text})")
+    def __pos__(self): return self
+    def __gt__(self, o): return Expr._bin(self, ">", o)
+    def __ge__(self, o): return Expr._bin(self, ">=", o)
+    def __lt__(self, o): return Expr._bin(self, "<", o)
+    def __le__(self, o): return Expr._bin(self, "<=", o)
+
+    def __pow__(self, o):
+        raise TypeError("use m.pow(base, exponent) (base must be positive) instead of ** in model equations")
+
+    __rpow__ = __pow__
+
+
+def _call(name: str, *args) -> Expr:
+    return Expr(f"{name}(" + ", ".join(_fmt(a) for a in args) + ")")
+
+
+class SpiceMath:
+    """Renders equations to ngspice B-source syntax.
+
+    ``let(name, expr)`` materialises a shared sub-expression as an auxiliary
+    node driven by a voltage B-source (the rendered netlist gets one line per
+    binding) and returns ``V(name)``, so a long expression is written once in the
+    netlist rather than repeated inline.
+    """
+
+    def __init__(self):
+        self.bindings: list[tuple[str, Expr]] = []
+
+    # variables -------------------------------------------------------------
+    @staticmethod
+    def symbol(name: str) -> Expr:
+        return Expr(name)
+
+    @staticmethod
+    def node(name: str) -> Expr:
+        return Expr(f"V({name})")
+
+    @staticmethod
+    def branch(a: str, b: str) -> Expr:
+        return Expr(f"V({a},{b})")
+
+    def let(self, name: str, value) -> Expr:
+        self.bindings.append((name, value if isinstance(value, Expr) else Expr(_fmt(value))))
+        return Expr(f"V({name})")
+
+    # functions -------------------------------------------------------------
+    @staticmethod
+    def exp(a): return _call("exp", a)
+    @staticmethod
+    def log(a): return _call("ln", a)
+    @staticmethod
+    def sqrt(a): return _call("sqrt", a)
+    @staticmethod
+    def sinh(a): return _call("sinh", a)
+    @staticmethod
+    def cosh(a): return _call("cosh", a)
+    @staticmethod
+    def tanh(a): return _call("tanh", a)
+    @staticmethod
+    def abs(a): return _call("abs", a)
+    @staticmethod
+    def maximum(a, b): return _call("max", a, b)
+    @staticmethod
+    def minimum(a, b): return _call("min", a, b)
+
+    @staticmethod
+    def pow(base, exponent):
+        # ngspice's pow() takes the real part for negative bases; equations only
+        # call it with positive bases (e.g. pow(abs(u), 2p)), as the docs require.
+        return _call("pow", base, exponent)
+
+    @staticmethod
+    def sigmoid(a):
+        # 1/(1+exp(-a)) overflows in exp for large |a|; the tanh form is exact and bounded.
+        return Expr(f"(0.5 * (1 + tanh(0.5 * {_fmt(a)})))")
+
+    @staticmethod
+    def where(cond, a, b):
+        return Expr(f"(({_fmt(cond)}) ? ({_fmt(a)}) : ({_fmt(b)}))")
+
+    @staticmethod
+    def logical_and(a, b): return Expr._bin(a, "&&", b)
+    @staticmethod
+    def logical_or(a, b): return Expr._bin(a, "||", b)
+
+    def clip(self, a, lo, hi):
+        return self.minimum(self.maximum(a, lo), hi)
+
+
+# ----------------------------------------------------------------------------
+# torch side
+# ----------------------------------------------------------------------------
+
+def _t(a):
+    return a if isinstance(a, torch.Tensor) else torch.as_tensor(a, dtype=torch.get_default_dtype())
+
+
+class TorchMath:
+    """Evaluates equations on tensors. Every function is differentiable."""
+
+    @staticmethod
+    def let(name: str, value):
+        return value
+
+    exp = staticmethod(lambda a: torch.exp(_t(a)))
+    log = staticmethod(lambda a: torch.log(_t(a)))
+    sqrt = staticmethod(lambda a: torch.sqrt(_t(a)))
+    sinh = staticmethod(lambda a: torch.sinh(_t(a)))
+    cosh = staticmethod(lambda a: torch.cosh(_t(a)))
+    tanh = staticmethod(lambda a: torch.tanh(_t(a)))
+    abs = staticmethod(lambda a: torch.abs(_t(a)))
+    sigmoid = staticmethod(lambda a: torch.sigmoid(_t(a)))
+    maximum = staticmethod(lambda a, b: torch.maximum(_t(a), _t(b)))
+    minimum = staticmethod(lambda a, b: torch.minimum(_t(a), _t(b)))
+    pow = staticmethod(lambda base, exponent: torch.pow(_t(base), exponent))
+    logical_and = staticmethod(lambda a, b: torch.logical_and(_t(a), _t(b)))
+    logical_or = staticmethod(lambda a, b: torch.logical_or(_t(a), _t(b)))
+
+    @staticmethod
+    def where(cond, a, b):
+        a, b = _t(a), _t(b)
+        if a.dtype != b.dtype:  # a Python 0.0 branch must not upcast a float32 model
+            dtype = a.dtype if a.is_floating_point() and a.dim() > 0 else b.dtype
+            a, b = a.to(dtype), b.to(dtype)
+        return torch.where(_t(cond), a, b)
+
+    @staticmethod
+    def clip(a, lo, hi):
+        return torch.clamp(_t(a), min=lo, max=hi)
+
+
+TORCH = TorchMath()
+
+Equation = Callable[..., object]

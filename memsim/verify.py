@@ -1,0 +1,105 @@
+"""Verification as a feature: every model against ngspice, as a table of errors.
+
+A *check* is one (model, stimulus) comparison that returns a :class:`CheckResult`.
+Model kinds register a function that lists their checks (``register``); devices
+do so below, neurons and crossbars in their own modules. ``memsim verify`` and
+the tests run the same checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+#: torch RK4 must match the ngspice trace within this, relative to the trace's peak
+DEVICE_TOLERANCE = 1e-3
+
+
+@dataclass
+class CheckResult:
+    kind: str            # "device", "neuron", "crossbar", ...
+    model: str           # card or preset name
+    stimulus: str
+    metric: str          # what "error" measures
+    error: float
+    tolerance: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.tolerance
+
+
+@dataclass
+class Check:
+    kind: str
+    model: str
+    stimulus: str
+    run: Callable[[], CheckResult]
+
+
+_PROVIDERS: dict[str, Callable[[list[str] | None], Iterable[Check]]] = {}
+
+
+def register(kind: str, provider: Callable[[list[str] | None], Iterable[Check]]) -> None:
+    """``provider(names)`` yields the checks of ``kind`` (all models when ``names`` is None)."""
+    _PROVIDERS[kind] = provider
+
+
+def device_checks(names: list[str] | None = None) -> Iterable[Check]:
+    from .library import list_cards, load_card
+    from .simulate import SPICE_STEP_FRACTION, compare, spice_trace, standard_stimuli, torch_trace
+
+    for name in names or list_cards():
+        card = load_card(name)
+        for std in standard_stimuli(card):
+            def run(card=card, std=std) -> CheckResult:
+                model = torch_trace(card, std.stimulus, std.dt, method="rk4")
+                ref = spice_trace(card, std.stimulus, std.dt * SPICE_STEP_FRACTION)
+                err = compare(model, ref)
+                return CheckResult("device", card.name, std.label, "max|i - i_spice| / max|i_spice| (RK4)",
+                                   err["current_error"], DEVICE_TOLERANCE,
+                                   f"dt={std.dt:.3g}s state_err={err['state_error']:.2e} peak={err['peak_current']:.3g}A")
+            yield Check("device", card.name, std.label, run)
+
+
+register("device", device_checks)
+
+
+def _load_providers() -> None:
+    """Import the modules that register further kinds (they are optional)."""
+    import importlib
+    for module in ("memsim.neurons.verify", "memsim.crossbar.verify"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+
+
+def collect(kinds: list[str] | None = None, names: list[str] | None = None) -> list[Check]:
+    _load_providers()
+    checks: list[Check] = []
+    for kind, provider in _PROVIDERS.items():
+        if kinds is None or kind in kinds:
+            checks.extend(provider(names))
+    return checks
+
+
+def run_checks(checks: list[Check], progress: bool = True) -> list[CheckResult]:
+    from tqdm import tqdm
+
+    results = []
+    for check in tqdm(checks, desc="verify", unit="check", disable=not progress):
+        results.append(check.run())
+    return results
+
+
+def format_table(results: list[CheckResult]) -> str:
+    header = f"{'kind':8s} {'model':22s} {'stimulus':20s} {'error':>10s} {'tol':>8s}  ok    detail"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.kind:8s} {r.model:22s} {r.stimulus:20s} {r.error:10.2e} {r.tolerance:8.0e}  "
+                     f"{'PASS' if r.passed else 'FAIL'}  {r.detail}")
+    failed = sum(not r.passed for r in results)
+    lines.append(f"{len(results) - failed} passed, {failed} failed")
+    return "\n".join(lines)
