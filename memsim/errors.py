@@ -25,6 +25,18 @@ class CardError(MemsimError):
     """A device card (TOML) is missing, malformed or inconsistent."""
 
 
+class ConfigError(MemsimError, ValueError):
+    """A training configuration (TOML file or command-line override) has an unknown key or a bad value.
+
+    ``key`` is the dotted key (``training.epochs``), ``value`` the offending value and ``allowed`` what
+    would be accepted, when they apply.
+    """
+
+    def __init__(self, message: str, key: str | None = None, value=None, allowed: str | None = None):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(message)
+
+
 class StimulusError(MemsimError, ValueError):
     """A stimulus waveform or simulation time step is unusable."""
 

@@ -160,6 +160,10 @@ class SpiceMath:
     def clip(self, a, lo, hi):
         return self.minimum(self.maximum(a, lo), hi)
 
+    @staticmethod
+    def stop_gradient(a):
+        return a  # values only: SPICE has no gradients
+
 
 # ----------------------------------------------------------------------------
 # torch side
@@ -201,6 +205,11 @@ class TorchMath:
     @staticmethod
     def clip(a, lo, hi):
         return torch.clamp(_t(a), min=lo, max=hi)
+
+    @staticmethod
+    def stop_gradient(a):
+        """Same value, no gradient through it (used for constraint gates, not for physics)."""
+        return _t(a).detach()
 
 
 TORCH = TorchMath()

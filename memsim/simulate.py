@@ -14,7 +14,7 @@ import torch
 from .device import DeviceArray
 from .library import Card
 from .netlist import device_testbench
-from .stimuli import Sine, Stimulus, pulse_train
+from .stimuli import Sine, Stimulus, pulse_train, si_format
 
 #: ngspice's maximum step as a fraction of the torch step: fine enough that
 #: ngspice (trapezoidal, reltol 1e-9) is the reference, not the error floor.
@@ -43,7 +43,7 @@ def standard_stimuli(card: Card) -> list[StandardStimulus]:
     out = []
     for f in spec.frequencies:
         sine = Sine(spec.amplitude, f, cycles=spec.cycles)
-        out.append(StandardStimulus(f"sine {f:g} Hz", sine, 1.0 / (f * spec.steps_per_period)))
+        out.append(StandardStimulus(f"sine {si_format(f, 'Hz')}", sine, 1.0 / (f * spec.steps_per_period)))
     pulse = spec.pulse
     train = pulse_train(pulse.set_voltage, pulse.reset_voltage, pulse.width, pulse.rise, pulse.gap, pulse.count)
     out.append(StandardStimulus("SET/RESET pulses", train, pulse.width / pulse.steps_per_width))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes.util
 import logging
+import multiprocessing
 import os
 import re
 import threading
@@ -36,7 +37,7 @@ INSTALL_HINT = ("install ngspice's shared library: 'apt-get install ngspice libn
 
 _lock = threading.Lock()
 _instance = None
-_instance_pid = None
+_instance_pid = None  # process that created or inherited _instance
 
 
 @dataclass
@@ -81,7 +82,10 @@ def available() -> bool:
 def _ngspice():
     """The process's ngspice instance, created on first use."""
     global _instance, _instance_pid
-    if _instance is not None and _instance_pid == os.getpid():
+    if _instance is not None:
+        # A forked child inherits a private copy of the loaded library and its state;
+        # it keeps using it (re-initialising would re-declare PySpice's cffi types).
+        _instance_pid = os.getpid()
         return _instance
     path = _library_path()
     if path is None:
@@ -101,8 +105,6 @@ def _ngspice():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # a forked child inherits the parent's handle; give it a fresh, private instance
-            NgSpiceShared._instances.clear()
             _instance = NgSpiceShared.new_instance()
     except OSError as exc:
         raise SpiceUnavailableError(f"could not load {path}: {exc}; {INSTALL_HINT}") from None
@@ -153,12 +155,13 @@ def run(netlist: str) -> SpiceResult:
                 ng.load_circuit(netlist)
             except Exception as exc:  # PySpice raises on any 'error' in ngspice's output
                 failure = f"ngspice rejected the netlist ({type(exc).__name__})"
+            messages = ng._stdout + ng._stderr  # each PySpice command clears them: keep the parser's
             if failure is None:
                 try:
                     ng.run()
                 except Exception:
                     pass  # judged below from the data actually produced
-            log = "\n".join(ng._stdout + ng._stderr)
+            log = "\n".join(line.rstrip() for line in messages + ng._stdout + ng._stderr)
             plots = [p for p in ng.plot_names if p.lower().startswith(analysis)]
             vectors = _read_plot(ng, plots[0]) if plots and failure is None else {}
         finally:
@@ -183,5 +186,6 @@ def run_many(netlists: list[str], processes: int | None = None) -> list[SpiceRes
     """Run independent netlists, in a process pool when ``processes`` > 1 (each worker its own ngspice)."""
     if processes is None or processes <= 1 or len(netlists) <= 1:
         return [run(n) for n in netlists]
-    with ProcessPoolExecutor(max_workers=processes) as pool:
+    # 'spawn': each worker starts clean and loads its own ngspice, whatever the parent had loaded
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(run, netlists))

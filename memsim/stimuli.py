@@ -15,6 +15,15 @@ import torch
 from .errors import StimulusError
 
 
+def si_format(value: float, unit: str) -> str:
+    """1e6, 'Hz' -> '1 MHz' (engineering prefixes for labels)."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "u"),
+                          (1e-9, "n"), (1e-12, "p")):
+        if abs(value) >= scale:
+            return f"{value / scale:g} {prefix}{unit}"
+    return f"{value:g} {unit}"
+
+
 def _finite(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise StimulusError(f"stimulus {name} = {value!r} is not a finite number; give a real value in SI units")
@@ -72,7 +81,7 @@ class Sine(Stimulus):
             raise StimulusError(f"sine frequency ({self.frequency!r} Hz) and cycles ({self.cycles!r}) must be positive")
         self.duration = self.cycles / self.frequency
         self.max_dt = 1.0 / (self.frequency * self.points_per_period)
-        self.label = f"sine {self.amplitude:g} V @ {self.frequency:g} Hz"
+        self.label = f"sine {self.amplitude:g} V @ {si_format(self.frequency, 'Hz')}"
 
     def __call__(self, t):
         return self.amplitude * torch.sin(2 * math.pi * self.frequency * t)

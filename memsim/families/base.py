@@ -107,14 +107,17 @@ class DeviceFamily:
         state enters the last ``BOUND_RAMP`` of its range in the direction it is
         moving. The ramp keeps dx/dt continuous in x (a hard on/off gate stalls
         ngspice with "timestep too small"), and at 1e-6 of the range it moves a
-        state by less than the 1e-3 verification tolerance can see.
+        state by less than the 1e-3 verification tolerance can see. The gate's
+        own slope (|dx/dt| / 1e-6) is a constraint, not physics: gradients do not
+        flow through it, otherwise backpropagation through a state resting on its
+        bound multiplies by that huge slope at every step and overflows.
         """
         xc = m.let("xc", m.clip(x, 0.0, 1.0))
         d = self.dxdt(m, p, v, xc)
         if self.gate_at_bounds:
             d = m.let("dxraw", d)
             room = m.where(d > 0.0, 1.0 - xc, xc)
-            d = d * m.clip(room / self.BOUND_RAMP, 0.0, 1.0)
+            d = d * m.stop_gradient(m.clip(room / self.BOUND_RAMP, 0.0, 1.0))
         return d
 
     def bounded_current(self, m, p, v, x):

@@ -11,7 +11,10 @@ linear I-V variant ``R(x) = R_on + (R_off - R_on) x``:
           = k_on  (v/v_on - 1)^a_on  f(x)    for v < v_on < 0
 
 written branch-free as ``k_off max(v/v_off - 1, 0)^a_off + k_on max(v/v_on - 1, 0)^a_on``
-(each base is zero outside its branch), with a Joglekar window of exponent p.
+(each base is zero outside its branch), with a Biolek-type window of exponent p,
+``f = 1 - (x - stp(-dx))^(2p)``: it vanishes only at the bound the state is moving
+towards, so a device driven to one bound can leave it again (a Joglekar window is
+zero at both bounds for both directions and would leave the device stuck).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from .base import DeviceFamily, Param, positive, require_less
 
 class VTEAM(DeviceFamily):
     name = "vteam"
-    title = "VTEAM (voltage threshold adaptive memristor), linear I-V, Joglekar window"
+    title = "VTEAM (voltage threshold adaptive memristor), linear I-V, Biolek-type window"
     reference = "Kvatinsky et al. 2015, doi:10.1109/TCSII.2015.2433536"
     params = (
         positive("R_on", "Ohm", "low resistance, at w = w_on (x = 0)"),
@@ -32,7 +35,7 @@ class VTEAM(DeviceFamily):
         Param("alpha_on", "", "ON nonlinearity exponent", lo=1.0),
         positive("v_off", "V", "OFF threshold voltage (> 0)"),
         Param("v_on", "V", "ON threshold voltage (< 0)", hi=0.0, hi_open=True),
-        Param("p", "", "Joglekar window exponent", lo=1.0),
+        Param("p", "", "window exponent", lo=1.0),
     )
 
     def current(self, m, p, v, x):
@@ -41,7 +44,8 @@ class VTEAM(DeviceFamily):
     def dxdt(self, m, p, v, x):
         rate = (p.k_off * m.pow(m.maximum(v / p.v_off - 1.0, 0.0), p.alpha_off)
                 + p.k_on * m.pow(m.maximum(v / p.v_on - 1.0, 0.0), p.alpha_on))
-        window = 1.0 - m.pow(m.abs(2.0 * x - 1.0), 2.0 * p.p)
+        moving_down = m.where(rate < 0.0, 1.0, 0.0)
+        window = 1.0 - m.pow(m.abs(x - moving_down), 2.0 * p.p)
         return rate * window / p.D
 
     def check_relations(self, values, where):
