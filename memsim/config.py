@@ -1,0 +1,461 @@
+"""Training-run configuration: a TOML file, validated on load, with command-line overrides.
+
+A config has the sections below; every key has a type, a default and an allowed range, so an empty file
+is a valid config (the digits quickstart). Example::
+
+    [data]
+    dataset = "fashion_mnist"       # digits | mnist | fashion_mnist
+    data_dir = ""                   # '' = search the known locations (see memsim.data)
+
+    [network]
+    layers = [784, 256, 10]         # first = inputs of the dataset, last = its classes
+                                    # (default: [inputs, 128, classes] of the dataset)
+    neuron = "mif_neuron"           # neuron card in devices/
+    crossbar = "ideal"              # crossbar preset in crossbar/
+    readout = "voltage"             # voltage | spike_count
+    time_steps = 25
+    dt = 1e-4                       # s
+
+    [encoding]
+    name = "direct"                 # direct | rate | latency
+    scale = 5e-6                    # A
+
+    [training]
+    epochs = 20
+    batch_size = 128
+    learning_rate = 1e-3
+    optimizer = "adam"              # adam | adamw | sgd
+    seed = 0
+    grad_clip = 1.0                 # max global gradient norm; 0 = off
+
+    [hardware]
+    aware = false                   # inject the preset's non-idealities while training
+
+    [output]
+    dir = "runs/fashion"
+
+Validation raises :class:`memsim.errors.ConfigError` naming the dotted key, the value, the allowed values
+and, for a misspelt key or section, the closest valid one. Overrides such as ``training.epochs=3`` (from
+``--set`` flags) are merged before validation (:func:`apply_overrides`). ``[network] layers`` is checked
+against the dataset (64 inputs / 10 classes for digits, 784 / 10 for MNIST and Fashion-MNIST).
+
+To add a key: add a field with ``metadata=_spec(...)`` to its section dataclass; loading, validation,
+overrides, :meth:`Config.to_toml` and the error messages follow from the schema.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .data import DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
+from .errors import ConfigError
+
+__all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
+           "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
+           "default_config", "apply_overrides", "parse_override", "check_references", "keys"]
+
+READOUTS = ("voltage", "spike_count")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: str                      # "int" | "float" | "bool" | "str" | "choice" | "int_list"
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    min_len: int = 0
+
+    def allowed(self) -> str:
+        if self.kind == "choice":
+            return f"one of {list(self.choices)}"
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "str":
+            return "a string"
+        if self.kind == "int_list":
+            return f"a list of at least {self.min_len} integers >= {int(self.lo or 1)}"
+        noun = "an integer" if self.kind == "int" else "a finite number"
+        if self.lo is not None and self.hi is not None:
+            return (f"{noun} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                    f"{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{noun} {'>' if self.lo_open else '>='} {self.lo:g}"
+        return noun
+
+
+def _spec(kind: str, doc: str, **kw) -> dict:
+    return {"spec": _Spec(kind, doc, **kw)}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = field(default="digits", metadata=_spec("choice", "dataset name", choices=DATASETS))
+    data_dir: str = field(default="", metadata=_spec("str", "directory holding the IDX files ('' = search the "
+                                                             "known locations, then download)"))
+    test_fraction: float = field(default=0.2, metadata=_spec("float", "digits only: fraction held out for test",
+                                                             lo=0.0, hi=1.0, lo_open=True, hi_open=True))
+    download: bool = field(default=True, metadata=_spec("bool", "download missing MNIST/Fashion-MNIST files "
+                                                                "when online"))
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    layers: tuple[int, ...] = field(default=(64, 128, 10),
+                                    metadata=_spec("int_list", "layer sizes, inputs first, classes last",
+                                                   lo=1, min_len=2))
+    neuron: str = field(default="mif_neuron", metadata=_spec("str", "neuron card name (devices/)"))
+    crossbar: str = field(default="ideal", metadata=_spec("str", "crossbar preset name (crossbar/)"))
+    readout: str = field(default="voltage", metadata=_spec("choice", "output readout", choices=READOUTS))
+    time_steps: int = field(default=25, metadata=_spec("int", "simulation time steps per sample", lo=1))
+    dt: float = field(default=1e-4, metadata=_spec("float", "time step in s", lo=0.0, lo_open=True))
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    name: str = field(default="direct", metadata=_spec("choice", "input encoding", choices=ENCODINGS))
+    scale: float = field(default=5e-6, metadata=_spec("float", "input current amplitude in A (intensity 1)",
+                                                      lo=0.0, lo_open=True))
+    gain: float = field(default=1.0, metadata=_spec("float", "rate: spike probability per step at intensity 1",
+                                                    lo=0.0, hi=1.0, lo_open=True))
+    method: str = field(default="linear", metadata=_spec("choice", "latency: spike-time law",
+                                                         choices=LATENCY_METHODS))
+    threshold: float = field(default=0.0, metadata=_spec("float", "latency: inputs <= threshold do not fire",
+                                                         lo=0.0, hi=1.0, hi_open=True))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = field(default=10, metadata=_spec("int", "training epochs", lo=1))
+    batch_size: int = field(default=64, metadata=_spec("int", "samples per batch", lo=1))
+    learning_rate: float = field(default=1e-3, metadata=_spec("float", "optimizer learning rate",
+                                                              lo=0.0, lo_open=True))
+    optimizer: str = field(default="adam", metadata=_spec("choice", "optimizer", choices=OPTIMIZERS))
+    weight_decay: float = field(default=0.0, metadata=_spec("float", "L2 weight decay", lo=0.0))
+    momentum: float = field(default=0.9, metadata=_spec("float", "sgd momentum", lo=0.0, hi=1.0, hi_open=True))
+    seed: int = field(default=0, metadata=_spec("int", "seed of every random generator of the run", lo=0))
+    grad_clip: float = field(default=1.0, metadata=_spec("float", "max global gradient norm (0 = off)", lo=0.0))
+    device: str = field(default="auto", metadata=_spec("choice", "torch device", choices=DEVICES))
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    aware: bool = field(default=False, metadata=_spec("bool", "inject the preset's non-idealities in training"))
+    eval_preset: str = field(default="", metadata=_spec("str", "preset for post-deployment evaluation "
+                                                               "('' = network.crossbar)"))
+    eval_seeds: int = field(default=5, metadata=_spec("int", "non-ideality seeds averaged in evaluation", lo=1))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = field(default="runs/msnn", metadata=_spec("str", "run directory (CSV, checkpoints, plots)"))
+    keep_checkpoints: int = field(default=2, metadata=_spec("int", "epoch checkpoints kept", lo=1))
+    plot: bool = field(default=True, metadata=_spec("bool", "plot learning curves at the end"))
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "network": NetworkConfig, "encoding": EncodingConfig,
+                             "training": TrainingConfig, "hardware": HardwareConfig, "output": OutputConfig}
+
+
+def keys() -> dict[str, _Spec]:
+    """Every valid dotted key and its spec (type, range, doc)."""
+    return {f"{s}.{f.name}": f.metadata["spec"] for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    source: str = field(default="config", compare=False)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for s in SECTIONS:
+            sec = getattr(self, s)
+            out[s] = {f.name: (list(v) if isinstance(v := getattr(sec, f.name), tuple) else v)
+                      for f in dataclasses.fields(sec)}
+        return out
+
+    def to_toml(self) -> str:
+        """The full config (every key, defaults included) as TOML; ``parse_config`` reads it back equal."""
+        lines = []
+        for s, table in self.to_dict().items():
+            lines.append(f"[{s}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+            lines.append("")
+        return "\n".join(lines)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical config (sections and values, not the source name)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def diff(self, other: "Config") -> list[str]:
+        """``key: self_value -> other_value`` for every key that differs."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a for k in a[s] if a[s][k] != b[s][k]]
+
+    def with_overrides(self, overrides: Iterable[str] | Mapping[str, Any]) -> "Config":
+        return parse_config(apply_overrides(self.to_dict(), overrides), source=self.source)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "inf" if v == math.inf else "-inf" if v == -math.inf else "nan" if v != v else repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# validation
+
+def _closest(name: str, options: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+#: common other names of allowed values, used only to suggest the right one in errors
+_ALIASES = {"poisson": "rate", "bernoulli": "rate", "current": "direct", "ttfs": "latency",
+            "time_to_first_spike": "latency", "membrane": "voltage", "count": "spike_count", "spikes": "spike_count",
+            "fashion-mnist": "fashion_mnist", "fashionmnist": "fashion_mnist", "fmnist": "fashion_mnist",
+            "gpu": "cuda"}
+
+
+def _bad(key: str, value, spec: _Spec, source: str, extra: str = "") -> ConfigError:
+    msg = f"{source}: {key} = {value!r} is invalid: allowed {spec.allowed()} ({spec.doc})."
+    if spec.kind == "choice" and isinstance(value, str):
+        near = _ALIASES.get(value.lower()) if _ALIASES.get(value.lower()) in spec.choices else None
+        near = near or _closest(value, spec.choices)
+        if near:
+            msg += f" Did you mean '{near}'?"
+    if extra:
+        msg += " " + extra
+    return ConfigError(msg, key=key, value=value, allowed=spec.allowed())
+
+
+def _in_range(x: float, spec: _Spec) -> bool:
+    if spec.lo is not None and (x <= spec.lo if spec.lo_open else x < spec.lo):
+        return False
+    if spec.hi is not None and (x >= spec.hi if spec.hi_open else x > spec.hi):
+        return False
+    return True
+
+
+def _check_value(key: str, value, spec: _Spec, source: str):
+    k = spec.kind
+    if k == "bool":
+        if not isinstance(value, bool):
+            raise _bad(key, value, spec, source)
+        return value
+    if k in ("str", "choice"):
+        if not isinstance(value, str) or (k == "choice" and value not in spec.choices):
+            raise _bad(key, value, spec, source)
+        return value
+    if k == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or not _in_range(value, spec):
+            raise _bad(key, value, spec, source)
+        return value
+    if k == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not _in_range(value, spec):
+            raise _bad(key, value, spec, source)
+        return float(value)
+    if k == "int_list":
+        if not isinstance(value, (list, tuple)) or len(value) < spec.min_len or any(
+                isinstance(x, bool) or not isinstance(x, int) or not _in_range(x, spec) for x in value):
+            raise _bad(key, value, spec, source)
+        return tuple(value)
+    raise AssertionError(k)  # pragma: no cover
+
+
+def _unknown(source: str, key: str, options: Iterable[str], what: str, elsewhere: str | None = None) -> ConfigError:
+    near = _closest(key.split(".")[-1], [o.split(".")[-1] for o in options])
+    msg = f"{source}: unknown {what} '{key}'."
+    if elsewhere:
+        msg += f" '{key.split('.')[-1]}' belongs in [{elsewhere}]."
+    elif near:
+        full = next(o for o in options if o.split(".")[-1] == near)
+        msg += f" Did you mean '{full}'?"
+    msg += f" Valid {what}s: {sorted(options)}."
+    return ConfigError(msg, key=key, allowed=", ".join(sorted(options)))
+
+
+def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
+    """Validate a config mapping (e.g. parsed TOML) into a :class:`Config`; raise :class:`ConfigError`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a config is a table of sections, got {type(data).__name__}")
+    sections = {}
+    for s, table in data.items():
+        if s not in SECTIONS:
+            owner = [sec for sec, cls in SECTIONS.items() if s in {f.name for f in dataclasses.fields(cls)}]
+            if owner:
+                raise ConfigError(f"{source}: '{s}' is not a section; it belongs in [{owner[0]}] "
+                                  f"(write it as {owner[0]}.{s} or under [{owner[0]}]).", key=s,
+                                  allowed=", ".join(SECTIONS))
+            raise _unknown(source, s, list(SECTIONS), "section")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [{s}] must be a table of keys, got {table!r}", key=s, value=table)
+    for s, cls in SECTIONS.items():
+        table = data.get(s, {})
+        if s == "network" and "layers" not in table:
+            # default layers follow the dataset: [inputs, 128, classes]
+            name = data.get("data", {}).get("dataset", DataConfig.dataset)
+            if name in DATASETS:
+                info = dataset_info(name)
+                table = {**table, "layers": [info.num_inputs, 128, info.num_classes]}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in table.items():
+            if key not in fields:
+                owner = next((o for o, c in SECTIONS.items() if o != s
+                              and key in {f.name for f in dataclasses.fields(c)}), None)
+                raise _unknown(source, f"{s}.{key}", [f"{s}.{n}" for n in fields], "key", elsewhere=owner)
+            values[key] = _check_value(f"{s}.{key}", value, fields[key].metadata["spec"], source)
+        sections[s] = cls(**values)
+    cfg = Config(**sections, source=source)
+    _cross_check(cfg, source)
+    return cfg
+
+
+def _cross_check(cfg: Config, source: str) -> None:
+    info = dataset_info(cfg.data.dataset)
+    layers = cfg.network.layers
+    if layers[0] != info.num_inputs:
+        raise ConfigError(f"{source}: network.layers = {list(layers)} does not match the data: dataset "
+                          f"'{info.name}' has {info.num_inputs} inputs ({'x'.join(map(str, info.image_shape[1:]))} "
+                          f"pixels) but the first layer has {layers[0]}. Fix: start layers with {info.num_inputs}, "
+                          f"e.g. {[info.num_inputs, *layers[1:]]}.",
+                          key="network.layers", value=list(layers), allowed=f"first size {info.num_inputs}")
+    if layers[-1] != info.num_classes:
+        raise ConfigError(f"{source}: network.layers = {list(layers)} does not match the data: dataset "
+                          f"'{info.name}' has {info.num_classes} classes but the last layer has {layers[-1]}. "
+                          f"Fix: end layers with {info.num_classes}, e.g. {[*layers[:-1], info.num_classes]}.",
+                          key="network.layers", value=list(layers), allowed=f"last size {info.num_classes}")
+    enc = cfg.encoding
+    if enc.name == "latency" and enc.method == "log" and enc.threshold <= 0.0:
+        raise ConfigError(f"{source}: encoding.threshold = {enc.threshold!r} is invalid for method 'log': "
+                          f"allowed a number in (0, 1) (the RC membrane must have a threshold to reach).",
+                          key="encoding.threshold", value=enc.threshold, allowed="(0, 1)")
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", key="config", value=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", key="config", value=str(path)) from None
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:
+    """Load and validate a TOML config (``None``: all defaults), after merging ``overrides``."""
+    data = {} if path is None else _read_toml(Path(path))
+    source = "config" if path is None else str(path)
+    return parse_config(apply_overrides(data, overrides, source=source), source=source)
+
+
+def default_config() -> Config:
+    return Config()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# overrides
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"section.key=value"`` -> ``("section.key", value)``; the value is read as TOML (``3``, ``1e-3``,
+    ``true``, ``[784, 256, 10]``, ``"x"``); string keys also take a bare word (``data.dataset=mnist``)."""
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value (e.g. training.epochs=3)",
+                          key="override", value=text, allowed="section.key=value")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    spec = keys().get(key)
+    if spec is not None and spec.kind in ("str", "choice") and not raw.startswith(('"', "'")):
+        return key, raw
+    try:
+        return key, tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, raw
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str] | Mapping[str, Any],
+                    source: str = "config") -> dict[str, dict[str, Any]]:
+    """A copy of ``data`` with ``overrides`` merged in: strings ``"section.key=value"`` (``--set`` flags) or a
+    mapping ``{"section.key": value}`` (argparse values; ``None`` values are skipped so unset flags keep the
+    file's value). Unknown keys raise :class:`ConfigError` with the closest valid key."""
+    merged: dict[str, dict[str, Any]] = {s: dict(t) if isinstance(t, Mapping) else t for s, t in data.items()}
+    if isinstance(overrides, Mapping):
+        items = [(k, v) for k, v in overrides.items() if v is not None]
+    else:
+        items = [parse_override(o) for o in overrides]
+    valid = keys()
+    for key, value in items:
+        if key not in valid:
+            section, _, name = key.rpartition(".")
+            owner = next((k for k in valid if k.split(".")[-1] == name), None) if name else None
+            if owner and section != owner.split(".")[0]:
+                raise ConfigError(f"{source}: unknown key '{key}'. Did you mean '{owner}'?", key=key, value=value,
+                                  allowed=", ".join(sorted(valid)))
+            raise _unknown(source, key, valid, "key")
+        section, name = key.split(".", 1)
+        table = merged.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table of keys, got {table!r}", key=section)
+        table[name] = value
+    return merged
+
+
+# ------------------------------------------------------------------------------------------------------------
+# names that refer to other libraries
+
+def check_references(cfg: Config) -> None:
+    """Check that the neuron card and the crossbar preset(s) named by ``cfg`` exist (closest name if not).
+
+    Neuron cards are looked up on memsim's card search path (``devices/``, ``$MEMSIM_DEVICE_PATH``);
+    crossbar presets as ``<name>.toml`` in the repository's ``crossbar/`` directory and
+    ``$MEMSIM_CROSSBAR_PATH``, or as a path to a ``.toml`` file.
+    """
+    from .library import REPO_ROOT, search_path
+
+    def stems(dirs):
+        return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.toml")})
+
+    def check(key: str, name: str, dirs: list[Path], what: str):
+        if name.endswith(".toml") and Path(name).is_file():
+            return
+        known = stems(dirs)
+        if name not in known:
+            near = _closest(name, known)
+            hint = f"Did you mean '{near}'?" if near else f"Available: {known}."
+            raise ConfigError(f"{cfg.source}: {key} = {name!r}: no such {what} (searched "
+                              f"{[str(d) for d in dirs]}). {hint}", key=key, value=name, allowed=", ".join(known))
+
+    check("network.neuron", cfg.network.neuron, search_path(), "neuron card")
+    xdirs = [Path(p) for p in os.environ.get("MEMSIM_CROSSBAR_PATH", "").split(os.pathsep) if p]
+    xdirs.append(REPO_ROOT / "crossbar")
+    check("network.crossbar", cfg.network.crossbar, xdirs, "crossbar preset")
+    if cfg.hardware.eval_preset:
+        check("hardware.eval_preset", cfg.hardware.eval_preset, xdirs, "crossbar preset")
