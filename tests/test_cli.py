@@ -39,3 +39,14 @@ def test_device_iv_plot_and_verify(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 passed, 0 failed" in out
     assert '"passed": true' in (tmp_path / "v.json").read_text()
+
+
+def test_device_iv_param_overrides_are_validated_before_simulating(tmp_path, capsys):
+    png = tmp_path / "iv.png"
+    assert main(["device", "iv", "hp_tio2_joglekar", "--no-spice", "--param", "R_on=2e4", "--plot", str(png)]) == 2
+    assert "R_on = 20000.0 is invalid: allowed R_on < R_off = 16000.0" in capsys.readouterr().err
+    assert main(["device", "iv", "hp_tio2_joglekar", "--no-spice", "--param", "R_on", "--plot", str(png)]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+    assert not png.exists()
+    assert main(["device", "iv", "hp_tio2_joglekar", "--no-spice", "--param", "D=1.2e-8", "--plot", str(png)]) == 0
+    assert png.exists()

@@ -19,6 +19,8 @@ def register(sub) -> None:
     iv.add_argument("card")
     iv.add_argument("--plot", required=True, metavar="FILE", help="output figure (.png or .svg)")
     iv.add_argument("--no-spice", action="store_true", help="torch only (no ngspice needed)")
+    iv.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a card parameter (SI units), validated like the card; repeatable")
     iv.set_defaults(func=run_iv)
 
     ex = dsub.add_parser("export", help="write the card's ngspice subcircuit (.lib)")
@@ -49,12 +51,31 @@ def run_info(args) -> int:
     return 0
 
 
+def parse_params(items: list[str]) -> dict[str, float]:
+    """``["R_on=100", "p=2"]`` -> ``{"R_on": 100.0, "p": 2.0}``; the card validates names and ranges."""
+    from ..errors import ParameterError
+
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ParameterError("--param", item, "NAME=VALUE with a number in SI units", "e.g. --param R_on=100")
+    return params
+
+
 def run_iv(args) -> int:
-    from ..library import load_card
+    from ..library import load_card, with_parameters
     from ..plots import hysteresis_figure, save
     from ..simulate import SPICE_STEP_FRACTION, spice_trace, standard_stimuli, torch_trace
 
     card = load_card(args.card)
+    overrides = parse_params(args.param)
+    if overrides:
+        card = with_parameters(card, **overrides)
     traces = []
     for std in standard_stimuli(card):
         model = torch_trace(card, std.stimulus, std.dt)
