@@ -1,7 +1,7 @@
 """The torch twin of a device card: a batch of devices, parameters per device.
 
 The equations come from the family (written once over the math namespace) and
-are evaluated here with :data:`memsim.mathns.TORCH`; nothing is re-typed.
+are evaluated here with :class:`memsim.mathns.TorchMath` (in the array's dtype); nothing is re-typed.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .errors import ParameterError
 from .families import DeviceFamily
 from .integrate import odeint
 from .library import Card
-from .mathns import TORCH
+from .mathns import TorchMath
 
 
 def _check_tensor_param(family: DeviceFamily, name: str, value: torch.Tensor, where: str) -> None:
@@ -45,6 +45,11 @@ class DeviceArray:
         family.validate(probe, where=name)
         p = {}
         for k, v in params.items():
+            if not isinstance(v, torch.Tensor):
+                # shared by every device: a Python float, so the equations fold it into coefficients
+                # computed once in double precision (see memsim.mathns.TorchMath)
+                p[k] = float(v)
+                continue
             t = torch.as_tensor(v, dtype=dtype, device=device)
             if isinstance(v, torch.Tensor):
                 _check_tensor_param(family, k, t.detach(), name)
@@ -57,6 +62,7 @@ class DeviceArray:
             p[k] = t
         self.p = SimpleNamespace(**p)
         self.dtype, self.device = dtype, torch.device(device)
+        self.math = TorchMath(dtype)
 
     @classmethod
     def from_card(cls, card: Card, shape=(1,), *, dtype=torch.float32, device="cpu", **overrides) -> "DeviceArray":
@@ -65,14 +71,17 @@ class DeviceArray:
         return cls(card.family, params, shape, dtype=dtype, device=device, name=card.name)
 
     def initial_state(self) -> torch.Tensor:
-        return torch.broadcast_to(self.p.x0, self.shape).clone()
+        x0 = self.p.x0
+        if not isinstance(x0, torch.Tensor):
+            return torch.full(self.shape, x0, dtype=self.dtype, device=self.device)
+        return torch.broadcast_to(x0, self.shape).clone()
 
     def current(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Device current in A."""
-        return self.family.bounded_current(TORCH, self.p, v, x)
+        return self.family.bounded_current(self.math, self.p, v, x)
 
     def dxdt(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.family.state_derivative(TORCH, self.p, v, x)
+        return self.family.state_derivative(self.math, self.p, v, x)
 
     def conductance(self, x: torch.Tensor, v_read: float) -> torch.Tensor:
         """Chord conductance i/v in S at read voltage ``v_read`` (V, non-zero)."""

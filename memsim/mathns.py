@@ -169,47 +169,107 @@ class SpiceMath:
 # torch side
 # ----------------------------------------------------------------------------
 
-def _t(a):
-    return a if isinstance(a, torch.Tensor) else torch.as_tensor(a, dtype=torch.get_default_dtype())
+def _t(a, dtype: torch.dtype | None = None):
+    return a if isinstance(a, torch.Tensor) else torch.as_tensor(a, dtype=dtype or torch.get_default_dtype())
+
+
+def _number(a) -> bool:
+    """A plain Python number (a parameter shared by all devices), evaluated in double precision."""
+    return isinstance(a, (int, float)) and not isinstance(a, bool)
+
+
+def _pair(a, b, dtype: torch.dtype | None):
+    """Two operands as tensors; a number takes its partner's floating dtype (else ``dtype``), never float32
+    by default, so a float64 model is not rounded and a float32 model is not upcast."""
+    like = next((t.dtype for t in (a, b) if isinstance(t, torch.Tensor) and t.is_floating_point()), dtype)
+    return _t(a, like), _t(b, like)
+
+
+#: integer exponents up to this value are evaluated by repeated squaring: the same value, several times
+#: faster than the general pow kernel, with exact gradients through the products
+MAX_SQUARING_EXPONENT = 64
+
+
+def _sigmoid_number(a: float) -> float:
+    return 0.5 * (1.0 + math.tanh(0.5 * a))
+
+
+def _unary(tensor_fn, number_fn):
+    # Numbers stay numbers: a coefficient made only of shared parameters is computed in double precision
+    # by the math module, once, instead of as 0-dim tensors at every step.
+    return lambda self, a: number_fn(a) if _number(a) else tensor_fn(_t(a, self.dtype))
+
+
+def _binary(tensor_fn, number_fn):
+    def op(self, a, b):
+        if _number(a) and _number(b):
+            return number_fn(a, b)
+        return tensor_fn(*_pair(a, b, self.dtype))
+    return op
 
 
 class TorchMath:
-    """Evaluates equations on tensors. Every function is differentiable."""
+    """Evaluates equations on tensors, and on plain numbers (shared parameters). Every function is differentiable.
+
+    ``dtype`` is the dtype given to numbers that must become tensors on their own (both branches of a
+    ``where``); ``None`` means torch's default dtype. Numbers next to a tensor take that tensor's dtype.
+    """
+
+    def __init__(self, dtype: torch.dtype | None = None):
+        self.dtype = dtype
 
     @staticmethod
     def let(name: str, value):
         return value
 
-    exp = staticmethod(lambda a: torch.exp(_t(a)))
-    log = staticmethod(lambda a: torch.log(_t(a)))
-    sqrt = staticmethod(lambda a: torch.sqrt(_t(a)))
-    sinh = staticmethod(lambda a: torch.sinh(_t(a)))
-    cosh = staticmethod(lambda a: torch.cosh(_t(a)))
-    tanh = staticmethod(lambda a: torch.tanh(_t(a)))
-    abs = staticmethod(lambda a: torch.abs(_t(a)))
-    sigmoid = staticmethod(lambda a: torch.sigmoid(_t(a)))
-    maximum = staticmethod(lambda a, b: torch.maximum(_t(a), _t(b)))
-    minimum = staticmethod(lambda a, b: torch.minimum(_t(a), _t(b)))
-    pow = staticmethod(lambda base, exponent: torch.pow(_t(base), exponent))
-    logical_and = staticmethod(lambda a, b: torch.logical_and(_t(a), _t(b)))
-    logical_or = staticmethod(lambda a, b: torch.logical_or(_t(a), _t(b)))
+    exp = _unary(torch.exp, math.exp)
+    log = _unary(torch.log, math.log)
+    sqrt = _unary(torch.sqrt, math.sqrt)
+    sinh = _unary(torch.sinh, math.sinh)
+    cosh = _unary(torch.cosh, math.cosh)
+    tanh = _unary(torch.tanh, math.tanh)
+    abs = _unary(torch.abs, abs)
+    sigmoid = _unary(torch.sigmoid, _sigmoid_number)
+    maximum = _binary(torch.maximum, max)
+    minimum = _binary(torch.minimum, min)
 
-    @staticmethod
-    def where(cond, a, b):
-        a, b = _t(a), _t(b)
-        if a.dtype != b.dtype:  # a Python 0.0 branch must not upcast a float32 model
+    def pow(self, base, exponent):
+        if _number(base) and _number(exponent):
+            return math.pow(base, exponent)
+        if _number(exponent) and float(exponent).is_integer() and 1 <= exponent <= MAX_SQUARING_EXPONENT:
+            n, result, square = int(exponent), None, _t(base, self.dtype)
+            while n:
+                if n & 1:
+                    result = square if result is None else result * square
+                n >>= 1
+                if n:
+                    square = square * square
+            return result
+        return torch.pow(*_pair(base, exponent, self.dtype))
+
+    def logical_and(self, a, b):
+        return torch.logical_and(_t(a), _t(b))
+
+    def logical_or(self, a, b):
+        return torch.logical_or(_t(a), _t(b))
+
+    def where(self, cond, a, b):
+        a, b = _pair(a, b, self.dtype)
+        if a.dtype != b.dtype:  # e.g. a 0-dim float64 parameter beside a float32 model tensor: keep the model's
             dtype = a.dtype if a.is_floating_point() and a.dim() > 0 else b.dtype
             a, b = a.to(dtype), b.to(dtype)
         return torch.where(_t(cond), a, b)
 
     @staticmethod
     def clip(a, lo, hi):
+        if _number(a):
+            return min(max(a, lo), hi)
         return torch.clamp(_t(a), min=lo, max=hi)
 
     @staticmethod
     def stop_gradient(a):
         """Same value, no gradient through it (used for constraint gates, not for physics)."""
-        return _t(a).detach()
+        return a if _number(a) else _t(a).detach()
 
 
 TORCH = TorchMath()
