@@ -1,0 +1,88 @@
+"""``memsim crossbar``: list presets, tile reports, SPICE netlist export, IR-drop maps."""
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("crossbar", help="crossbar presets: list, info/tiling, SPICE netlist export, IR-drop maps")
+    csub = p.add_subparsers(dest="crossbar_command", required=True, metavar="ACTION")
+
+    lst = csub.add_parser("list", help="list the crossbar presets")
+    lst.set_defaults(func=run_list)
+
+    info = csub.add_parser("info", help="show a preset; with --shape, how a weight matrix tiles onto it")
+    info.add_argument("preset")
+    info.add_argument("--shape", nargs=2, type=int, metavar=("OUT", "IN"), help="weight matrix shape to tile")
+    info.set_defaults(func=run_info)
+
+    ex = csub.add_parser("export", help="write one tile of the preset as an ngspice .op netlist")
+    ex.add_argument("preset")
+    ex.add_argument("-o", "--output", default="-", help="output file ('-' = stdout, the default)")
+    ex.add_argument("--cells", choices=("linear", "nonlinear"), default="linear",
+                    help="linear: resistors at the read-voltage chord conductance; nonlinear: the card's I-V")
+    ex.add_argument("--size", type=int, help="tile size N (N x N; default: the preset's tile)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of the random conductances/states and inputs")
+    ex.set_defaults(func=run_export)
+
+    ir = csub.add_parser("irdrop", help="voltage-drop heatmap and output error vs ideal (random and all-ON weights)")
+    ir.add_argument("preset")
+    ir.add_argument("--plot", metavar="FILE", help="output figure (.png or .svg)")
+    ir.add_argument("--cells", choices=("linear", "nonlinear"), default="linear")
+    ir.add_argument("--seed", type=int, default=0)
+    ir.set_defaults(func=run_irdrop)
+
+
+def run_list(args) -> int:
+    from ..crossbar.presets import list_presets, load_preset
+    for name in list_presets():
+        print(load_preset(name).summary())
+    return 0
+
+
+def run_info(args) -> int:
+    from ..crossbar.presets import load_preset
+    from ..crossbar.tiling import TileGrid
+    p = load_preset(args.preset)
+    print(p.summary())
+    print(f"description: {p.description}\nprovenance: {p.provenance}")
+    lo, hi = p.cell_window()
+    print(f"cell window (incl. access device): {lo:.4g}..{hi:.4g} S; noise: {p.noise.as_dict()}")
+    if args.shape:
+        print(TileGrid(args.shape[0], args.shape[1], p.rows, p.cols, p.scheme).report())
+    return 0
+
+
+def run_export(args) -> int:
+    from ..crossbar.netlist import tile_netlist
+    from ..crossbar.presets import load_preset
+    from ..crossbar.verify import random_tile
+    from ..errors import ParameterError
+    from ..io import atomic_write_text
+    p = load_preset(args.preset)
+    size = p.rows if args.size is None else args.size
+    if size < 1:
+        raise ParameterError("--size", size, "an integer >= 1", "give the tile size N")
+    g, x, v = random_tile(p, size, args.seed)
+    cells = {"g": g.numpy()} if args.cells == "linear" else {"card": p.card, "x": x.numpy()}
+    text = tile_netlist(v.numpy(), p.circuit, title=f"memsim crossbar {p.name} seed {args.seed}", **cells)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {atomic_write_text(args.output, text)}")
+    return 0
+
+
+def run_irdrop(args) -> int:
+    from ..crossbar.irdrop import PATTERNS, irdrop_figure, irdrop_map
+    from ..crossbar.presets import load_preset
+    p = load_preset(args.preset)
+    maps = [irdrop_map(p, pat, args.seed, args.cells) for pat in PATTERNS]
+    print(p.summary())
+    for m in maps:
+        print(f"{m.pattern:7s}: max cell voltage drop {m.max_drop * 1e3:.3f} mV of {m.v_in * 1e3:.0f} mV; "
+              f"max column error vs ideal {m.max_error:.3%}")
+    if args.plot:
+        from ..plots import save
+        print(f"wrote {save(irdrop_figure(p, maps), args.plot)}")
+    return 0

@@ -1,0 +1,161 @@
+"""Weight to conductance mapping, with the conductance window taken from a device card.
+
+Schemes (``w`` normalised to [-1, 1] by the largest |weight|, ``dG = g_max - g_min``):
+
+* ``differential``: each weight uses two columns, ``G+ = g_min + dG max(w, 0)`` and
+  ``G- = g_min + dG max(-w, 0)``; the output is ``I+ - I-``.
+* ``offset``: each weight uses one column, ``G = g_min + dG (w + 1) / 2``, and every
+  tile has one reference column at ``G_ref = (g_min + g_max) / 2``; the output is
+  ``I - I_ref``.
+
+Finite conductance levels are quantised with a straight-through gradient.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ParameterError
+
+SCHEMES = ("differential", "offset")
+
+
+def conductance_window(card, v_read: float) -> tuple[float, float]:
+    """(g_min, g_max) in S: the card's chord conductance i/v at ``v_read`` for states x = 0 and x = 1."""
+    from ..device import DeviceArray
+    if not (isinstance(v_read, (int, float)) and v_read != 0 and card.voltage_range[0] <= v_read <= card.voltage_range[1]):
+        raise ParameterError("device.v_read", v_read, f"a non-zero voltage inside the card's range {list(card.voltage_range)} V",
+                             "give the read voltage at which the conductance window is taken")
+    dev = DeviceArray.from_card(card, shape=(2,), dtype=torch.float64)
+    g = dev.conductance(torch.tensor([0.0, 1.0], dtype=torch.float64), float(v_read))
+    lo, hi = float(g.min()), float(g.max())
+    if not (0 < lo < hi):
+        raise ParameterError(f"{card.name}.window", (lo, hi), "0 < g_min < g_max",
+                             "use a card whose conductance changes with its state")
+    return lo, hi
+
+
+def check_window(g: torch.Tensor, g_min: float, g_max: float, field: str = "conductance", rel: float = 1e-9) -> None:
+    """Raise when any conductance lies outside the card's window [g_min, g_max] (relative slack ``rel``)."""
+    if not torch.isfinite(g).all():
+        raise ParameterError(field, "NaN/inf entries", f"finite values in [{g_min:.6g}, {g_max:.6g}] S",
+                             "remove NaN/inf")
+    lo, hi = g_min * (1 - rel), g_max * (1 + rel)
+    bad = (g < lo) | (g > hi)
+    if bad.any():
+        idx = tuple(int(k) for k in bad.nonzero()[0])
+        raise ParameterError(f"{field}{list(idx)}", float(g[idx]), f"[{g_min:.6g}, {g_max:.6g}] S (the device card's window)",
+                             "map weights with memsim.crossbar.mapping (or clip them to the window yourself)")
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round() in the forward pass, identity in the backward pass."""
+    return _RoundSTE.apply(x)
+
+
+class _ClampSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None, None
+
+
+def clamp_ste(x, lo, hi):
+    return _ClampSTE.apply(x, lo, hi)
+
+
+def quantise(g: torch.Tensor, g_min: float, g_max: float, levels: int) -> torch.Tensor:
+    """Round to ``levels`` equally spaced conductances in [g_min, g_max] (straight-through gradient); 0 = analog."""
+    if levels == 0:
+        return g
+    step = (g_max - g_min) / (levels - 1)
+    return g_min + round_ste((g - g_min) / step) * step
+
+
+class Mapping:
+    """Maps normalised weights to conductances of one scheme inside a window."""
+
+    def __init__(self, scheme: str, g_min: float, g_max: float, levels: int = 0):
+        if scheme not in SCHEMES:
+            raise ParameterError("mapping.scheme", scheme, f"one of {list(SCHEMES)}", "choose a mapping scheme")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels == 1 or levels < 0:
+            raise ParameterError("mapping.levels", levels, "0 (analog) or an integer >= 2",
+                                 "give the number of programmable conductance levels")
+        if not (0 < g_min < g_max):
+            raise ParameterError("mapping.window", (g_min, g_max), "0 < g_min < g_max", "check the device card")
+        self.scheme, self.g_min, self.g_max, self.levels = scheme, float(g_min), float(g_max), levels
+
+    @property
+    def delta(self) -> float:
+        return self.g_max - self.g_min
+
+    @property
+    def g_ref(self) -> float:
+        return 0.5 * (self.g_min + self.g_max)
+
+    @property
+    def columns_per_weight(self) -> int:
+        return 2 if self.scheme == "differential" else 1
+
+    @property
+    def gain(self) -> float:
+        """Output current per (normalised weight x volt): I_out = gain * sum_i w_i v_i."""
+        return self.delta if self.scheme == "differential" else 0.5 * self.delta
+
+    def to_conductance(self, wn: torch.Tensor) -> list[torch.Tensor]:
+        """[G+, G-] (differential) or [G] (offset) for normalised weights ``wn`` in [-1, 1], quantised."""
+        if self.scheme == "differential":
+            gs = [self.g_min + self.delta * torch.relu(wn), self.g_min + self.delta * torch.relu(-wn)]
+        else:
+            gs = [self.g_min + self.delta * 0.5 * (wn + 1.0)]
+        return [quantise(g, self.g_min, self.g_max, self.levels) for g in gs]
+
+
+class _StateFromConductance(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, g, dev, v_read):
+        lo = torch.zeros_like(g)
+        hi = torch.ones_like(g)
+        g0 = dev.conductance(torch.zeros_like(g), v_read)
+        g1 = dev.conductance(torch.ones_like(g), v_read)
+        increasing = g1 > g0
+        for _ in range(64):  # bisection to float64 resolution of x
+            mid = 0.5 * (lo + hi)
+            gm = dev.conductance(mid, v_read)
+            go_up = (gm < g) == increasing
+            lo = torch.where(go_up, mid, lo)
+            hi = torch.where(go_up, hi, mid)
+        x = 0.5 * (lo + hi)
+        ctx.save_for_backward(x)
+        ctx.dev, ctx.v_read = dev, v_read
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_x):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            dg_dx = torch.autograd.grad(ctx.dev.conductance(xx, ctx.v_read).sum(), xx)[0]
+        return grad_x / dg_dx, None, None
+
+
+def state_for_conductance(card, g: torch.Tensor, v_read: float) -> torch.Tensor:
+    """States x in [0, 1] whose chord conductance at ``v_read`` is ``g`` (bisection; implicit gradient dx/dg = 1/G'(x))."""
+    from ..device import DeviceArray
+    g_min, g_max = conductance_window(card, v_read)
+    check_window(g.detach(), g_min, g_max)
+    g64 = g.double().clamp(g_min, g_max)
+    dev = DeviceArray.from_card(card, shape=tuple(g.shape), dtype=torch.float64)
+    return _StateFromConductance.apply(g64, dev, float(v_read))

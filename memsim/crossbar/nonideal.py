@@ -1,0 +1,143 @@
+"""Device non-idealities of a programmed crossbar, each seeded and each switchable on its own.
+
+Every source has its own seed (derived from ``seed`` and the source's name), so
+switching one source on or off does not change the random draws of the others,
+and a run is reproducible from its config.
+
+* ``program``  - programming (write) noise: additive Gaussian, std = program * (g_max - g_min),
+  drawn each time the array is programmed; the result is held inside the window
+  (a device cannot be programmed outside its physical range).
+* ``read``     - read noise on every matrix-vector product: each cell's current gets an
+  independent relative Gaussian fluctuation of std ``read``; summed along a column this is
+  an output noise of std ``read * sqrt(sum_i (v_i G_ij)^2)``, drawn per input vector.
+* ``d2d``      - device-to-device variation: a fixed lognormal factor exp(d2d * N(0,1)) per cell.
+* ``stuck_on`` / ``stuck_off`` - fractions of cells stuck at g_max / g_min (fixed per cell).
+* ``drift_nu`` - conductance drift G(t) = G(t0) (t / t0)^(-nu) at ``drift_t`` seconds after
+  programming (reference time ``drift_t0``).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from ..errors import ParameterError
+from .mapping import clamp_ste
+
+SOURCES = ("program", "read", "d2d", "stuck_on", "stuck_off", "drift")
+
+
+def _rate(field: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ParameterError(field, value, "a fraction in [0, 1]", f"set {field.split('.')[-1]} between 0 and 1")
+    return float(value)
+
+
+def _nonneg(field: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ParameterError(field, value, "a finite number >= 0", f"set {field.split('.')[-1]} >= 0 (0 = off)")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class NonIdealities:
+    program: float = 0.0
+    read: float = 0.0
+    d2d: float = 0.0
+    stuck_on: float = 0.0
+    stuck_off: float = 0.0
+    drift_nu: float = 0.0
+    drift_t: float = 1.0
+    drift_t0: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("program", "read", "d2d", "drift_nu"):
+            _nonneg(f"noise.{name}", getattr(self, name))
+        _rate("noise.stuck_on", self.stuck_on)
+        _rate("noise.stuck_off", self.stuck_off)
+        if self.stuck_on + self.stuck_off > 1:
+            raise ParameterError("noise.stuck_on + noise.stuck_off", self.stuck_on + self.stuck_off, "<= 1",
+                                 "the two fault rates together cannot exceed 1")
+        for name in ("drift_t", "drift_t0"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ParameterError(f"noise.{name}", v, "a time > 0 s", "give the time in seconds")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ParameterError("noise.seed", self.seed, "an integer >= 0", "give a seed")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.program or self.read or self.d2d or self.stuck_on or self.stuck_off or self.drift_nu)
+
+    def only(self, *sources: str) -> "NonIdealities":
+        """A copy with only the named sources switched on (others 0)."""
+        for s in sources:
+            if s not in SOURCES:
+                raise ParameterError("source", s, f"one of {list(SOURCES)}", "name a non-ideality")
+        off = {}
+        if "program" not in sources: off["program"] = 0.0
+        if "read" not in sources: off["read"] = 0.0
+        if "d2d" not in sources: off["d2d"] = 0.0
+        if "stuck_on" not in sources: off["stuck_on"] = 0.0
+        if "stuck_off" not in sources: off["stuck_off"] = 0.0
+        if "drift" not in sources: off["drift_nu"] = 0.0
+        return replace(self, **off)
+
+    def off(self) -> "NonIdealities":
+        return self.only()
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def generator(seed: int, source: str) -> torch.Generator:
+    """The generator of one noise source: seeded by (seed, source name), independent of the others."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(source.encode())) % (2 ** 63))
+
+
+def _randn(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype=like.dtype, device=like.device)
+
+
+def _rand(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.rand(shape, generator=gen, dtype=torch.float64).to(device=like.device)
+
+
+class FixedDefects:
+    """The per-cell properties that belong to a chip, not to a programming event: d2d factors and stuck cells."""
+
+    def __init__(self, shape, cfg: NonIdealities, like: torch.Tensor):
+        self.shape = tuple(shape)
+        self.d2d = torch.exp(cfg.d2d * _randn(self.shape, generator(cfg.seed, "d2d"), like)) if cfg.d2d else None
+        u = _rand(self.shape, generator(cfg.seed, "stuck"), like)
+        self.stuck_on = (u < cfg.stuck_on) if cfg.stuck_on else None
+        self.stuck_off = ((u >= cfg.stuck_on) & (u < cfg.stuck_on + cfg.stuck_off)) if cfg.stuck_off else None
+
+
+def program(g: torch.Tensor, cfg: NonIdealities, g_min: float, g_max: float, defects: FixedDefects | None,
+            gen: torch.Generator | None) -> torch.Tensor:
+    """The conductances a chip holds after programming targets ``g`` (and after drift), differentiable (STE)."""
+    out = g
+    if cfg.program:
+        out = out + cfg.program * (g_max - g_min) * _randn(g.shape, gen, g)
+        out = clamp_ste(out, g_min, g_max)
+    if defects is not None and defects.d2d is not None:
+        out = out * defects.d2d
+    if cfg.drift_nu:
+        out = out * (cfg.drift_t / cfg.drift_t0) ** (-cfg.drift_nu)
+    if defects is not None and defects.stuck_on is not None:
+        out = torch.where(defects.stuck_on, torch.full_like(out, g_max), out)
+    if defects is not None and defects.stuck_off is not None:
+        out = torch.where(defects.stuck_off, torch.full_like(out, g_min), out)
+    return out
+
+
+def read_noise(i: torch.Tensor, v: torch.Tensor, g: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Add per-read noise to column currents ``i`` [..., cols] for inputs ``v`` [..., rows] and cells ``g`` [rows, cols]."""
+    if not sigma:
+        return i
+    std = torch.sqrt((v * v) @ (g * g))
+    return i + sigma * std * _randn(i.shape, gen, i)

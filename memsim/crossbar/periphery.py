@@ -1,0 +1,65 @@
+"""Periphery: the input DAC and the per-column ADC, both with straight-through gradients.
+
+* :class:`DAC` maps inputs ``x`` (scaled by ``x_scale`` to [-1, 1]) to word-line
+  voltages in [-v_max, v_max] on ``2**bits - 1`` symmetric levels. Inputs beyond
+  the range saturate (that is the converter's behaviour); the gradient is zero there.
+* :class:`ADC` digitises a tile column's current on ``2**bits - 1`` symmetric
+  levels over [-i_range, i_range] and clips beyond. Partial sums of tiles that
+  share outputs are added after the ADC (digitally).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ParameterError
+from .mapping import round_ste
+
+
+def _check_bits(field: str, bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1 or bits > 32:
+        raise ParameterError(field, bits, "an integer in [1, 32]", "give the converter resolution in bits (>= 1)")
+    return bits
+
+
+def _quantise_symmetric(u: torch.Tensor, bits: int) -> torch.Tensor:
+    """Clip ``u`` to [-1, 1] and round it to 2**bits - 1 levels (1 bit: {-1, 0, 1} has 3 levels; we use 2**bits - 1)."""
+    half = max(2 ** (bits - 1) - 1, 1) if bits > 1 else 1
+    uc = torch.clamp(u, -1.0, 1.0)
+    return round_ste(uc * half) / half
+
+
+@dataclass(frozen=True)
+class DAC:
+    bits: int = 8
+    v_max: float = 0.2
+
+    def __post_init__(self):
+        _check_bits("dac.bits", self.bits)
+        if not (isinstance(self.v_max, (int, float)) and math.isfinite(self.v_max) and self.v_max > 0):
+            raise ParameterError("dac.v_max", self.v_max, "a voltage > 0 V", "give the DAC's full-scale voltage")
+
+    def __call__(self, x: torch.Tensor, x_scale, quantise: bool = True) -> torch.Tensor:
+        u = x / x_scale
+        return (_quantise_symmetric(u, self.bits) if quantise else u) * self.v_max
+
+
+@dataclass(frozen=True)
+class ADC:
+    bits: int = 8
+    range: float = 0.25  # full scale as a fraction of rows * v_max * (g_max - g_min)
+
+    def __post_init__(self):
+        _check_bits("adc.bits", self.bits)
+        if not (isinstance(self.range, (int, float)) and math.isfinite(self.range) and 0 < self.range <= 1):
+            raise ParameterError("adc.range", self.range, "a fraction in (0, 1]",
+                                 "give the ADC full scale as a fraction of rows * v_max * (g_max - g_min)")
+
+    def full_scale(self, rows: int, v_max: float, delta_g: float) -> float:
+        """The ADC's full-scale current in A."""
+        return self.range * rows * v_max * delta_g
+
+    def __call__(self, i: torch.Tensor, i_range: float) -> torch.Tensor:
+        return _quantise_symmetric(i / i_range, self.bits) * i_range

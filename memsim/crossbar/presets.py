@@ -1,0 +1,248 @@
+"""The array library: TOML presets in ``crossbar/``, validated on load.
+
+A preset gives the tile size, access device, wire resistance, DAC/ADC, mapping,
+noise figures and the device card, plus a one-line provenance. Search path for a
+preset given by name: ``$MEMSIM_CROSSBAR_PATH`` (``os.pathsep``-separated), then the
+repository's ``crossbar/``; a name that is an existing ``.toml`` path is loaded directly.
+
+Layout::
+
+    name = "..."; description = "..."; provenance = "..."
+    [tile]       rows, cols, access ("0T1R" | "1T1R")
+    [wires]      r_wordline, r_bitline (Ohm per cell segment, > 0), r_source (Ohm, >= 0)
+    [transistor] k (S/V), v_th (V), g_off (S), v_gate (V)          1T1R only, optional
+    [device]     card (device card name), v_read (V)
+    [mapping]    scheme ("differential" | "offset"), levels (0 = analog, or >= 2)
+    [dac]        bits, v_max (V)                                  optional: absent = ideal DAC
+    [adc]        bits, range (fraction of rows * v_max * dG)       optional: absent = ideal ADC
+    [noise]      program, read, d2d, stuck_on, stuck_off, drift_nu, drift_t, drift_t0, seed   optional
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CardError, ParameterError
+from ..library import REPO_ROOT, Card, load_card
+from .circuit import TileCircuit, Transistor, Wires
+from .mapping import SCHEMES, Mapping, conductance_window
+from .nonideal import NonIdealities
+from .periphery import ADC, DAC
+from .tiling import check_tile_size
+
+CROSSBAR_DIR = REPO_ROOT / "crossbar"
+
+_KEYS = {
+    "": {"name", "description", "provenance", "tile", "wires", "transistor", "device", "mapping", "dac", "adc", "noise"},
+    "tile": {"rows", "cols", "access"},
+    "wires": {"r_wordline", "r_bitline", "r_source"},
+    "transistor": {"k", "v_th", "g_off", "v_gate"},
+    "device": {"card", "v_read"},
+    "mapping": {"scheme", "levels"},
+    "dac": {"bits", "v_max"},
+    "adc": {"bits", "range"},
+    "noise": {f.name for f in dataclasses.fields(NonIdealities)},
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    provenance: str
+    rows: int
+    cols: int
+    circuit: TileCircuit
+    card: Card
+    v_read: float
+    scheme: str
+    levels: int
+    dac: DAC | None
+    adc: ADC | None
+    noise: NonIdealities
+    g_min: float = field(init=False)
+    g_max: float = field(init=False)
+    path: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        check_tile_size(self.rows, self.cols, self.scheme)
+        if self.scheme not in SCHEMES:
+            raise ParameterError("mapping.scheme", self.scheme, f"one of {list(SCHEMES)}", "choose a mapping scheme")
+        g_min, g_max = conductance_window(self.card, self.v_read)
+        object.__setattr__(self, "g_min", g_min)
+        object.__setattr__(self, "g_max", g_max)
+        Mapping(self.scheme, g_min, g_max, self.levels)  # validates levels
+
+    @property
+    def v_max(self) -> float:
+        """Largest input voltage (the DAC's full scale, else the read voltage)."""
+        return self.dac.v_max if self.dac is not None else abs(self.v_read)
+
+    @property
+    def nonlinear(self) -> bool:
+        """True when the card's current is not linear in voltage (linear ion-drift families are linear)."""
+        return not self.card.family.name.startswith("linear_drift")
+
+    def cell_window(self) -> tuple[float, float]:
+        """Window of the whole cell's conductance (S): the card's window, in series with g_T for 1T1R.
+
+        Write-verify programs the cell as read through its access transistor, so weights are
+        mapped onto this window and the memristor is set to the conductance that yields it.
+        """
+        if self.circuit.access != "1T1R":
+            return self.g_min, self.g_max
+        gt = self.circuit.transistor.conductance_on()
+        return self.g_min * gt / (self.g_min + gt), self.g_max * gt / (self.g_max + gt)
+
+    def mapping(self) -> Mapping:
+        lo, hi = self.cell_window()
+        return Mapping(self.scheme, lo, hi, self.levels)
+
+    def replace(self, **changes) -> "Preset":
+        """A copy with fields replaced; ``r_wire`` sets both wire resistances, ``access`` the access device."""
+        changes = dict(changes)
+        if "r_wire" in changes:
+            r = changes.pop("r_wire")
+            changes["circuit"] = dataclasses.replace(changes.get("circuit", self.circuit),
+                                                     wires=dataclasses.replace(self.circuit.wires, r_wordline=r,
+                                                                               r_bitline=r))
+        if "access" in changes:
+            acc = changes.pop("access")
+            changes["circuit"] = TileCircuit(changes.get("circuit", self.circuit).wires, acc,
+                                             self.circuit.transistor if acc == "1T1R" else None)
+        if "noise" in changes and isinstance(changes["noise"], dict):
+            changes["noise"] = dataclasses.replace(self.noise, **changes["noise"])
+        kept = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        kept.update(changes)
+        return Preset(**kept)
+
+    def summary(self) -> str:
+        w = self.circuit.wires
+        return (f"{self.name}: {self.rows}x{self.cols} {self.circuit.access}, card {self.card.name} "
+                f"(G {self.g_min:.3g}..{self.g_max:.3g} S at {self.v_read} V), wires {w.r_wordline}/{w.r_bitline} Ohm, "
+                f"source {w.r_source} Ohm, {self.scheme} mapping, levels {self.levels or 'analog'}, "
+                f"DAC {self.dac.bits if self.dac else '-'} b, ADC {self.adc.bits if self.adc else '-'} b")
+
+
+def search_path() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("MEMSIM_CROSSBAR_PATH", "").split(os.pathsep) if p]
+    return extra + [CROSSBAR_DIR]
+
+
+def list_presets() -> list[str]:
+    names: dict[str, Path] = {}
+    for d in search_path():
+        if d.is_dir():
+            for f in sorted(d.glob("*.toml")):
+                names.setdefault(f.stem, f)
+    return list(names)
+
+
+def preset_path(name_or_path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    for d in search_path():
+        f = d / f"{name_or_path}.toml"
+        if f.is_file():
+            return f
+    close = difflib.get_close_matches(str(name_or_path), list_presets(), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "see the presets in crossbar/"
+    raise CardError(f"unknown crossbar preset '{name_or_path}' (searched {[str(d) for d in search_path()]}); {hint}")
+
+
+def _table(data: dict, key: str, source: str, required: bool) -> dict | None:
+    t = data.get(key)
+    if t is None:
+        if required:
+            raise CardError(f"{source}: missing [{key}] table")
+        return None
+    if not isinstance(t, dict):
+        raise CardError(f"{source}: [{key}] must be a table")
+    for k in t:
+        if k not in _KEYS[key]:
+            close = difflib.get_close_matches(k, sorted(_KEYS[key]), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {sorted(_KEYS[key])}"
+            raise CardError(f"{source}.{key}: unknown key '{k}'. {hint}")
+    return t
+
+
+def _need(t: dict, key: str, where: str):
+    if key not in t:
+        raise CardError(f"{where}: missing key '{key}'")
+    return t[key]
+
+
+def _construct(where: str, cls, kwargs):
+    try:
+        return cls(**kwargs)
+    except ParameterError as exc:  # name the file in the field
+        raise ParameterError(f"{where}.{exc.field}", exc.value, exc.allowed, exc.fix) from None
+
+
+def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
+    for k in data:
+        if k not in _KEYS[""]:
+            close = difflib.get_close_matches(k, sorted(_KEYS[""]), n=1)
+            raise CardError(f"{source}: unknown key '{k}'. " + (f"did you mean '{close[0]}'?" if close else ""))
+    for k in ("name", "provenance"):
+        if not isinstance(data.get(k), str) or not data[k].strip():
+            raise CardError(f"{source}: '{k}' must be a non-empty string (a preset states where its figures come from)")
+    tile = _table(data, "tile", source, True)
+    wires = _table(data, "wires", source, True)
+    device = _table(data, "device", source, True)
+    mapping = _table(data, "mapping", source, True)
+    trans = _table(data, "transistor", source, False)
+    dac = _table(data, "dac", source, False)
+    adc = _table(data, "adc", source, False)
+    noise = _table(data, "noise", source, False) or {}
+
+    access = tile.get("access", "0T1R")
+    w = _construct(source, Wires, {"r_wordline": _need(wires, "r_wordline", f"{source}.wires"),
+                                   "r_bitline": _need(wires, "r_bitline", f"{source}.wires"),
+                                   "r_source": wires.get("r_source", 0.0)})
+    if trans is not None and access != "1T1R":
+        raise CardError(f"{source}: [transistor] is only meaningful with tile.access = '1T1R' (got '{access}')")
+    t = _construct(source, Transistor, trans) if trans is not None else None
+    circuit = _construct(source, TileCircuit, {"wires": w, "access": access, "transistor": t})
+    card_name = _need(device, "card", f"{source}.device")
+    try:
+        card = load_card(card_name)
+    except CardError as exc:
+        raise CardError(f"{source}.device.card: {exc}. Fix: name a card in devices/ (memsim device list)") from None
+    rows = _need(tile, "rows", f"{source}.tile")
+    cols = _need(tile, "cols", f"{source}.tile")
+    scheme = mapping.get("scheme", "differential")
+    try:
+        check_tile_size(rows, cols, scheme)
+    except ParameterError as exc:
+        raise ParameterError(f"{source}.{exc.field}", exc.value, exc.allowed, exc.fix) from None
+    try:
+        return Preset(name=data["name"], description=str(data.get("description", "")), provenance=data["provenance"],
+                      rows=rows, cols=cols, circuit=circuit, card=card,
+                      v_read=_need(device, "v_read", f"{source}.device"), scheme=scheme,
+                      levels=mapping.get("levels", 0),
+                      dac=_construct(source, DAC, dac) if dac is not None else None,
+                      adc=_construct(source, ADC, adc) if adc is not None else None,
+                      noise=_construct(source, NonIdealities, noise), path=path)
+    except ParameterError as exc:
+        if exc.field.startswith(source):
+            raise
+        raise ParameterError(f"{source}.{exc.field}", exc.value, exc.allowed, exc.fix) from None
+
+
+def load_preset(name_or_path) -> Preset:
+    """Load and validate a crossbar preset by name (``hfox_1t1r_64``) or path."""
+    if isinstance(name_or_path, Preset):
+        return name_or_path
+    path = preset_path(name_or_path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"{path}: not valid TOML: {exc}") from None
+    return parse_preset(data, source=path.stem, path=path)

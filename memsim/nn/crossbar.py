@@ -1,0 +1,185 @@
+"""Crossbar layers: ``CrossbarLinear`` (a drop-in for ``nn.Linear``) and ``CrossbarConv2d``.
+
+The weights stay ordinary ``nn.Parameter``s in weight units; every forward pass maps
+them onto the preset's tiles (:class:`memsim.crossbar.CrossbarArray`) and computes
+the product the way the array does, so gradients flow through the mapping, the
+quantisers (straight-through), the noise and - in ``irdrop`` mode - the exact nodal
+solve with wire resistance (adjoint backward). That is hardware-aware training.
+
+Modes: ``ideal`` (exact product through the mapping), ``noisy`` (quantised levels,
+DAC/ADC, the preset's noise, ideal wires), ``irdrop`` (``noisy`` + exact IR drop),
+``approx`` (``noisy`` + the fast IR-drop estimate), ``nonlinear`` (exact IR drop with
+the card's own I-V; slow).
+
+Inputs are scaled to the DAC range by a running maximum of |x| (updated in
+training, frozen in eval). In eval mode the programmed conductances are drawn once
+and kept until the weights change (a programmed chip), so inference is repeatable;
+in training they are re-drawn every step.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..crossbar.array import CrossbarArray, check_mode
+from ..crossbar.nonideal import NonIdealities
+from ..crossbar.presets import Preset, load_preset
+from ..errors import ParameterError
+
+
+class _CrossbarCore(nn.Module):
+    def _init_core(self, preset, out_features, in_features, mode, noise, approx_iterations, scale_momentum):
+        self.preset = load_preset(preset)
+        self.array = CrossbarArray(self.preset, out_features, in_features, mode=check_mode(mode), noise=noise,
+                                   approx_iterations=approx_iterations)
+        self.scale_momentum = scale_momentum
+        self.register_buffer("input_scale", torch.zeros(()))
+        self._programmed = None
+
+    @property
+    def mode(self) -> str:
+        return self.array.mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self.array.mode = check_mode(value)
+        self._programmed = None
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        batch_max = x.detach().abs().max()
+        if self.training:
+            with torch.no_grad():
+                if self.input_scale.item() == 0:
+                    self.input_scale.copy_(batch_max)
+                else:
+                    self.input_scale.mul_(self.scale_momentum).add_((1 - self.scale_momentum) * batch_max)
+        s = self.input_scale if self.input_scale.item() > 0 else batch_max
+        return s.to(x.dtype)
+
+    def _matmul(self, x2: torch.Tensor, weight2: torch.Tensor) -> torch.Tensor:
+        scale = self._scale(x2)
+        if self.training:
+            return self.array(weight2, x2, scale)
+        key = (weight2.data_ptr(), weight2._version, self.array.mode)
+        if self._programmed is None or self._programmed[0] != key:
+            with torch.no_grad():
+                g, ws = self.array.conductances(weight2)
+            self._programmed = (key, g, ws)
+        _, g, ws = self._programmed
+        return self.array(weight2, x2, scale, g=g, w_scale=ws)
+
+    def tile_report(self) -> str:
+        return self.array.grid.report()
+
+
+class CrossbarLinear(_CrossbarCore):
+    """``y = x W^T + b`` computed on crossbar tiles; same parameters and init as ``nn.Linear``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal", noise: NonIdealities | None = None,
+                 approx_iterations: int = 3, scale_momentum: float = 0.9, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self._init_core(preset, out_features, in_features, mode, noise, approx_iterations, scale_momentum)
+        kw = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
+        self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, **kw) -> "CrossbarLinear":
+        new = cls(layer.in_features, layer.out_features, layer.bias is not None,
+                  device=layer.weight.device, dtype=layer.weight.dtype, **kw)
+        with torch.no_grad():
+            new.weight.copy_(layer.weight)
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ParameterError("input.shape", tuple(x.shape), f"[..., {self.in_features}]",
+                                 "the last dimension must equal in_features")
+        lead = x.shape[:-1]
+        y = self._matmul(x.reshape(-1, self.in_features), self.weight).reshape(*lead, self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"preset={self.preset.name}, mode={self.mode}, tiles={self.array.grid.n_tiles}")
+
+
+def _pair(v, name):
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(k, int) for k in v):
+        return tuple(v)
+    raise ParameterError(name, v, "an int or a pair of ints", f"give {name} like nn.Conv2d")
+
+
+class CrossbarConv2d(_CrossbarCore):
+    """2-D convolution (groups = 1) as im2col + crossbar product; parameters and init as ``nn.Conv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 bias: bool = True, *, preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal",
+                 noise: NonIdealities | None = None, approx_iterations: int = 3, scale_momentum: float = 0.9,
+                 device=None, dtype=None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.padding, self.dilation = _pair(stride, "stride"), _pair(padding, "padding"), \
+            _pair(dilation, "dilation")
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self._init_core(preset, out_channels, fan_in, mode, noise, approx_iterations, scale_momentum)
+        kw = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size, **kw))
+        self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_conv(cls, layer: nn.Conv2d, **kw) -> "CrossbarConv2d":
+        if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise ParameterError("conv", f"groups={layer.groups}, padding={layer.padding!r}, "
+                                 f"padding_mode={layer.padding_mode!r}",
+                                 "groups=1, integer padding, padding_mode='zeros'", "keep this layer digital")
+        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                  layer.dilation, layer.bias is not None, device=layer.weight.device, dtype=layer.weight.dtype, **kw)
+        with torch.no_grad():
+            new.weight.copy_(layer.weight)
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ParameterError("input.shape", tuple(x.shape), f"[N, {self.in_channels}, H, W]",
+                                 "pass a 4-D batch with in_channels channels")
+        n, _, h, w = x.shape
+        cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
+        kh, kw = self.kernel_size
+        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        flat = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        y = self._matmul(flat, self.weight.reshape(self.out_channels, -1))
+        y = y.reshape(n, ho * wo, self.out_channels).transpose(1, 2).reshape(n, self.out_channels, ho, wo)
+        return y if self.bias is None else y + self.bias[None, :, None, None]
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, preset={self.preset.name}, mode={self.mode}, tiles={self.array.grid.n_tiles}")
