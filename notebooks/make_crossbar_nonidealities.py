@@ -125,6 +125,8 @@ The drop of every cell's voltage below its input, for random and for all-ON weig
 (the same figure as `memsim crossbar irdrop hfox_1t1r_64 --plot out.png`)."""),
     new_code_cell("""maps = [irdrop_map(base, pat) for pat in PATTERNS]
 fig = irdrop_figure(base, maps)
+from IPython.display import display
+display(fig)  # memsim.plots renders headless (Agg), so show the figure explicitly
 for m in maps:
     print(f"{m.pattern:7s}: max drop {m.max_drop*1e3:.2f} mV, max column error {m.max_error:.2%}")
 assert maps[1].max_error > maps[0].max_error  # all-ON draws the most current"""),
