@@ -14,16 +14,17 @@ is a valid config (the digits quickstart). Example::
     crossbar = "ideal"              # crossbar preset in crossbar/
     readout = "voltage"             # voltage | spike_count
     time_steps = 25
-    dt = 1e-4                       # s
+    dt = 4e-5                       # s
+    g_unit = 2e-4                   # S per unit weight
 
     [encoding]
     name = "direct"                 # direct | rate | latency
-    scale = 5e-6                    # A
+    scale = 0.2                     # V on the first crossbar's rows
 
     [training]
     epochs = 20
     batch_size = 128
-    learning_rate = 1e-3
+    learning_rate = 1e-2
     optimizer = "adam"              # adam | adamw | sgd
     seed = 0
     grad_clip = 1.0                 # max global gradient norm; 0 = off
@@ -120,14 +121,20 @@ class NetworkConfig:
     crossbar: str = field(default="ideal", metadata=_spec("str", "crossbar preset name (crossbar/)"))
     readout: str = field(default="voltage", metadata=_spec("choice", "output readout", choices=READOUTS))
     time_steps: int = field(default=25, metadata=_spec("int", "simulation time steps per sample", lo=1))
-    dt: float = field(default=1e-4, metadata=_spec("float", "time step in s", lo=0.0, lo_open=True))
+    dt: float = field(default=4e-5, metadata=_spec("float", "time step in s", lo=0.0, lo_open=True))
+    g_unit: float = field(default=2e-4, metadata=_spec("float", "conductance in S of a synaptic weight of 1 "
+                                                                "(signed: a differential pair)", lo=0.0, lo_open=True))
+    readout_gain: float = field(default=50.0, metadata=_spec("float", "logits per volt of output membrane voltage "
+                                                                      "(loss only; predictions do not depend on it)",
+                                                             lo=0.0, lo_open=True))
+    substeps: int = field(default=1, metadata=_spec("int", "neuron integration sub-steps per time step", lo=1))
 
 
 @dataclass(frozen=True)
 class EncodingConfig:
     name: str = field(default="direct", metadata=_spec("choice", "input encoding", choices=ENCODINGS))
-    scale: float = field(default=5e-6, metadata=_spec("float", "input current amplitude in A (intensity 1)",
-                                                      lo=0.0, lo_open=True))
+    scale: float = field(default=0.2, metadata=_spec("float", "input amplitude at intensity 1: volts on the first "
+                                                              "crossbar's rows (DAC)", lo=0.0, lo_open=True))
     gain: float = field(default=1.0, metadata=_spec("float", "rate: spike probability per step at intensity 1",
                                                     lo=0.0, hi=1.0, lo_open=True))
     method: str = field(default="linear", metadata=_spec("choice", "latency: spike-time law",
@@ -140,7 +147,7 @@ class EncodingConfig:
 class TrainingConfig:
     epochs: int = field(default=10, metadata=_spec("int", "training epochs", lo=1))
     batch_size: int = field(default=64, metadata=_spec("int", "samples per batch", lo=1))
-    learning_rate: float = field(default=1e-3, metadata=_spec("float", "optimizer learning rate",
+    learning_rate: float = field(default=1e-2, metadata=_spec("float", "optimizer learning rate",
                                                               lo=0.0, lo_open=True))
     optimizer: str = field(default="adam", metadata=_spec("choice", "optimizer", choices=OPTIMIZERS))
     weight_decay: float = field(default=0.0, metadata=_spec("float", "L2 weight decay", lo=0.0))
@@ -148,6 +155,11 @@ class TrainingConfig:
     seed: int = field(default=0, metadata=_spec("int", "seed of every random generator of the run", lo=0))
     grad_clip: float = field(default=1.0, metadata=_spec("float", "max global gradient norm (0 = off)", lo=0.0))
     device: str = field(default="auto", metadata=_spec("choice", "torch device", choices=DEVICES))
+    threads: int = field(default=1, metadata=_spec("int", "torch CPU threads (0 = torch's default); 1 is fastest "
+                                                          "for these small per-step kernels on a shared machine", lo=0))
+    voltage_penalty: float = field(default=1.0, metadata=_spec("float", "weight of the penalty that keeps membrane "
+                                                                        "voltages in the memristors' valid range",
+                                                               lo=0.0))
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,10 @@ class HardwareConfig:
     eval_preset: str = field(default="", metadata=_spec("str", "preset for post-deployment evaluation "
                                                                "('' = network.crossbar)"))
     eval_seeds: int = field(default=5, metadata=_spec("int", "non-ideality seeds averaged in evaluation", lo=1))
+    mode: str = field(default="approx", metadata=_spec("choice", "crossbar simulation with a preset: noisy (ideal "
+                                                                 "wires), approx (fast IR-drop estimate), irdrop "
+                                                                 "(exact nodal solve, slow)",
+                                                       choices=("noisy", "approx", "irdrop")))
 
 
 @dataclass(frozen=True)
@@ -456,6 +472,7 @@ def check_references(cfg: Config) -> None:
     check("network.neuron", cfg.network.neuron, search_path(), "neuron card")
     xdirs = [Path(p) for p in os.environ.get("MEMSIM_CROSSBAR_PATH", "").split(os.pathsep) if p]
     xdirs.append(REPO_ROOT / "crossbar")
-    check("network.crossbar", cfg.network.crossbar, xdirs, "crossbar preset")
-    if cfg.hardware.eval_preset:
+    if cfg.network.crossbar != "ideal":  # "ideal": exact weights-as-conductances, no preset file
+        check("network.crossbar", cfg.network.crossbar, xdirs, "crossbar preset")
+    if cfg.hardware.eval_preset and cfg.hardware.eval_preset != "ideal":
         check("hardware.eval_preset", cfg.hardware.eval_preset, xdirs, "crossbar preset")

@@ -258,7 +258,7 @@ def test_resume_refuses_a_changed_config_except_epochs(tmp_path):
     longer = cfg.with_overrides(["training.epochs=50"])
     assert run.resume(model=_net(), config=longer).epoch == 1
     other = cfg.with_overrides(["training.learning_rate=0.5"])
-    with pytest.raises(CheckpointError, match=r"training.learning_rate: 0.001 -> 0.5"):
+    with pytest.raises(CheckpointError, match=rf"training.learning_rate: {cfg.training.learning_rate!r} -> 0.5"):
         run.resume(model=_net(), config=other)
 
 

@@ -1,0 +1,34 @@
+"""``memsim evaluate CHECKPOINT --preset P``: accuracy after deployment on a (non-ideal) crossbar preset."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy of a trained checkpoint deployed on a crossbar preset, "
+                                        "averaged over noise seeds")
+    p.add_argument("checkpoint", help="a checkpoint written by memsim train (RUN/checkpoints/epoch_NNNN.pt)")
+    p.add_argument("--preset", help="crossbar preset name or .toml path, or 'ideal' (default: the run's "
+                                    "hardware.eval_preset, else its network.crossbar)")
+    p.add_argument("--seeds", type=int, help="noise seeds to average (default: the run's hardware.eval_seeds)")
+    p.add_argument("--mode", choices=("noisy", "approx", "irdrop"),
+                   help="crossbar simulation: noisy (ideal wires), approx (fast IR-drop estimate), irdrop (exact)")
+    p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--substeps", type=int, help="neuron integration sub-steps (default: as trained)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..training import evaluate_checkpoint
+
+    r = evaluate_checkpoint(args.checkpoint, preset=args.preset, seeds=args.seeds, mode=args.mode, split=args.split,
+                            limit=args.limit, progress=True, substeps=args.substeps)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        per = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
+        print(f"{r['checkpoint']} on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
+              f"+- {100 * r['std']:.2f} over {r['seeds']} seed(s) [{per}], {r['samples']} {args.split} samples")
+    return 0

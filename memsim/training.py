@@ -1,0 +1,396 @@
+"""Training fully memristive SNNs: build from a config, train with BPTT, checkpoint, resume, evaluate.
+
+:func:`train` runs a :class:`memsim.config.Config`:
+
+* validates everything before long work starts (config schema, neuron card and time step, crossbar
+  preset, encoding, layer sizes against the data, a resumable run directory);
+* trains :class:`memsim.snn.MemristiveSNN` with backpropagation through time on the circuit equations
+  (no surrogate gradient), optional gradient clipping, a tqdm progress bar;
+* after every epoch appends a row to ``RUN/metrics.csv`` and writes an atomic checkpoint
+  (:class:`memsim.checkpoint.RunDirectory`) holding model, optimizer and every RNG state (the data-order
+  generator, the rate encoder's, the crossbar noise streams), so ``resume=True`` continues a killed run
+  exactly;
+* stops with :class:`memsim.errors.NonFiniteError` naming the layer and the time step if a state, the
+  loss or a gradient becomes non-finite; the last good checkpoint is left untouched;
+* plots the learning curves to ``RUN/learning_curves.png`` at the end.
+
+Hardware-aware training (``hardware.aware = true``): the synapses are the crossbar preset's arrays in
+``hardware.mode`` (quantised levels, DAC/ADC, programming/read noise, faults, IR drop), re-drawn every
+batch, so the weights learn to tolerate them. :func:`evaluate_checkpoint` deploys a trained network on a
+preset (weights programmed once per seed, as on a chip) and averages the accuracy over noise seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .checkpoint import CheckpointError, RunDirectory, check_architecture, read_checkpoint
+from .config import Config, ConfigError, check_references, parse_config
+from .data import ImageDataset, load_dataset, make_encoder
+from .errors import MemsimError, NonFiniteError
+from .snn import MemristiveSNN, is_ideal
+
+__all__ = ["train", "TrainResult", "build_network", "build_encoder", "load_datasets", "evaluate",
+           "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
+
+
+def set_threads(n: int) -> None:
+    if n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _resolve_preset(name: str):
+    """A preset name/path -> the name given to CrossbarLinear (``ideal`` stays a string)."""
+    if is_ideal(name):
+        return name
+    from .crossbar.presets import load_preset
+    return load_preset(name)
+
+
+def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None = None,
+                  noise_seed: int | None = None) -> MemristiveSNN:
+    """The network a config describes. ``crossbar``/``mode`` override the preset and its simulation mode
+    (default: the config's preset, in ``hardware.mode`` when ``hardware.aware`` else its ``ideal`` mode);
+    ``noise_seed`` replaces the preset's noise seed (layer k uses ``noise_seed + k``)."""
+    net_cfg = cfg.network
+    name = net_cfg.crossbar if crossbar is None else crossbar
+    preset = _resolve_preset(name)
+    if mode is None:
+        mode = cfg.hardware.mode if cfg.hardware.aware else "ideal"
+    net = MemristiveSNN(list(net_cfg.layers), neuron=net_cfg.neuron, crossbar=preset, readout=net_cfg.readout,
+                        time_steps=net_cfg.time_steps, dt=net_cfg.dt, g_unit=net_cfg.g_unit,
+                        readout_gain=net_cfg.readout_gain, substeps=net_cfg.substeps, mode=mode,
+                        penalty=cfg.training.voltage_penalty)
+    if not is_ideal(preset):
+        from .crossbar.nonideal import generator
+        base = preset.noise.seed if noise_seed is None else noise_seed
+        for k, syn in enumerate(net.synapses):
+            arr = syn.xbar.array
+            arr.noise = dataclasses.replace(arr.noise, seed=base + k)
+            arr.reset_noise()
+            arr._defects = None
+    return net
+
+
+def build_encoder(cfg: Config, seed: int | None = None):
+    e = cfg.encoding
+    params = {"scale": e.scale}
+    if e.name == "rate":
+        params.update(gain=e.gain, seed=cfg.training.seed if seed is None else seed)
+    if e.name == "latency":
+        params.update(method=e.method, threshold=e.threshold)
+    return make_encoder(e.name, cfg.network.time_steps, **params)
+
+
+def load_datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
+    d = cfg.data
+    kw = dict(data_dir=d.data_dir or None, flatten=True, seed=0, test_fraction=d.test_fraction, download=d.download)
+    return load_dataset(d.dataset, "train", **kw), load_dataset(d.dataset, "test", **kw)
+
+
+def prepare(cfg: Config) -> None:
+    """Every check that can fail on bad input, before any data is loaded or any training runs."""
+    check_references(cfg)
+    if cfg.hardware.aware and is_ideal(cfg.network.crossbar):
+        raise ConfigError(f"{cfg.source}: hardware.aware = true needs a crossbar preset, but network.crossbar is "
+                          f"'ideal' (nothing to inject). Fix: set network.crossbar to a preset (e.g. hfox_1t1r_64) "
+                          f"or hardware.aware = false.", key="hardware.aware", value=True)
+    build_encoder(cfg)
+    build_network(cfg)  # neuron card, dt against the card, preset loading
+
+
+def _generators(net: MemristiveSNN, loader: torch.Generator, encoder) -> dict[str, torch.Generator]:
+    gens = {"loader": loader}
+    if encoder.generator is not None:
+        gens["encoder"] = encoder.generator
+    for k, syn in enumerate(net.synapses):
+        arr = getattr(getattr(syn, "xbar", None), "array", None)
+        if arr is not None:
+            gens[f"crossbar{k}.program"] = arr._gen_program
+            gens[f"crossbar{k}.read"] = arr._gen_read
+    return gens
+
+
+def _nonfinite_where(net: MemristiveSNN, out) -> str:
+    for k, v in enumerate(out.voltages):
+        bad = ~torch.isfinite(v)
+        if bool(bad.any()):
+            t, b, n = (int(i) for i in bad.nonzero()[0])
+            return f"layer {k} ({net.layers[k + 1]} MIF neurons), neuron {n}, time step {t}"
+    return f"the {net.readout} readout (all membrane voltages are finite)"
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator | None):
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+def evaluate(net: MemristiveSNN, encoder, data: ImageDataset, batch_size: int = 256, *,
+             limit: int | None = None, generator: torch.Generator | None = None) -> dict[str, float]:
+    """Accuracy and mean loss of ``net`` (in its current train/eval mode) on ``data`` (no gradients)."""
+    images, labels = data.tensors()
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    correct, total, loss_sum = 0, 0, 0.0
+    with torch.no_grad():
+        for idx in _batches(len(labels), batch_size, None):
+            x, y = images[idx], labels[idx]
+            out = net(encoder(x, generator=generator) if generator is not None else encoder(x))
+            loss_sum += float(net.loss(out, y)) * len(y)
+            correct += int((out.scores.argmax(1) == y).sum())
+            total += len(y)
+    return {"accuracy": correct / max(total, 1), "loss": loss_sum / max(total, 1), "samples": total}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    checkpoint: Path | None
+    network: MemristiveSNN = field(repr=False)
+    plot: Path | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def _optimizer(cfg: Config, params):
+    t = cfg.training
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.learning_rate, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
+def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
+          log: Callable[[str], None] = print, max_batches: int | None = None) -> TrainResult:
+    """Train the network of ``cfg`` (see the module docstring). ``init``: start from a checkpoint's weights
+    (e.g. hardware-aware fine-tuning of an ideal run). ``max_batches`` caps the batches per epoch (tests)."""
+    if not isinstance(cfg, Config):
+        cfg = parse_config(cfg)
+    prepare(cfg)
+    t = cfg.training
+    set_threads(t.threads)
+    device = torch.device("cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    if device.type == "cuda":
+        raise MemsimError("training.device = cuda: the memristive SNN trainer runs on the CPU in this version. "
+                          "Fix: set training.device = \"cpu\" (or \"auto\")")
+    run = RunDirectory(cfg.output.dir, keep=cfg.output.keep_checkpoints)
+    if not resume and run.checkpoints():
+        raise CheckpointError(f"run directory {run.path} already holds checkpoints "
+                              f"({run.checkpoints()[-1][1].name}). Fix: pass --resume to continue it, or choose "
+                              f"another output.dir.")
+    train_set, test_set = load_datasets(cfg)
+    n_in = train_set.num_inputs
+    if cfg.network.layers[0] != n_in or cfg.network.layers[-1] != train_set.num_classes:
+        raise ConfigError(f"{cfg.source}: network.layers = {list(cfg.network.layers)} does not match the data "
+                          f"({n_in} inputs, {train_set.num_classes} classes)", key="network.layers")
+
+    torch.manual_seed(t.seed)
+    net = build_network(cfg)
+    encoder = build_encoder(cfg)
+    opt = _optimizer(cfg, net.parameters())
+    loader_gen = torch.Generator().manual_seed(t.seed)
+    gens = _generators(net, loader_gen, encoder)
+    start_epoch = 0
+    if init is not None:
+        ckpt = read_checkpoint(init)
+        _load_weights(net, ckpt, f"checkpoint {init}")
+        log(f"initialised weights from {init} (epoch {ckpt.epoch})")
+    if resume:
+        ckpt = run.resume(model=net, optimizer=opt, generators=gens, config=cfg)
+        for path, why in run.skipped:
+            log(f"skipped unreadable checkpoint {path.name}: {why.splitlines()[0]}")
+        if ckpt is None:
+            log(f"no checkpoint in {run.path}: starting from epoch 0")
+        else:
+            start_epoch = ckpt.epoch
+            log(f"resumed {run.path} after epoch {start_epoch}")
+    run.write_config(cfg)
+    history = run.read_metrics() if start_epoch else []
+    last_good = run.checkpoint_path(start_epoch) if start_epoch else None
+    n_batches = math.ceil(len(train_set) / t.batch_size)
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    from tqdm.auto import tqdm
+
+    images, labels = train_set.tensors()
+    ckpt_path = last_good
+    for epoch in range(start_epoch, t.epochs):
+        net.train()
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
+        for b, idx in enumerate(_batches(len(labels), t.batch_size, loader_gen)):
+            if b >= n_batches:
+                continue  # keep drawing the full permutation: the generator state matches a full epoch
+            x, y = images[idx], labels[idx]
+            try:
+                out = net(encoder(x))
+                loss = net.loss(out, y)
+                where = None if torch.isfinite(loss) else _nonfinite_where(net, out)
+                if where:
+                    raise NonFiniteError(f"the loss became non-finite ({float(loss)}) in {where}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for name, p in net.named_parameters():
+                    if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                        raise NonFiniteError(f"the gradient of {name} became non-finite (layer "
+                                             f"{name.split('.')[1] if name.startswith('synapses.') else '?'})")
+                if t.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
+                opt.step()
+            except NonFiniteError as exc:
+                bar.close()
+                keep = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
+                raise NonFiniteError(f"training stopped in epoch {epoch + 1}, batch {b + 1}: {exc}. Training "
+                                     f"stopped; {keep}. Fix: lower training.learning_rate, set training.grad_clip "
+                                     f"(e.g. 1.0) or reduce encoding.scale / network.g_unit") from None
+            loss_sum += loss.item() * len(y)
+            correct += int((out.scores.argmax(1) == y).sum())
+            seen += len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        train_time = time.perf_counter() - t0
+        net.eval()
+        test = evaluate(net, encoder, test_set, generator=torch.Generator().manual_seed(t.seed + 1))
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+               "test_loss": test["loss"], "test_accuracy": test["accuracy"], "epoch_time_s": train_time,
+               "eval_time_s": time.perf_counter() - t0 - train_time}
+        history.append(row)
+        ckpt_path = run.save(epoch + 1, model=net, optimizer=opt, config=cfg, generators=gens, metrics=row)
+        last_good = ckpt_path
+        log(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+            f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f} | {train_time:.1f} s")
+    history = run.read_metrics()
+    plot = None
+    if cfg.output.plot and history:
+        plot = plot_history(history, run.path / "learning_curves.png", title=f"{cfg.data.dataset}: "
+                            f"{list(cfg.network.layers)}, {cfg.network.crossbar}")
+    return TrainResult(run.path, history, ckpt_path, net, plot)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checkpoints -> networks
+
+def _layer_weights(state: dict) -> dict[int, torch.Tensor]:
+    out = {}
+    for name, value in state.items():
+        parts = name.split(".")
+        if parts[0] == "synapses" and parts[-1] == "weight":
+            out[int(parts[1])] = value
+    return out
+
+
+def _load_weights(net: MemristiveSNN, ckpt, source: str) -> None:
+    """Copy a checkpoint's synaptic weights into ``net`` (ideal <-> preset synapses), checking shapes."""
+    weights = _layer_weights(ckpt.model_state)
+    saved = [(f"synapses.{k}.weight", tuple(w.shape)) for k, w in sorted(weights.items())]
+    current = [(f"synapses.{k}.weight", tuple(s.weight.shape)) for k, s in enumerate(net.synapses)]
+
+    class _Shape(torch.nn.Module):  # check_architecture compares names and shapes of a state_dict
+        def state_dict(self, *a, **k):
+            return {n: torch.empty(s) for n, s in current}
+    check_architecture(saved, _Shape(), source)
+    with torch.no_grad():
+        for k, syn in enumerate(net.synapses):
+            syn.weight.copy_(weights[k])
+    for k, syn in enumerate(net.synapses):  # running input scale of preset layers, when saved
+        key = f"synapses.{k}.xbar.input_scale"
+        if hasattr(syn, "xbar") and key in ckpt.model_state:
+            syn.xbar.input_scale.copy_(ckpt.model_state[key])
+
+
+def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | None = None,
+                 noise_seed: int | None = None) -> tuple[MemristiveSNN, Config]:
+    """The trained network of a checkpoint, optionally re-targeted to another crossbar preset/mode."""
+    ckpt = read_checkpoint(path)
+    if ckpt.config is None:
+        raise CheckpointError(f"checkpoint {path} holds no config; it was not written by memsim train")
+    cfg = parse_config(ckpt.config, source=f"config of {path}")
+    net = build_network(cfg, crossbar=crossbar, mode=mode, noise_seed=noise_seed)
+    _load_weights(net, ckpt, f"checkpoint {path}")
+    net.eval()
+    return net, cfg
+
+
+def _calibrate(net: MemristiveSNN, encoder, data: ImageDataset, n: int = 256) -> None:
+    """Set the DAC input ranges of preset layers from a batch (as a chip is calibrated), if not saved."""
+    needs = [s for s in net.synapses if hasattr(s, "xbar") and float(s.xbar.input_scale) == 0.0]
+    if not needs:
+        return
+    was = net.training
+    net.train()
+    with torch.no_grad():
+        net(encoder(data.images[:n]))
+    net.train(was)
+
+
+def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: int | None = None,
+                        mode: str | None = None, split: str = "test", limit: int | None = None,
+                        batch_size: int = 256, progress: bool = False, substeps: int | None = None) -> dict[str, Any]:
+    """Accuracy of a trained checkpoint deployed on ``preset`` (default: the config's eval preset or its
+    crossbar), averaged over ``seeds`` noise seeds (programming noise, faults and read noise re-drawn per
+    seed; the weights are programmed once per seed and kept for the whole test set, as on a chip)."""
+    ckpt = read_checkpoint(path)
+    cfg = parse_config(ckpt.config, source=f"config of {path}")
+    set_threads(cfg.training.threads)
+    preset = preset or cfg.hardware.eval_preset or cfg.network.crossbar
+    if not is_ideal(preset):
+        check_references(dataclasses.replace(cfg, hardware=dataclasses.replace(cfg.hardware, eval_preset=preset)))
+    mode = mode or cfg.hardware.mode
+    seeds = cfg.hardware.eval_seeds if seeds is None else seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds = {seeds!r} is invalid: allowed an integer >= 1", key="seeds", value=seeds)
+    train_set, test_set = load_datasets(cfg)
+    data = test_set if split == "test" else train_set
+    encoder = build_encoder(cfg)
+    results = []
+    n_seeds = 1 if is_ideal(preset) else seeds
+    from tqdm.auto import tqdm
+    for s in tqdm(range(n_seeds), desc="seeds", disable=not progress):
+        net, _ = load_network(path, crossbar=preset, mode=None if is_ideal(preset) else mode, noise_seed=s)
+        if substeps is not None:
+            net.set_substeps(substeps)
+        _calibrate(net, encoder, train_set)
+        net.eval()
+        torch.manual_seed(s)
+        r = evaluate(net, encoder, data, batch_size, limit=limit,
+                     generator=torch.Generator().manual_seed(cfg.training.seed + 1 + s))
+        results.append(r["accuracy"])
+    mean = sum(results) / len(results)
+    std = (sum((a - mean) ** 2 for a in results) / max(len(results) - 1, 1)) ** 0.5
+    return {"checkpoint": str(path), "preset": preset if isinstance(preset, str) else str(preset),
+            "mode": "ideal" if is_ideal(preset) else mode, "seeds": n_seeds, "accuracy": mean, "std": std,
+            "per_seed": results, "samples": len(data) if limit is None else min(limit, len(data))}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# plots
+
+def plot_history(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    from .plots import plt, save
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax1.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
+    ax2.plot(epochs, [100 * r["train_accuracy"] for r in history], "o-", label="train")
+    ax2.plot(epochs, [100 * r["test_accuracy"] for r in history], "s-", label="test")
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy (%)"), ax2.legend(), ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path)
