@@ -1,0 +1,239 @@
+"""Neuron cards: TOML files in ``devices/`` with their own schema, validated on load.
+
+A neuron card names its circuit type (``mif`` or ``vlif``), its memristors (by
+device-card name, so the neuron reuses a device of the library, or as an inline
+device table with a ``family``), the circuit parameters in SI units, the
+documented time step and input-current range, its provenance (including the SI
+derivation) and its verification stimuli::
+
+    name = "mif_neuron"
+    type = "mif"
+    [memristors]
+    M1 = "mss_mif"                         # a device card ...
+    M2 = { card = "mss_mif", x0 = 0.0238 } # ... with overrides, or {family = ..., R_on = ..., ...}
+    [parameters]   C, E1, E2, V0, tau_s  (mif) | C, R_L, V0, tau_s (vlif)
+    [simulation]   dt, input_range = [lo, hi]
+    [verify]       duration, step_current, ramp_current, train_amplitude, train_rate, seed
+
+The ``type`` key (not ``family``) keeps neuron cards out of the device list.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..errors import CardError, ParameterError
+from ..library import Card, _card_files, card_path, load_card
+from .circuits import NeuronCircuit, circuit_for
+
+_TOP = {"name", "type", "description", "provenance", "memristors", "parameters", "simulation", "verify"}
+_SIM = {"dt", "input_range"}
+_VERIFY = {"duration", "step_current", "ramp_current", "train_amplitude", "train_rate", "seed"}
+
+#: the coarsest time step allowed, as a fraction of the fastest memristor's tau
+DT_FRACTION_OF_TAU = 0.1
+
+
+@dataclass(frozen=True)
+class NeuronVerify:
+    duration: float
+    step_current: float
+    ramp_current: float
+    train_amplitude: float
+    train_rate: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class NeuronCard:
+    name: str
+    type: str
+    circuit: NeuronCircuit
+    description: str
+    provenance: dict
+    memristors: tuple[Card, ...]
+    parameters: dict[str, float]
+    dt: float
+    input_range: tuple[float, float]
+    verify: NeuronVerify
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def subckt_name(self) -> str:
+        return self.name.upper()
+
+    def lib_path(self) -> Path:
+        from ..library import DEVICES_DIR
+        base = self.path.parent if self.path is not None else DEVICES_DIR
+        return base / f"{self.name}.lib"
+
+    def namespaces(self):
+        """(circuit parameters, memristor parameters) as namespaces of floats."""
+        return SimpleNamespace(**self.parameters), [SimpleNamespace(**c.parameters) for c in self.memristors]
+
+    def with_parameters(self, **overrides) -> "NeuronCard":
+        """A copy with circuit parameters (or ``M1_<name>`` memristor parameters) overridden, re-validated."""
+        params = dict(self.parameters)
+        mems = [dict(c.parameters) for c in self.memristors]
+        for key, value in overrides.items():
+            if key[:1] == "M" and "_" in key and key.split("_", 1)[0][1:].isdigit():
+                k = int(key.split("_", 1)[0][1:]) - 1
+                if not 0 <= k < len(mems):
+                    raise ParameterError(key, value, f"M1..M{len(mems)}_<param>", "name an existing memristor")
+                mems[k][key.split("_", 1)[1]] = value
+            else:
+                params[key] = value
+        cards = []
+        for k, (card, p) in enumerate(zip(self.memristors, mems)):
+            cards.append(Card(name=card.name, family=card.family, description=card.description,
+                              provenance=card.provenance, parameters=card.family.validate(p, f"{self.name}.M{k + 1}"),
+                              voltage_range=card.voltage_range, verify=card.verify, path=card.path))
+        params = self.circuit.validate(params, self.name)
+        check_dt(self.dt, cards, params, self.name)
+        return NeuronCard(self.name, self.type, self.circuit, self.description, self.provenance, tuple(cards),
+                          params, self.dt, self.input_range, self.verify, self.path)
+
+
+def check_dt(dt, memristors, params, where: str = "") -> float:
+    """A time step must resolve the memristors' switching time and the synapse."""
+    field_ = f"{where}.dt" if where else "dt"
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
+        raise ParameterError(field_, dt, "a positive time step in s", "give dt in seconds, e.g. 1e-5")
+    taus = [float(c.parameters["tau"]) for c in memristors]
+    limit = min(min(taus) * DT_FRACTION_OF_TAU, float(params["tau_s"]))
+    if dt > limit * (1 + 1e-12):
+        raise ParameterError(field_, dt, f"(0, {limit:g}] s (<= {DT_FRACTION_OF_TAU:g} x the memristor tau "
+                             f"{min(taus):g} s and <= the synapse tau_s {params['tau_s']:g} s)",
+                             f"use dt <= {limit:g} s; the integrator sub-steps stiff parts by itself")
+    return float(dt)
+
+
+def _unknown(where, key, allowed):
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {sorted(allowed)}"
+    return CardError(f"{where}: unknown key '{key}'. {hint}")
+
+
+def _num(table, key, where, positive=True):
+    if key not in table:
+        raise CardError(f"{where}: missing key '{key}'")
+    v = table[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        raise ParameterError(f"{where}.{key}", v, "a positive finite number" if positive else "a finite number",
+                             f"correct {key} in the card")
+    return float(v)
+
+
+def _memristor(spec, where: str) -> Card:
+    from ..families import get_family
+    if isinstance(spec, str):
+        return load_card(spec)
+    if not isinstance(spec, dict):
+        raise CardError(f"{where}: give a device card name or a table (card = ... or family = ...)")
+    spec = dict(spec)
+    if "card" in spec:
+        base = load_card(spec.pop("card"))
+        params = dict(base.parameters)
+        params.update(spec)
+        return Card(name=base.name, family=base.family, description=base.description, provenance=base.provenance,
+                    parameters=base.family.validate(params, where), voltage_range=base.voltage_range,
+                    verify=base.verify, path=base.path)
+    if "family" not in spec:
+        raise CardError(f"{where}: an inline memristor needs 'family' (or 'card' to reuse a device card)")
+    family = get_family(spec.pop("family"), f"{where}.family")
+    name = str(spec.pop("name", where.replace(".", "_")))
+    return Card(name=name, family=family, description=f"memristor of neuron card ({where})", provenance={},
+                parameters=family.validate(spec, where), voltage_range=(-1.0, 1.0), verify=None)
+
+
+def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> NeuronCard:
+    for key in data:
+        if key not in _TOP:
+            raise _unknown(source, key, _TOP)
+    name = data.get("name")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ParameterError(f"{source}.name", name, "an identifier (letters, digits, _)", "name the card")
+    type_ = data.get("type")
+    mems = data.get("memristors")
+    if not isinstance(mems, dict):
+        raise CardError(f"{source}: missing [memristors] table (M1 = \"device card\" ...)")
+    cards = []
+    for k in range(len(mems)):
+        key = f"M{k + 1}"
+        if key not in mems:
+            raise CardError(f"{source}.memristors: expected keys M1..M{len(mems)}, got {sorted(mems)}")
+        cards.append(_memristor(mems[key], f"{name}.{key}"))
+    families = {c.family.name for c in cards}
+    if len(families) != 1:
+        raise CardError(f"{source}.memristors: all memristors must share one family, got {sorted(families)}")
+    circuit = circuit_for(type_, cards[0].family, f"{source}.type")
+    if len(cards) != circuit.n_memristors:
+        raise CardError(f"{source}.memristors: a '{type_}' neuron has {circuit.n_memristors} memristor(s), "
+                        f"the card gives {len(cards)}")
+    params = data.get("parameters")
+    if not isinstance(params, dict):
+        raise CardError(f"{source}: missing [parameters] table")
+    params = circuit.validate(params, f"{name}")
+    sim = data.get("simulation")
+    if not isinstance(sim, dict):
+        raise CardError(f"{source}: missing [simulation] table (dt, input_range)")
+    for key in sim:
+        if key not in _SIM:
+            raise _unknown(f"{source}.simulation", key, _SIM)
+    dt = check_dt(sim.get("dt"), cards, params, name)
+    rng = sim.get("input_range")
+    if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
+            and rng[0] < rng[1]):
+        raise ParameterError(f"{source}.simulation.input_range", rng, "[lo, hi] in A with lo < hi",
+                             "give the documented input-current range")
+    ver = data.get("verify")
+    if not isinstance(ver, dict):
+        raise CardError(f"{source}: missing [verify] table")
+    for key in ver:
+        if key not in _VERIFY:
+            raise _unknown(f"{source}.verify", key, _VERIFY)
+    seed = ver.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ParameterError(f"{source}.verify.seed", seed, "an integer", "give an integer seed")
+    verify = NeuronVerify(_num(ver, "duration", f"{source}.verify"), _num(ver, "step_current", f"{source}.verify"),
+                          _num(ver, "ramp_current", f"{source}.verify"),
+                          _num(ver, "train_amplitude", f"{source}.verify"),
+                          _num(ver, "train_rate", f"{source}.verify"), seed)
+    prov = data.get("provenance", {})
+    if not isinstance(prov, dict):
+        raise CardError(f"{source}: [provenance] must be a table")
+    return NeuronCard(name=name, type=type_, circuit=circuit, description=str(data.get("description", "")),
+                      provenance={k: str(v) for k, v in prov.items()}, memristors=tuple(cards), parameters=params,
+                      dt=dt, input_range=(float(rng[0]), float(rng[1])), verify=verify, path=path)
+
+
+def list_neuron_cards() -> list[str]:
+    """Names of the neuron cards on the device search path."""
+    out = []
+    for name, path in _card_files().items():
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if "type" in data and "family" not in data:
+            out.append(name)
+    return out
+
+
+def load_neuron_card(name_or_path) -> NeuronCard:
+    """Load and validate a neuron card by name (search path of :mod:`memsim.library`) or path."""
+    path = card_path(name_or_path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"{path}: not valid TOML ({exc})") from None
+    if "family" in data and "type" not in data:
+        raise CardError(f"{path}: this is a device card (family = {data['family']!r}), not a neuron card; "
+                        "use 'memsim device' for it")
+    return parse_neuron_card(data, str(path.name), path)

@@ -1,0 +1,40 @@
+"""Neuron checks for ``memsim verify``: each neuron card x (step, ramp, spike train), torch RK4 vs ngspice.
+
+Importing this module registers the kind "neuron" with :mod:`memsim.verify`.
+A check passes when the waveform is within 1 % of the spike amplitude *and*
+every spike time is within one time step (spike counts must agree); the
+reported error is the larger of the two, each divided by its tolerance, so the
+check's tolerance is 1.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..verify import Check, CheckResult, register
+from .cards import list_neuron_cards, load_neuron_card
+from .simulate import (SPIKE_TIME_TOLERANCE, WAVEFORM_TOLERANCE, compare, spice_trace, standard_stimuli,
+                       torch_trace)
+
+
+def run_check(card, stim) -> CheckResult:
+    model = torch_trace(card, stim)
+    ref = spice_trace(card, stim)
+    c = compare(card, model, ref, card.dt)
+    score = max(c["waveform_error"] / WAVEFORM_TOLERANCE, c["spike_shift_steps"] / SPIKE_TIME_TOLERANCE)
+    return CheckResult("neuron", card.name, stim.label,
+                       "max(waveform err / 1% amplitude, spike shift / 1 step)", score, 1.0,
+                       f"wave={c['waveform_error']:.2e} shift={c['spike_shift_steps']:.3f}dt "
+                       f"spikes={c['spikes_torch']}/{c['spikes_spice']} amp={c['amplitude']:.3g}V dt={card.dt:g}s")
+
+
+def neuron_checks(names: list[str] | None = None) -> Iterable[Check]:
+    known = list_neuron_cards()
+    for name in (names or known):
+        if name not in known:
+            continue  # a device or crossbar name given to `memsim verify --model`
+        card = load_neuron_card(name)
+        for stim in standard_stimuli(card):
+            yield Check("neuron", card.name, stim.label, lambda card=card, stim=stim: run_check(card, stim))
+
+
+register("neuron", neuron_checks)
