@@ -15,3 +15,4 @@ __version__ = "0.1.0"
 __all__ = ["MemsimError", "ParameterError", "CardError", "StimulusError", "NonFiniteError", "SpiceError",
            "SpiceUnavailableError", "FAMILIES", "get_family", "Card", "list_cards", "load_card", "DeviceArray",
            "Sine", "PWL", "pulse_train", "__version__"]
+from .nn.convert import convert  # noqa: E402,F401  (crossbar layers; after the core imports)
