@@ -90,6 +90,17 @@ def test_cli_export_netlist_runs_in_ngspice(tmp_path):
     assert relative_error(mine, ref) < NONLINEAR_TOLERANCE
 
 
+def test_reference_netlists_are_up_to_date():
+    """crossbar/<preset>.cir is what `memsim crossbar export --all` writes now (fails when the writer changed)."""
+    from memsim.commands.crossbar import reference_netlist
+    from memsim.crossbar import list_presets
+    from memsim.crossbar.presets import CROSSBAR_DIR
+    for name in list_presets():
+        path = CROSSBAR_DIR / f"{name}.cir"
+        assert path.is_file(), f"missing {path}: run memsim crossbar export --all"
+        assert path.read_text() == reference_netlist(load_preset(name)), f"{path} is stale: memsim crossbar export --all"
+
+
 @pytest.mark.spice
 def test_verify_provider_registers_crossbar_checks():
     from memsim.verify import collect

@@ -17,8 +17,11 @@ def register(sub) -> None:
     info.set_defaults(func=run_info)
 
     ex = csub.add_parser("export", help="write one tile of the preset as an ngspice .op netlist")
-    ex.add_argument("preset")
+    ex.add_argument("preset", nargs="?", help="preset name or path (omit with --all)")
     ex.add_argument("-o", "--output", default="-", help="output file ('-' = stdout, the default)")
+    ex.add_argument("--all", action="store_true",
+                    help="write the reference netlist of every preset to crossbar/<name>.cir: the small tile that "
+                         "`memsim verify --kind crossbar` checks (nonlinear cells where the card is nonlinear)")
     ex.add_argument("--cells", choices=("linear", "nonlinear"), default="linear",
                     help="linear: resistors at the read-voltage chord conductance; nonlinear: the card's I-V")
     ex.add_argument("--size", type=int, help="tile size N (N x N; default: the preset's tile)")
@@ -53,12 +56,32 @@ def run_info(args) -> int:
     return 0
 
 
+def reference_netlist(preset) -> str:
+    """The committed reference netlist of a preset: its verify tile (8x8, seed 0)."""
+    from ..crossbar.netlist import tile_netlist
+    from ..crossbar.verify import VERIFY_SIZE, random_tile
+    size = min(VERIFY_SIZE, preset.rows, preset.cols)
+    g, x, v = random_tile(preset, size, 0)
+    cells = {"card": preset.card, "x": x.numpy()} if preset.nonlinear else {"g": g.numpy()}
+    return tile_netlist(v.numpy(), preset.circuit, title=f"memsim crossbar {preset.name} reference tile (seed 0)",
+                        **cells)
+
+
 def run_export(args) -> int:
     from ..crossbar.netlist import tile_netlist
-    from ..crossbar.presets import load_preset
+    from ..crossbar.presets import CROSSBAR_DIR, list_presets, load_preset
     from ..crossbar.verify import random_tile
     from ..errors import ParameterError
     from ..io import atomic_write_text
+    if args.all == bool(args.preset):
+        print("memsim crossbar export: give a PRESET or --all", file=sys.stderr)
+        return 2
+    if args.all:
+        for name in list_presets():
+            p = load_preset(name)
+            path = (p.path.parent if p.path is not None else CROSSBAR_DIR) / f"{name}.cir"
+            print(f"wrote {atomic_write_text(path, reference_netlist(p))}")
+        return 0
     p = load_preset(args.preset)
     size = p.rows if args.size is None else args.size
     if size < 1:

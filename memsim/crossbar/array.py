@@ -114,7 +114,8 @@ class CrossbarArray:
         vt = grid.pack_inputs(v)  # [B, nr, rows]
         i = self._tiles(g, vt)   # [B, nr, nc, cols]
         if self.quantised and self.noise.read:
-            std = torch.sqrt(torch.einsum("bri,rcij->brcj", vt * vt, g * g))
+            gc = effective_conductance(g, p.circuit)  # the cell current's conductance (1T1R: with g_T in series)
+            std = torch.sqrt(torch.einsum("bri,rcij->brcj", vt * vt, gc * gc))
             noise = torch.randn(i.shape, generator=self._gen_read, dtype=torch.float64).to(i)
             i = i + self.noise.read * std * noise
         y = grid.column_signal(i)  # [B, nr, nc, opt]
