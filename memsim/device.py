@@ -89,15 +89,23 @@ class DeviceArray:
         return self.current(v, x) / v
 
     def simulate(self, voltage: Callable[[torch.Tensor], torch.Tensor], dt: float, n_steps: int, *,
-                 method: str = "rk4", substeps: int = 1, x0: torch.Tensor | None = None):
+                 method: str = "rk4", substeps: int = 1, x0: torch.Tensor | None = None, record=None,
+                 compile: bool = False):
         """Drive every device with ``voltage(t)`` (V; broadcastable to the batch).
 
-        Returns ``(t, v, i, x)``, each ``[n_steps + 1, *shape]`` except ``t``.
+        Returns ``(t, v, i, x)``, each ``[n_steps + 1, *shape]`` except ``t``. ``record`` (an index such as
+        ``slice(0, 8)``, applied as ``x[record]``) keeps only some devices' traces, so a large batch does not
+        store every device at every step. ``compile=True``: see :func:`memsim.integrate.odeint`.
         """
         x = self.initial_state() if x0 is None else x0
         f = lambda t, y: self.dxdt(voltage(t), y)
-        observe = lambda t, y: torch.stack(torch.broadcast_tensors(voltage(t), self.current(voltage(t), y), y))
+        pick = (lambda y: y) if record is None else (lambda y: y[record])
+
+        def observe(t, y):
+            v = torch.broadcast_to(voltage(t), y.shape)
+            return torch.stack([pick(v), pick(self.current(v, y)), pick(y)])
+
         traj = odeint(f, x, dt, n_steps, method=method, substeps=substeps, observe=observe,
-                      project=lambda y: y.clamp(0.0, 1.0), name=f"{self.name} state")
+                      project=lambda y: y.clamp(0.0, 1.0), name=f"{self.name} state", compile=compile)
         t = torch.arange(n_steps + 1, dtype=self.dtype, device=self.device) * dt
         return t, traj[:, 0], traj[:, 1], traj[:, 2]

@@ -99,13 +99,16 @@ def odeint(f: Field, x0: torch.Tensor, dt: float, n_steps: int, *, method: str =
            substeps: int = 1, state_dim: int | None = None,
            project: Callable[[torch.Tensor], torch.Tensor] | None = None,
            observe: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-           check_finite: bool = True, name: str = "state") -> torch.Tensor:
+           check_finite: bool = True, name: str = "state", compile: bool = False) -> torch.Tensor:
     """Integrate from ``t0`` over ``n_steps`` steps of ``dt``; return ``[n_steps + 1, ...]``.
 
     ``substeps`` splits each step into that many sub-steps (output still every ``dt``).
     ``project`` maps the state after each sub-step (e.g. onto its physical bounds).
     ``observe(t, x)`` chooses what is recorded (default: the state itself).
     A non-finite state raises :class:`NonFiniteError` naming the step.
+    ``compile=True`` fuses one output step (its sub-steps, projection and observation) with
+    ``torch.compile``: several times faster for large batches of elementwise states, after a one-off
+    compilation of tens of seconds (same numbers up to floating-point reassociation).
     """
     check_method(method)
     if not isinstance(n_steps, int) or n_steps < 0:
@@ -114,17 +117,23 @@ def odeint(f: Field, x0: torch.Tensor, dt: float, n_steps: int, *, method: str =
         raise ParameterError("substeps", substeps, "an integer >= 1", "use 1 for no sub-stepping")
     observe = observe or (lambda t, x: x)
     h = dt / substeps
+
+    def advance(t, x):
+        for s in range(substeps):
+            x = step(f, t + s * h, x, h, method, state_dim=state_dim)
+            if project is not None:
+                x = project(x)
+        return x, observe(t + dt, x)
+
+    if compile:
+        advance = torch.compile(advance, dynamic=False)
     x = x0
     out = [observe(_as_time(t0, x0), x)]
     for n in range(n_steps):
-        for s in range(substeps):
-            t = t0 + n * dt + s * h
-            x = step(f, t, x, h, method, state_dim=state_dim)
-            if project is not None:
-                x = project(x)
+        x, seen = advance(_as_time(t0 + n * dt, x0), x)
         if check_finite and not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).nonzero()[0].tolist()
             raise NonFiniteError(f"{name} became non-finite at step {n + 1} (t = {t0 + (n + 1) * dt:g} s), "
                                  f"element {bad}; reduce dt, add substeps or use method='backward_euler'")
-        out.append(observe(_as_time(t0 + (n + 1) * dt, x), x))
+        out.append(seen)
     return torch.stack(out)
