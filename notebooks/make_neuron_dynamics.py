@@ -109,7 +109,7 @@ the batch index is the interval."""),
 fig, ax = plt.subplots(1, 3, figsize=(17, 4.2))
 for k, (layer, amp) in enumerate([(MIFNeuron(synapse=True, dtype=torch.float64), 3e-4),
                                   (VLIFNeuron(synapse=True, dtype=torch.float64), 1.5e-4)]):
-    T, t1 = 300, 20
+    T, t1 = 220, 20
     x = torch.zeros(T, len(intervals), 1, dtype=torch.float64)
     x[t1] = amp
     for b, d in enumerate(intervals):
@@ -144,7 +144,7 @@ The MIF response to one synaptic input pulse (100 uA for one step, just above it
 the membrane capacitance C, the upper reversal potential E2, the memristors' switching time constant tau, and
 their ON threshold v_on (both memristors). Then the vLIF's load resistor and capacitance (pulse 300 uA). Every variant is a
 re-validated card (`NeuronCard.with_parameters`), so an invalid value is refused with an error."""),
-    new_code_cell("""def one_pulse(cls, amp, T=250, t1=20, **over):
+    new_code_cell("""def one_pulse(cls, amp, T=150, t1=20, **over):
     layer = cls(synapse=True, dtype=torch.float64, **over)
     x = torch.zeros(T, 1, 1, dtype=torch.float64)
     x[t1] = amp

@@ -315,6 +315,10 @@ def test_non_finite_state_names_neuron_step_and_input():
     x[2:, 0, 1] = 3e38  # finite float32 input whose charge overflows the membrane
     with pytest.raises(NonFiniteError, match=r"vlif_neuron.*batch 0, neuron 1.*step 2.*3e\+38 A"):
         layer(x)
+    state = None
+    with pytest.raises(NonFiniteError, match=r"vlif_neuron.*batch 0, neuron 1.*step 2 .*3e\+38 A"):
+        for n in range(5):
+            _, _, state = layer.step(x[n], state, index=n)
 
 
 # --------------------------------------------------------------------------- CLI and notebook

@@ -146,9 +146,11 @@ class MemristiveNeuron(nn.Module):
         if not torch.isfinite(y).all():
             bad = (~torch.isfinite(y)).nonzero()[0].tolist()
             b, n = bad[0], bad[1]
+            when = (f"at step {index} (t = {(index + 1) * self.dt:g} s)" if index >= 0
+                    else "in a step() call (pass step(..., index=n) to have the step named)")
             raise NonFiniteError(
-                f"neuron '{self.card.name}' [batch {b}, neuron {n}] became non-finite at step {index} "
-                f"(t = {(index + 1) * self.dt:g} s) with input current {float(u[b, n]):g} A "
+                f"neuron '{self.card.name}' [batch {b}, neuron {n}] became non-finite {when} "
+                f"with input current {float(u[b, n]):g} A "
                 f"(state {self.state_names[bad[2]]}); the documented input range is "
                 f"{list(self.card.input_range)} A. Fix: keep the input in range or use dtype=torch.float64")
         return y
@@ -157,11 +159,14 @@ class MemristiveNeuron(nn.Module):
         c, level = self.rule.component, self.rule.level
         return ((y_old[..., c] < level) & (y_new[..., c] >= level)).to(y_new.dtype)
 
-    def step(self, current: torch.Tensor, state: torch.Tensor | None = None):
-        """One step: ``current`` ``[B, N]`` (A) -> (v ``[B, N]``, spike ``[B, N]`` or None, new state)."""
+    def step(self, current: torch.Tensor, state: torch.Tensor | None = None, *, index: int | None = None):
+        """One step: ``current`` ``[B, N]`` (A) -> (v ``[B, N]``, spike ``[B, N]`` or None, new state).
+
+        ``index`` (optional) is the caller's step number, used only in the error message of a non-finite state.
+        """
         self._check(current, "current", 2, "[B, N]")
         y = self._check_state(state, *current.shape)
-        y_new = self._advance(current, y, 0)
+        y_new = self._advance(current, y, -1 if index is None else int(index))
         spk = self._spike(y.detach(), y_new.detach()) if self.return_spikes else None
         return y_new[..., 0], spk, y_new
 
