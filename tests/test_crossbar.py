@@ -497,3 +497,25 @@ def test_cli_irdrop_writes_plot(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "all-on" in text and "random" in text
     assert main(["crossbar", "irdrop", "no_such_preset"]) == 2
+
+
+def test_nonlinear_layer_mode_matches_chord_model_at_the_read_voltage():
+    """Cells driven exactly at v_read carry g_chord * v_read: the card's sinh I-V (Newton) then equals the
+    linear model at the chord conductance (irdrop mode), up to the (tiny) wire drops; gradients flow."""
+    p = load_preset(HFOX_0T1R).replace(rows=8, cols=8, r_wire=1e-6, noise=NonIdealities(), levels=0, dac=None,
+                                       adc=None)
+    torch.manual_seed(0)
+    w = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    x = torch.ones(2, 8, dtype=torch.float64)  # every word line at +v_max = v_read
+    y_nl = CrossbarArray(p, 3, 8, mode="nonlinear")(w, x)
+    y_lin = CrossbarArray(p, 3, 8, mode="irdrop")(w, x)
+    assert torch.allclose(y_nl, y_lin, rtol=1e-4, atol=1e-6 * float(y_lin.detach().abs().max()))
+    assert torch.allclose(y_lin, x @ w.detach().T, rtol=1e-3)
+    y_nl.sum().backward()
+    assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+    # rows at half the read voltage: the sinh cells conduct less than the chord model says
+    xh = torch.ones(1, 8, dtype=torch.float64)
+    xh[0, :4] = 0.5
+    y_nl = CrossbarArray(p, 3, 8, mode="nonlinear")(w.detach(), xh)
+    y_lin = CrossbarArray(p, 3, 8, mode="irdrop")(w.detach(), xh)
+    assert (y_nl - y_lin).abs().max() > 1e-3 * y_lin.abs().max()

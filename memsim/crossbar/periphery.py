@@ -25,8 +25,11 @@ def _check_bits(field: str, bits) -> int:
 
 
 def _quantise_symmetric(u: torch.Tensor, bits: int) -> torch.Tensor:
-    """Clip ``u`` to [-1, 1] and round it to 2**bits - 1 levels (1 bit: {-1, 0, 1} has 3 levels; we use 2**bits - 1)."""
-    half = max(2 ** (bits - 1) - 1, 1) if bits > 1 else 1
+    """Clip ``u`` to [-1, 1] and round it to 2**bits - 1 symmetric levels (sign-magnitude, zero exact).
+
+    1 bit is the exception: a sign-magnitude converter needs zero, so it gets {-1, 0, +1}.
+    """
+    half = max(2 ** (bits - 1) - 1, 1)
     uc = torch.clamp(u, -1.0, 1.0)
     return round_ste(uc * half) / half
 
