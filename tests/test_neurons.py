@@ -113,6 +113,8 @@ def test_bad_card_files(tmp_path):
         load_neuron_card(bad)
     with pytest.raises(CardError, match="device card"):
         load_neuron_card("mss_mif")
+    with pytest.raises(CardError, match="unknown neuron card 'mif_neurn'; did you mean 'mif_neuron'"):
+        load_neuron_card("mif_neurn")
 
 
 # --------------------------------------------------------------------------- torch vs scipy (no ngspice)

@@ -227,7 +227,14 @@ def list_neuron_cards() -> list[str]:
 
 def load_neuron_card(name_or_path) -> NeuronCard:
     """Load and validate a neuron card by name (search path of :mod:`memsim.library`) or path."""
-    path = card_path(name_or_path)
+    try:
+        path = card_path(name_or_path)
+    except CardError:
+        key = str(name_or_path)
+        names = list_neuron_cards()
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"the neuron cards are {names} ('memsim neuron --list')"
+        raise CardError(f"unknown neuron card '{key}'; {hint}") from None
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
