@@ -29,7 +29,8 @@ from ..errors import ParameterError
 from .mapping import state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, generator, program
 from .presets import Preset, load_preset
-from .solver import effective_conductance, memristor_for_cell, solve_approx, solve_linear, solve_nonlinear
+from .solver import (effective_conductance, factor_tile, memristor_for_cell, solve_approx, solve_linear,
+                     solve_nonlinear)
 from .tiling import TileGrid
 
 MODES = ("ideal", "noisy", "irdrop", "approx", "nonlinear")
@@ -56,6 +57,7 @@ class CrossbarArray:
         self.approx_iterations = approx_iterations
         self.reset_noise()
         self._defects: FixedDefects | None = None
+        self._factors: tuple | None = None  # (programmed g, its version, {(r, c): LU factors}) for irdrop reads
 
     def reset_noise(self) -> None:
         """Restart the per-programming and per-read noise streams from the seed."""
@@ -133,12 +135,22 @@ class CrossbarArray:
                 g = effective_conductance(g, circuit)
             return torch.einsum("bri,rcij->brcj", vt, g)
         nr, nc = g.shape[:2]
+        factors = None
+        if mode == "irdrop" and not g.requires_grad:  # a programmed chip read many times: factor each tile once
+            if self._factors is None or self._factors[0] is not g or self._factors[1] != g._version:
+                self._factors = (g, g._version, {})
+            factors = self._factors[2]
         out = []
         for r in range(nr):
             row = []
             for c in range(nc):
                 if mode == "irdrop":
-                    row.append(solve_linear(g[r, c], vt[:, r], circuit))
+                    f = None
+                    if factors is not None:
+                        f = factors.get((r, c))
+                        if f is None:
+                            f = factors[(r, c)] = factor_tile(g[r, c], circuit)
+                    row.append(solve_linear(g[r, c], vt[:, r], circuit, factors=f))
                 elif mode == "approx":
                     row.append(solve_approx(g[r, c], vt[:, r], circuit, self.approx_iterations))
                 else:

@@ -167,8 +167,8 @@ class _Factored:
 
 class _LinearSolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, g, v, circuit):
-        f = _Factored(g.detach().cpu().double().numpy(), circuit)
+    def forward(ctx, g, v, circuit, factors):
+        f = factors if factors is not None else _Factored(g.detach().cpu().double().numpy(), circuit)
         u = f.solve(v.detach().cpu().double().numpy())
         ctx.f, ctx.u = f, u
         return torch.from_numpy(f.out(u)).to(dtype=v.dtype, device=v.device)
@@ -188,20 +188,30 @@ class _LinearSolve(torch.autograd.Function):
             dl = lam[f.w.ravel()] - lam[f.b.ravel()]
             du = u[f.w.ravel()] - u[f.b.ravel()]
             gg = torch.from_numpy(-(dl * du).sum(axis=1).reshape(f.rows, f.cols)).to(grad_out)
-        return gg, gv, None
+        return gg, gv, None, None
 
 
-def solve_linear(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.Tensor:
+def factor_tile(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> _Factored:
+    """The sparse LU factors of a tile, to reuse over many :func:`solve_linear` calls (a programmed chip)."""
+    check_inputs(g, g.new_zeros(g.shape[0]))
+    check_conductance_positive(g)
+    geff = effective_conductance(g.detach(), circuit, v_gate)
+    return _Factored(geff.cpu().double().numpy(), circuit)
+
+
+def solve_linear(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit, v_gate=None, factors=None) -> torch.Tensor:
     """Column currents [..., cols] in A of a tile of linear cells ``g`` [rows, cols] (S) driven by ``v`` [..., rows] (V).
 
     Exact nodal solution with wire resistance; differentiable w.r.t. ``g`` and ``v``.
     For 1T1R the access transistor is a series conductance set by the row's gate voltage.
+    ``factors``: the tile's :func:`factor_tile` result for these same ``g``, ``circuit`` and ``v_gate``
+    (skips the factorisation; the caller guarantees they match).
     """
     check_inputs(g, v)
     check_conductance_positive(g)
     lead = v.shape[:-1]
     geff = effective_conductance(g, circuit, v_gate)
-    out = _LinearSolve.apply(geff, v.reshape(-1, g.shape[0]), circuit)
+    out = _LinearSolve.apply(geff, v.reshape(-1, g.shape[0]), circuit, factors)
     return out.reshape(*lead, g.shape[1])
 
 
