@@ -60,11 +60,14 @@ def figure(card: NeuronCard, traces, fi, *, title: str | None = None):
     ax.set(title="f-I curve (Poisson pulse-train drive, 3 kHz)", xlabel="mean input current (uA)",
            ylabel="output rate (Hz)")
     ax = fig.add_subplot(grid[1, 1])
-    label, model, _ = traces[-1]
+    label, model, ref = traces[-1]
     names = card.circuit.state_names
+    # the dense ngspice trace resolves the one-step upstroke; the torch trace is sampled at dt
+    src = ref if ref is not None else model
     for j in range(1, len(names)):
-        ax.plot(model.v * 1e3, model.states[:, j], lw=1.0, label=names[j])
-    ax.set(title=f"phase portrait ({label})", xlabel="membrane V (mV)", ylabel="memristor state")
+        ax.plot(src.v * 1e3, src.states[:, j], lw=1.0, label=names[j])
+    ax.set(title=f"phase portrait ({label}, {'ngspice' if ref is not None else 'torch'})",
+           xlabel="membrane V (mV)", ylabel="memristor state")
     ax.legend(loc="best", fontsize=8)
     ax = fig.add_subplot(grid[1, 2])
     for j in range(1, len(names)):
