@@ -187,6 +187,24 @@ def test_verify_registry_lists_and_runs_neuron_checks():
     assert result.passed and result.kind == "neuron"
 
 
+def test_mif_spike_depolarises_hyperpolarises_repolarises():
+    """One synaptic input pulse against a control neuron without it (same batch): the membrane passes
+    E1 + v_on (M1 switches ON), is then pulled below the control (hyperpolarisation) and recovers as M1
+    relaxes OFF (repolarisation) - from the device dynamics, with no threshold or reset anywhere."""
+    layer = MIFNeuron(synapse=True)
+    x = torch.zeros(1000, 1, 2)
+    x[100, 0, 0] = 3e-4
+    with torch.no_grad():
+        out = layer(x)
+    d = (out.v[:, 0, 0] - out.v[:, 0, 1]).double()
+    p, (m1, _) = layer.card.namespaces()
+    peak = int(d.argmax())
+    assert out.v[peak, 0, 0] > p.E1 + m1.v_on and out.spikes[:, 0, 0].sum() == 1 and out.spikes[:, 0, 1].sum() == 0
+    low = peak + int(d[peak:].argmin())
+    assert d[low] < -3e-3                        # hyperpolarised by more than 3 mV
+    assert abs(d[-1]) < 0.5 * abs(d[low])        # and recovering towards the control
+
+
 # --------------------------------------------------------------------------- layer semantics
 @pytest.mark.parametrize("cls", [MIFNeuron, VLIFNeuron])
 def test_step_mode_equals_sequence_mode(cls):
