@@ -336,7 +336,7 @@ class MemristiveSNN(nn.Module):
             substeps = max(substeps_for(self.dt, rate), math.ceil(self.dt * 20.0 / min(float(d.tau) for d in
                                                                                           neu.devices)))
         h = self.dt / substeps
-        y = torch.cat([torch.tensor(n.x0, dtype=inputs.dtype).expand(B, size, len(n.x0))
+        y = torch.cat([torch.tensor(n.x0, dtype=inputs.dtype, device=inputs.device).expand(B, size, len(n.x0))
                        for n, size in zip(self.neurons, sizes)], dim=1).clone()
         bounds = [0]
         for size in sizes:

@@ -54,10 +54,15 @@ def _resolve_preset(name: str):
 
 
 def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None = None,
-                  noise_seed: int | None = None) -> MemristiveSNN:
+                  noise_seed: int | None = None, for_training: bool = False) -> MemristiveSNN:
     """The network a config describes. ``crossbar``/``mode`` override the preset and its simulation mode
     (default: the config's preset, in ``hardware.mode`` when ``hardware.aware`` else its ``ideal`` mode);
-    ``noise_seed`` replaces the preset's noise seed (layer k uses ``noise_seed + k``)."""
+    ``noise_seed`` replaces the preset's noise seed (layer k uses ``noise_seed + k``).
+
+    ``for_training``: the preset's *read* noise is left out (every other non-ideality stays). Work-around:
+    :class:`memsim.crossbar.CrossbarArray` scales read noise by ``sqrt(sum v^2 g^2)``, whose derivative is
+    infinite when all inputs of a tile are 0 V (the blank borders of MNIST images), which turns the weight
+    gradients into NaN. Evaluation (:func:`evaluate_checkpoint`) keeps the read noise."""
     net_cfg = cfg.network
     name = net_cfg.crossbar if crossbar is None else crossbar
     preset = _resolve_preset(name)
@@ -72,7 +77,7 @@ def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None 
         base = preset.noise.seed if noise_seed is None else noise_seed
         for k, syn in enumerate(net.synapses):
             arr = syn.xbar.array
-            arr.noise = dataclasses.replace(arr.noise, seed=base + k)
+            arr.noise = dataclasses.replace(arr.noise, seed=base + k, **({"read": 0.0} if for_training else {}))
             arr.reset_noise()
             arr._defects = None
     return net
@@ -141,6 +146,7 @@ def evaluate(net: MemristiveSNN, encoder, data: ImageDataset, batch_size: int = 
     correct, total, loss_sum = 0, 0, 0.0
     with torch.no_grad():
         for idx in _batches(len(labels), batch_size, None):
+            idx = idx.to(labels.device)
             x, y = images[idx], labels[idx]
             out = net(encoder(x, generator=generator) if generator is not None else encoder(x))
             loss_sum += float(net.loss(out, y)) * len(y)
@@ -162,6 +168,13 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device = 'cuda' but torch sees no CUDA device. Fix: set training.device = "
+                          "'cpu' or 'auto'", key="training.device", value=name)
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
 def _optimizer(cfg: Config, params):
     t = cfg.training
     if t.optimizer == "adam":
@@ -180,11 +193,7 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
     prepare(cfg)
     t = cfg.training
     set_threads(t.threads)
-    device = torch.device("cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    if device.type == "cuda":
-        raise MemsimError("training.device = cuda: the memristive SNN trainer runs on the CPU in this version. "
-                          "Fix: set training.device = \"cpu\" (or \"auto\")")
+    device = _device(t.device)
     run = RunDirectory(cfg.output.dir, keep=cfg.output.keep_checkpoints)
     if not resume and run.checkpoints():
         raise CheckpointError(f"run directory {run.path} already holds checkpoints "
@@ -197,16 +206,17 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                           f"({n_in} inputs, {train_set.num_classes} classes)", key="network.layers")
 
     torch.manual_seed(t.seed)
-    net = build_network(cfg)
+    net = build_network(cfg, for_training=True)
     encoder = build_encoder(cfg)
-    opt = _optimizer(cfg, net.parameters())
-    loader_gen = torch.Generator().manual_seed(t.seed)
-    gens = _generators(net, loader_gen, encoder)
-    start_epoch = 0
     if init is not None:
         ckpt = read_checkpoint(init)
         _load_weights(net, ckpt, f"checkpoint {init}")
         log(f"initialised weights from {init} (epoch {ckpt.epoch})")
+    net.to(device)
+    opt = _optimizer(cfg, net.parameters())
+    loader_gen = torch.Generator().manual_seed(t.seed)
+    gens = _generators(net, loader_gen, encoder)
+    start_epoch = 0
     if resume:
         ckpt = run.resume(model=net, optimizer=opt, generators=gens, config=cfg)
         for path, why in run.skipped:
@@ -224,7 +234,8 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
         n_batches = min(n_batches, max_batches)
     from tqdm.auto import tqdm
 
-    images, labels = train_set.tensors()
+    images, labels = (v.to(device) for v in train_set.tensors())
+    test_set = ImageDataset(*(v.to(device) for v in test_set.tensors()), test_set.info, test_set.split)
     ckpt_path = last_good
     for epoch in range(start_epoch, t.epochs):
         net.train()
@@ -234,6 +245,7 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
         for b, idx in enumerate(_batches(len(labels), t.batch_size, loader_gen)):
             if b >= n_batches:
                 continue  # keep drawing the full permutation: the generator state matches a full epoch
+            idx = idx.to(device)
             x, y = images[idx], labels[idx]
             try:
                 out = net(encoder(x))
@@ -354,6 +366,9 @@ def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: i
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds = {seeds!r} is invalid: allowed an integer >= 1", key="seeds", value=seeds)
     train_set, test_set = load_datasets(cfg)
+    device = _device(cfg.training.device)
+    train_set, test_set = (ImageDataset(*(v.to(device) for v in d.tensors()), d.info, d.split)
+                           for d in (train_set, test_set))
     data = test_set if split == "test" else train_set
     encoder = build_encoder(cfg)
     results = []
@@ -361,6 +376,7 @@ def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: i
     from tqdm.auto import tqdm
     for s in tqdm(range(n_seeds), desc="seeds", disable=not progress):
         net, _ = load_network(path, crossbar=preset, mode=None if is_ideal(preset) else mode, noise_seed=s)
+        net.to(device)
         if substeps is not None:
             net.set_substeps(substeps)
         _calibrate(net, encoder, train_set)
