@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     import shutil
     for job in ("digits_memsim", "fashion_memsim", "fashion_hw_memsim"):
         shutil.rmtree(Path(ns.runs) / job, ignore_errors=True)
-    preset = "configs/presets/hfox_1t1r_64_adc6.toml"
+    preset = "hfox_1t1r_64"
     if ns.suite == "digits":
         epochs = ns.epochs or 8
         results.append(_run_job("digits_memsim", "memsim", "configs/digits_quickstart.toml", epochs, ns,
