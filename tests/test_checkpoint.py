@@ -66,7 +66,7 @@ def train(run_dir, epochs, kill_at=None, hard_kill=False):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            total += float(loss) * len(y); correct += int((out.argmax(1) == y).sum()); n += len(y)
+            total += float(loss.detach()) * len(y); correct += int((out.argmax(1) == y).sum()); n += len(y)
         sched.step()
         run.save(epoch + 1, model=model, optimizer=opt, scheduler=sched, generators=gens,
                  metrics={"loss": total / n, "accuracy": correct / n}, config={"training": {"epochs": epochs}})
