@@ -128,6 +128,11 @@ class NetworkConfig:
                                                                       "(loss only; predictions do not depend on it)",
                                                              lo=0.0, lo_open=True))
     substeps: int = field(default=1, metadata=_spec("int", "neuron integration sub-steps per time step", lo=1))
+    conv_channels: int = field(default=0, metadata=_spec("int", "convolutional variant: kernels of a conv crossbar "
+                                                                "stage (and MIF layer) before the dense layers; "
+                                                                "0 = off", lo=0))
+    conv_kernel: int = field(default=3, metadata=_spec("int", "convolutional variant: kernel size", lo=1))
+    conv_stride: int = field(default=1, metadata=_spec("int", "convolutional variant: stride", lo=1))
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ def network_netlist(net: MemristiveSNN, inputs: np.ndarray | torch.Tensor, *, ti
     if x.ndim != 2 or x.shape[1] != net.layers[0]:
         raise ParameterError("inputs.shape", tuple(x.shape), f"[T, {net.layers[0]}] (one sample)",
                              "pass one encoded sample, e.g. encoder(images)[:, k]")
+    if getattr(net, "conv", None):
+        raise ParameterError("network.conv_channels", net.conv[0], "0 for export-spice",
+                             "the SPICE export covers dense crossbar layers; export a network without the conv stage")
     T = x.shape[0]
     dt = net.dt
     card = net.neurons[0].card

@@ -49,7 +49,7 @@ from torch.nn import functional as F
 from .errors import NonFiniteError, ParameterError
 from .mathns import TORCH
 
-__all__ = ["MIFDynamics", "IdealSynapse", "MemristiveSNN", "SNNOutput", "READOUTS", "DEFAULTS",
+__all__ = ["MIFDynamics", "IdealSynapse", "ConvSynapse", "synapse_weight", "MemristiveSNN", "SNNOutput", "READOUTS", "DEFAULTS",
            "build_synapse", "is_ideal", "readout_logits"]
 
 READOUTS = ("voltage", "spike_count")
@@ -220,6 +220,47 @@ class PresetSynapse(nn.Module):
         return f"g_unit={self.g_unit:g} S"
 
 
+class ConvSynapse(nn.Module):
+    """A convolutional crossbar stage: image rows ``[*, C*H*W]`` (V) -> column currents ``[*, K*Ho*Wo]`` (A).
+
+    Each kernel is one crossbar column (im2col mapping); ``ideal``: exact ``conv2d`` with ``G = W * g_unit``,
+    a preset: :class:`memsim.nn.CrossbarConv2d` (the same non-idealities as the dense layers)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
+                 preset="ideal", mode: str = "noisy"):
+        super().__init__()
+        c, h, w = image_shape
+        for name, v in (("network.conv_channels", channels), ("network.conv_kernel", kernel),
+                        ("network.conv_stride", stride)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ParameterError(name, v, "an integer >= 1")
+        if kernel > min(h, w):
+            raise ParameterError("network.conv_kernel", kernel, f"<= {min(h, w)} (the image is {h}x{w})")
+        self.image_shape, self.stride, self.g_unit = (c, h, w), stride, float(g_unit)
+        self.out_shape = (channels, (h - kernel) // stride + 1, (w - kernel) // stride + 1)
+        self.in_features, self.out_features = c * h * w, channels * self.out_shape[1] * self.out_shape[2]
+        if is_ideal(preset):
+            self.weight = nn.Parameter(torch.empty(channels, c, kernel, kernel))
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        else:
+            from .nn.crossbar import CrossbarConv2d
+            self.xbar = CrossbarConv2d(c, channels, kernel, stride=stride, bias=False, preset=preset, mode=mode)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        lead = v.shape[:-1]
+        img = v.reshape(-1, *self.image_shape)
+        y = self.xbar(img) if hasattr(self, "xbar") else F.conv2d(img, self.weight, stride=self.stride)
+        return (y * self.g_unit).reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{self.image_shape} -> {self.out_shape}, stride {self.stride}, g_unit={self.g_unit:g} S"
+
+
+def synapse_weight(syn: nn.Module) -> nn.Parameter:
+    """The trainable weight of a synapse stage (ideal or on a preset's crossbar)."""
+    return syn.xbar.weight if hasattr(syn, "xbar") else syn.weight
+
+
 def build_synapse(in_features: int, out_features: int, g_unit: float, preset="ideal", mode: str = "noisy"):
     if is_ideal(preset):
         return IdealSynapse(in_features, out_features, g_unit)
@@ -253,7 +294,7 @@ class MemristiveSNN(nn.Module):
     def __init__(self, layers: Sequence[int], *, neuron="mif_neuron", crossbar="ideal", readout: str = "voltage",
                  time_steps: int = DEFAULTS["time_steps"], dt: float = DEFAULTS["dt"], g_unit: float = DEFAULTS["g_unit"],
                  readout_gain: float = DEFAULTS["readout_gain"], substeps: int = 1, mode: str = "noisy",
-                 penalty: float = 1.0):
+                 penalty: float = 1.0, conv: tuple[int, int, int] | None = None):
         super().__init__()
         layers = [int(n) for n in layers]
         if len(layers) < 2 or any(n < 1 for n in layers):
@@ -269,8 +310,20 @@ class MemristiveSNN(nn.Module):
         self.layers, self.readout, self.time_steps = layers, readout, time_steps
         self.crossbar = crossbar if isinstance(crossbar, str) else getattr(crossbar, "name", str(crossbar))
         self.g_unit, self.readout_gain = float(g_unit), float(readout_gain)
-        self.synapses = nn.ModuleList(build_synapse(a, b, g_unit, crossbar, mode)
-                                      for a, b in zip(layers[:-1], layers[1:]))
+        synapses = []
+        self.conv = tuple(conv) if conv else None
+        if self.conv:
+            side = int(round(math.sqrt(layers[0])))
+            if side * side != layers[0]:
+                raise ParameterError("network.layers[0]", layers[0], "a square image size (64, 784, ...)",
+                                     "the convolutional variant needs square single-channel images")
+            stage = ConvSynapse((1, side, side), *self.conv, g_unit, crossbar, mode)
+            synapses.append(stage)
+            layers = [layers[0], stage.out_features, *layers[1:]]
+        synapses += [build_synapse(a, b, g_unit, crossbar, mode)
+                     for a, b in zip(layers[len(synapses):-1], layers[len(synapses) + 1:])]
+        self.layers = layers
+        self.synapses = nn.ModuleList(synapses)
         self.neurons = nn.ModuleList(MIFDynamics(neuron, dt, substeps, name=f"layer {k} ({b} MIF neurons)")
                                      for k, b in enumerate(layers[1:]))
         self.dt = self.neurons[0].dt

@@ -34,7 +34,7 @@ from .checkpoint import CheckpointError, RunDirectory, check_architecture, read_
 from .config import Config, ConfigError, check_references, parse_config
 from .data import ImageDataset, load_dataset, make_encoder
 from .errors import MemsimError, NonFiniteError
-from .snn import MemristiveSNN, is_ideal
+from .snn import MemristiveSNN, is_ideal, synapse_weight
 
 __all__ = ["train", "TrainResult", "build_network", "build_encoder", "load_datasets", "evaluate",
            "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
@@ -71,7 +71,9 @@ def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None 
     net = MemristiveSNN(list(net_cfg.layers), neuron=net_cfg.neuron, crossbar=preset, readout=net_cfg.readout,
                         time_steps=net_cfg.time_steps, dt=net_cfg.dt, g_unit=net_cfg.g_unit,
                         readout_gain=net_cfg.readout_gain, substeps=net_cfg.substeps, mode=mode,
-                        penalty=cfg.training.voltage_penalty)
+                        penalty=cfg.training.voltage_penalty,
+                        conv=(net_cfg.conv_channels, net_cfg.conv_kernel, net_cfg.conv_stride)
+                        if net_cfg.conv_channels else None)
     if not is_ideal(preset):
         from .crossbar.nonideal import generator
         base = preset.noise.seed if noise_seed is None else noise_seed
@@ -309,7 +311,7 @@ def _load_weights(net: MemristiveSNN, ckpt, source: str) -> None:
     """Copy a checkpoint's synaptic weights into ``net`` (ideal <-> preset synapses), checking shapes."""
     weights = _layer_weights(ckpt.model_state)
     saved = [(f"synapses.{k}.weight", tuple(w.shape)) for k, w in sorted(weights.items())]
-    current = [(f"synapses.{k}.weight", tuple(s.weight.shape)) for k, s in enumerate(net.synapses)]
+    current = [(f"synapses.{k}.weight", tuple(synapse_weight(s).shape)) for k, s in enumerate(net.synapses)]
 
     class _Shape(torch.nn.Module):  # check_architecture compares names and shapes of a state_dict
         def state_dict(self, *a, **k):
@@ -317,7 +319,7 @@ def _load_weights(net: MemristiveSNN, ckpt, source: str) -> None:
     check_architecture(saved, _Shape(), source)
     with torch.no_grad():
         for k, syn in enumerate(net.synapses):
-            syn.weight.copy_(weights[k])
+            synapse_weight(syn).copy_(weights[k])
     for k, syn in enumerate(net.synapses):  # running input scale of preset layers, when saved
         key = f"synapses.{k}.xbar.input_scale"
         if hasattr(syn, "xbar") and key in ckpt.model_state:

@@ -133,3 +133,29 @@ def test_bad_input_shape_and_coarse_dt():
         net(torch.zeros(5, 2, 5))
     with pytest.raises(ParameterError, match="dt"):
         MemristiveSNN([4, 3], dt=1e-3)
+
+
+def test_convolutional_variant_trains_on_digits(tmp_path):
+    from memsim.config import load_config
+    from memsim.training import train
+
+    cfg = load_config(None, ["network.layers=[64,16,10]", "network.time_steps=8", "network.conv_channels=4",
+                             "network.conv_kernel=3", "network.conv_stride=2", "training.epochs=2",
+                             "training.batch_size=64", f"output.dir={tmp_path / 'conv'}", "output.plot=false"])
+    result = train(cfg, progress=False, log=lambda s: None)
+    net = result.network
+    assert net.layers == [64, 4 * 3 * 3, 16, 10]        # 8x8 image, 3x3 kernels, stride 2 -> 4 x 3 x 3
+    assert tuple(net.synapses[0].weight.shape) == (4, 1, 3, 3)
+    assert result.final["test_accuracy"] > 0.5
+
+
+def test_conv_stage_is_the_crossbar_convolution():
+    from torch.nn import functional as F
+    torch.manual_seed(6)
+    net = MemristiveSNN([64, 10], conv=(3, 3, 1), time_steps=2)
+    x = torch.rand(2, 5, 64) * 0.2
+    current = net.synapses[0](x)
+    expect = F.conv2d(x.reshape(-1, 1, 8, 8), net.synapses[0].weight).reshape(2, 5, -1) * net.g_unit
+    assert torch.allclose(current, expect)
+    with pytest.raises(ParameterError, match="conv_kernel"):
+        MemristiveSNN([64, 10], conv=(3, 9, 1))
