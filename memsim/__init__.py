@@ -14,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = ["MemsimError", "ParameterError", "CardError", "StimulusError", "NonFiniteError", "SpiceError",
            "SpiceUnavailableError", "FAMILIES", "get_family", "Card", "list_cards", "load_card", "DeviceArray",
-           "Sine", "PWL", "pulse_train", "__version__"]
-from .nn.convert import convert  # noqa: E402,F401  (crossbar layers; after the core imports)
+           "Sine", "PWL", "pulse_train", "convert", "__version__"]
+from .nn.convert import convert  # noqa: E402  (crossbar layers; imported after the core they build on)

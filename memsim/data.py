@@ -52,15 +52,13 @@ import gzip
 import hashlib
 import math
 import os
-import shutil
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch

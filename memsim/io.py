@@ -1,8 +1,9 @@
-"""Atomic file writes: a crash never leaves a half-written result behind."""
+"""File helpers: atomic writes (a crash never leaves a half-written result behind) and TOML reads."""
 from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 
 
@@ -27,3 +28,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_toml(path: str | os.PathLike) -> dict:
+    """A TOML file as a dict; a syntax error becomes a :class:`CardError` naming the file and the position."""
+    from .errors import CardError
+
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"{path}: not valid TOML: {exc}") from None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CardError, ParameterError
+from .io import read_toml
 from .families import DeviceFamily, get_family
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -211,12 +212,7 @@ def card_path(name_or_path: str | os.PathLike) -> Path:
 def load_card(name_or_path: str | os.PathLike) -> Card:
     """Load and validate a device card by name (``hp_tio2_joglekar``) or path."""
     path = card_path(name_or_path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CardError(f"{path}: not valid TOML: {exc}") from None
-    return parse_card(data, source=path.stem, path=path)
+    return parse_card(read_toml(path), source=path.stem, path=path)
 
 
 def with_parameters(card: Card, **overrides: float) -> Card:

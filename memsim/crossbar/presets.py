@@ -22,11 +22,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CardError, ParameterError
+from ..io import read_toml
 from ..library import REPO_ROOT, Card, load_card
 from .circuit import TileCircuit, Transistor, Wires
 from .mapping import SCHEMES, Mapping, conductance_window
@@ -240,9 +240,4 @@ def load_preset(name_or_path) -> Preset:
     if isinstance(name_or_path, Preset):
         return name_or_path
     path = preset_path(name_or_path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CardError(f"{path}: not valid TOML: {exc}") from None
-    return parse_preset(data, source=path.stem, path=path)
+    return parse_preset(read_toml(path), source=path.stem, path=path)

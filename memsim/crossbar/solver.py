@@ -25,7 +25,6 @@ of each column into its sense amplifier (virtual ground), ``[B, cols]``.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 

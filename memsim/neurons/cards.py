@@ -27,6 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import CardError, ParameterError
+from ..io import read_toml
 from ..library import Card, _card_files, card_path, load_card
 from .circuits import NeuronCircuit, circuit_for
 
@@ -235,11 +236,7 @@ def load_neuron_card(name_or_path) -> NeuronCard:
         close = difflib.get_close_matches(key, names, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"the neuron cards are {names} ('memsim neuron --list')"
         raise CardError(f"unknown neuron card '{key}'; {hint}") from None
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CardError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path)
     if "family" in data and "type" not in data:
         raise CardError(f"{path}: this is a device card (family = {data['family']!r}), not a neuron card; "
                         "use 'memsim device' for it")
