@@ -173,9 +173,10 @@ class HardwareConfig:
     eval_preset: str = field(default="", metadata=_spec("str", "preset for post-deployment evaluation "
                                                                "('' = network.crossbar)"))
     eval_seeds: int = field(default=5, metadata=_spec("int", "non-ideality seeds averaged in evaluation", lo=1))
-    mode: str = field(default="approx", metadata=_spec("choice", "crossbar simulation with a preset: noisy (ideal "
-                                                                 "wires), approx (fast IR-drop estimate), irdrop "
-                                                                 "(exact nodal solve, slow)",
+    mode: str = field(default="noisy", metadata=_spec("choice", "crossbar simulation with a preset: noisy (ideal "
+                                                                "wires), approx (fast IR-drop estimate; ~100x slower "
+                                                                "than noisy at 784x256), irdrop (exact nodal solve, "
+                                                                "slowest)",
                                                        choices=("noisy", "approx", "irdrop")))
 
 
