@@ -31,7 +31,8 @@ Readouts (``[T, B, C]`` output membrane voltages ``V``):
 * ``voltage``: logits ``(V_t - V_rest) * readout_gain`` at every step; the loss is the
   cross-entropy averaged over time steps (SPICEprop's membrane-voltage readout); the predicted
   class is the argmax of the time-averaged voltage.
-* ``spike_count``: the (soft) number of spikes: ``sum_t sigmoid((V_t - V_spike) / k)`` with
+* ``spike_count``: the (soft) number of spikes ``n = sum_t sigmoid((V_t - V_spike) / k)`` (logits
+  ``n * readout_gain / T``) with
   ``V_spike = E1 + v_on`` (the card's spike level: memristor M1 starts switching ON) and ``k``
   M1's switching width - the probability-weighted time M1 is being driven ON, differentiable
   through the circuit; ``hard_spike_counts`` gives the integer upward crossings.
@@ -281,7 +282,7 @@ def readout_logits(readout: str, v_out: torch.Tensor, neurons: MIFDynamics, gain
         logits = (v_out - neurons.rest_voltage) * gain
         return logits, v_out.mean(0)
     counts = neurons.soft_spikes(v_out).sum(0)
-    return (counts * gain / max(1, v_out.shape[0]) * 10.0).unsqueeze(0), counts
+    return (counts * gain / max(1, v_out.shape[0])).unsqueeze(0), counts   # default: 2 logits per spike at T=25
 
 
 class MemristiveSNN(nn.Module):
