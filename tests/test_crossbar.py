@@ -261,6 +261,18 @@ def test_read_noise_statistics_in_array():
     assert torch.equal(arr2(w, x[:3]), CrossbarArray(p, 8, 31, mode="noisy")(w, x[:3]))
 
 
+def test_read_noise_gradient_is_finite_where_a_tile_has_only_zero_inputs():
+    # a tile whose inputs are all 0 V (blank image border) has no read noise and must not give NaN gradients
+    p = load_preset(HFOX_0T1R).replace(noise=NonIdealities(read=0.02, seed=1), levels=0, dac=None, adc=None)
+    arr = CrossbarArray(p, 8, 70, mode="noisy")  # 70 inputs on 32-row tiles: three row blocks
+    w = torch.randn(8, 70, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(5, 70, dtype=torch.float64)
+    x[:, :40] = 0.0  # the first row block (and part of the second) sees only 0 V
+    arr(w, x).sum().backward()
+    assert torch.isfinite(w.grad).all() and float(w.grad[:, 40:].abs().sum()) > 0
+    assert float(w.grad[:, :32].abs().max()) == 0.0  # zero inputs: no current, no gradient
+
+
 def test_dac_adc_levels_and_clipping():
     dac = DAC(bits=3, v_max=0.2)
     x = torch.linspace(-2, 2, 1001)

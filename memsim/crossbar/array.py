@@ -27,7 +27,7 @@ import torch
 
 from ..errors import ParameterError
 from .mapping import state_for_conductance
-from .nonideal import FixedDefects, NonIdealities, generator, program
+from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
 from .presets import Preset, load_preset
 from .solver import (effective_conductance, factor_tile, memristor_for_cell, solve_approx, solve_linear,
                      solve_nonlinear)
@@ -117,7 +117,7 @@ class CrossbarArray:
         i = self._tiles(g, vt)   # [B, nr, nc, cols]
         if self.quantised and self.noise.read:
             gc = effective_conductance(g, p.circuit)  # the cell current's conductance (1T1R: with g_T in series)
-            std = torch.sqrt(torch.einsum("bri,rcij->brcj", vt * vt, gc * gc))
+            std = noise_std(torch.einsum("bri,rcij->brcj", vt * vt, gc * gc))
             noise = torch.randn(i.shape, generator=self._gen_read, dtype=torch.float64).to(i)
             i = i + self.noise.read * std * noise
         y = grid.column_signal(i)  # [B, nr, nc, opt]

@@ -135,9 +135,20 @@ def program(g: torch.Tensor, cfg: NonIdealities, g_min: float, g_max: float, def
     return out
 
 
+def noise_std(variance: torch.Tensor) -> torch.Tensor:
+    """``sqrt(variance)`` with a zero gradient where the variance is exactly zero.
+
+    A column whose inputs are all 0 V has no read noise; plain ``sqrt`` would give its conductances an
+    infinite (NaN after the chain rule) gradient there, e.g. on the blank border pixels of an image.
+    """
+    positive = variance > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, variance, torch.ones_like(variance))),
+                       torch.zeros_like(variance))
+
+
 def read_noise(i: torch.Tensor, v: torch.Tensor, g: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
     """Add per-read noise to column currents ``i`` [..., cols] for inputs ``v`` [..., rows] and cells ``g`` [rows, cols]."""
     if not sigma:
         return i
-    std = torch.sqrt((v * v) @ (g * g))
+    std = noise_std((v * v) @ (g * g))
     return i + sigma * std * _randn(i.shape, gen, i)
