@@ -59,10 +59,9 @@ def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None 
     (default: the config's preset, in ``hardware.mode`` when ``hardware.aware`` else its ``ideal`` mode);
     ``noise_seed`` replaces the preset's noise seed (layer k uses ``noise_seed + k``).
 
-    ``for_training``: the preset's *read* noise is left out (every other non-ideality stays). Work-around:
-    :class:`memsim.crossbar.CrossbarArray` scales read noise by ``sqrt(sum v^2 g^2)``, whose derivative is
-    infinite when all inputs of a tile are 0 V (the blank borders of MNIST images), which turns the weight
-    gradients into NaN. Evaluation (:func:`evaluate_checkpoint`) keeps the read noise."""
+    ``for_training``: the network hardware-aware training uses (every non-ideality of the preset, read noise
+    included; before crossbar commit bc43ee6 read noise had to be left out, as its std ``sqrt(sum v^2 g^2)`` had
+    a NaN gradient for all-zero tiles)."""
     net_cfg = cfg.network
     name = net_cfg.crossbar if crossbar is None else crossbar
     preset = _resolve_preset(name)
@@ -79,7 +78,7 @@ def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None 
         base = preset.noise.seed if noise_seed is None else noise_seed
         for k, syn in enumerate(net.synapses):
             arr = syn.xbar.array
-            arr.noise = dataclasses.replace(arr.noise, seed=base + k, **({"read": 0.0} if for_training else {}))
+            arr.noise = dataclasses.replace(arr.noise, seed=base + k)
             arr.reset_noise()
             arr._defects = None
     return net
