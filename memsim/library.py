@@ -50,8 +50,23 @@ class VerifySpec:
     pulse: PulseSpec
 
 
+class LibraryEntry:
+    """What every card in ``devices/`` (device or neuron) has: a subcircuit name and its generated ``.lib``.
+
+    Subclasses are dataclasses with ``name`` and ``path`` fields.
+    """
+
+    @property
+    def subckt_name(self) -> str:
+        return self.name.upper()
+
+    def lib_path(self) -> Path:
+        base = self.path.parent if self.path is not None else DEVICES_DIR
+        return base / f"{self.name}.lib"
+
+
 @dataclass(frozen=True)
-class Card:
+class Card(LibraryEntry):
     """A validated device card."""
 
     name: str
@@ -63,13 +78,6 @@ class Card:
     verify: VerifySpec
     path: Path | None = field(default=None, compare=False)
 
-    @property
-    def subckt_name(self) -> str:
-        return self.name.upper()
-
-    def lib_path(self) -> Path:
-        base = self.path.parent if self.path is not None else DEVICES_DIR
-        return base / f"{self.name}.lib"
 
 
 def search_path() -> list[Path]:

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -14,8 +13,18 @@ def run_notebook(name: str, timeout: int = 600):
     return nb
 
 
+def outputs(nb) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def count_images(nb) -> int:
+    return sum(1 for o in outputs(nb) if "image/png" in o.get("data", {}))
+
+
+def errors(nb) -> list:
+    return [o for o in outputs(nb) if o.get("output_type") == "error"]
+
+
 def test_device_behaviour_notebook():
     nb = run_notebook("device_behaviour.ipynb")
-    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                 if "image/png" in o.get("data", {}))
-    assert images >= 4
+    assert count_images(nb) >= 4

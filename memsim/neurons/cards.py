@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 from ..errors import CardError, ParameterError
 from ..io import read_toml
-from ..library import Card, _card_files, card_path, load_card
+from ..library import Card, LibraryEntry, _card_files, card_path, load_card
 from .circuits import NeuronCircuit, circuit_for
 
 _TOP = {"name", "type", "description", "provenance", "memristors", "parameters", "simulation", "verify"}
@@ -50,7 +50,7 @@ class NeuronVerify:
 
 
 @dataclass(frozen=True)
-class NeuronCard:
+class NeuronCard(LibraryEntry):
     name: str
     type: str
     circuit: NeuronCircuit
@@ -62,15 +62,6 @@ class NeuronCard:
     input_range: tuple[float, float]
     verify: NeuronVerify
     path: Path | None = field(default=None, compare=False)
-
-    @property
-    def subckt_name(self) -> str:
-        return self.name.upper()
-
-    def lib_path(self) -> Path:
-        from ..library import DEVICES_DIR
-        base = self.path.parent if self.path is not None else DEVICES_DIR
-        return base / f"{self.name}.lib"
 
     def namespaces(self):
         """(circuit parameters, memristor parameters) as namespaces of floats."""
@@ -119,6 +110,13 @@ def _unknown(where, key, allowed):
     return CardError(f"{where}: unknown key '{key}'. {hint}")
 
 
+def _reject_unknown(table, allowed, where) -> None:
+    """Raise on the first key of ``table`` not in ``allowed``, naming the closest valid one."""
+    for key in table:
+        if key not in allowed:
+            raise _unknown(where, key, allowed)
+
+
 def _num(table, key, where, positive=True):
     if key not in table:
         raise CardError(f"{where}: missing key '{key}'")
@@ -152,9 +150,7 @@ def _memristor(spec, where: str) -> Card:
 
 
 def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> NeuronCard:
-    for key in data:
-        if key not in _TOP:
-            raise _unknown(source, key, _TOP)
+    _reject_unknown(data, _TOP, source)
     name = data.get("name")
     if not isinstance(name, str) or not name.isidentifier():
         raise ParameterError(f"{source}.name", name, "an identifier (letters, digits, _)", "name the card")
@@ -182,9 +178,7 @@ def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> Neur
     sim = data.get("simulation")
     if not isinstance(sim, dict):
         raise CardError(f"{source}: missing [simulation] table (dt, input_range)")
-    for key in sim:
-        if key not in _SIM:
-            raise _unknown(f"{source}.simulation", key, _SIM)
+    _reject_unknown(sim, _SIM, f"{source}.simulation")
     dt = check_dt(sim.get("dt"), cards, params, name)
     rng = sim.get("input_range")
     if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
@@ -194,9 +188,7 @@ def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> Neur
     ver = data.get("verify")
     if not isinstance(ver, dict):
         raise CardError(f"{source}: missing [verify] table")
-    for key in ver:
-        if key not in _VERIFY:
-            raise _unknown(f"{source}.verify", key, _VERIFY)
+    _reject_unknown(ver, _VERIFY, f"{source}.verify")
     seed = ver.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ParameterError(f"{source}.verify.seed", seed, "an integer", "give an integer seed")

@@ -75,6 +75,15 @@ class _CrossbarCore(nn.Module):
         return self.array.grid.report()
 
 
+def _copy_parameters(layer: nn.Module, new: nn.Module) -> nn.Module:
+    """Give the crossbar layer ``new`` the trained weight and bias of the digital ``layer`` it replaces."""
+    with torch.no_grad():
+        new.weight.copy_(layer.weight)
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias)
+    return new
+
+
 class CrossbarLinear(_CrossbarCore):
     """``y = x W^T + b`` computed on crossbar tiles; same parameters and init as ``nn.Linear``."""
 
@@ -99,11 +108,7 @@ class CrossbarLinear(_CrossbarCore):
     def from_linear(cls, layer: nn.Linear, **kw) -> "CrossbarLinear":
         new = cls(layer.in_features, layer.out_features, layer.bias is not None,
                   device=layer.weight.device, dtype=layer.weight.dtype, **kw)
-        with torch.no_grad():
-            new.weight.copy_(layer.weight)
-            if layer.bias is not None:
-                new.bias.copy_(layer.bias)
-        return new
+        return _copy_parameters(layer, new)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
@@ -160,11 +165,7 @@ class CrossbarConv2d(_CrossbarCore):
                                  "groups=1, integer padding, padding_mode='zeros'", "keep this layer digital")
         new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
                   layer.dilation, layer.bias is not None, device=layer.weight.device, dtype=layer.weight.dtype, **kw)
-        with torch.no_grad():
-            new.weight.copy_(layer.weight)
-            if layer.bias is not None:
-                new.bias.copy_(layer.bias)
-        return new
+        return _copy_parameters(layer, new)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
