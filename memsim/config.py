@@ -66,6 +66,7 @@ __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConf
 READOUTS = ("voltage", "spike_count")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,19 @@ class TrainingConfig:
     device: str = field(default="auto", metadata=_spec("choice", "torch device", choices=DEVICES))
     threads: int = field(default=1, metadata=_spec("int", "torch CPU threads (0 = torch's default); 1 is fastest "
                                                           "for these small per-step kernels on a shared machine", lo=0))
+    weight_clip: float = field(default=0.0, metadata=_spec("float", "after every step clip each layer's weights to "
+                                                                    "+-weight_clip standard deviations (0 = off): "
+                                                                    "the crossbar maps the largest |weight| to "
+                                                                    "g_max, so outliers waste the conductance range "
+                                                                    "and magnify programming noise; 2.5-4 is typical "
+                                                                    "for hardware-aware training", lo=0.0))
+    lr_schedule: str = field(default="constant", metadata=_spec("choice", "learning rate over the run: constant, or "
+                                                                        "cosine (decays per batch from learning_rate "
+                                                                        "to 0 at the last epoch)",
+                                                                choices=LR_SCHEDULES))
+    compile: bool = field(default=False, metadata=_spec("bool", "fuse each neuron time step with torch.compile: "
+                                                                "several times faster per batch after a one-off "
+                                                                "compilation (~30 s per layer and batch shape)"))
     voltage_penalty: float = field(default=1.0, metadata=_spec("float", "weight of the penalty that keeps membrane "
                                                                         "voltages in the memristors' valid range",
                                                                lo=0.0))
@@ -172,6 +186,10 @@ class HardwareConfig:
     aware: bool = field(default=False, metadata=_spec("bool", "inject the preset's non-idealities in training"))
     eval_preset: str = field(default="", metadata=_spec("str", "preset for post-deployment evaluation "
                                                                "('' = network.crossbar)"))
+    resample_defects: bool = field(default=True, metadata=_spec("bool", "hardware-aware training draws a new chip's "
+                                                                        "fixed defects (d2d variation, stuck cells) "
+                                                                        "every batch; false: train on the one chip "
+                                                                        "of the preset's noise seed"))
     eval_seeds: int = field(default=5, metadata=_spec("int", "non-ideality seeds averaged in evaluation", lo=1))
     mode: str = field(default="noisy", metadata=_spec("choice", "crossbar simulation with a preset: noisy (ideal "
                                                                 "wires), approx (fast IR-drop estimate; ~100x slower "

@@ -75,7 +75,8 @@ class MIFDynamics(nn.Module):
     one ``dt`` (``substeps`` sub-steps of ``dt / substeps``) under input current ``I`` ``[B, N]`` (A).
     """
 
-    def __init__(self, card="mif_neuron", dt: float | None = None, substeps: int = 1, *, name: str = "neurons"):
+    def __init__(self, card="mif_neuron", dt: float | None = None, substeps: int = 1, *, name: str = "neurons",
+                 compile: bool = False):
         super().__init__()
         from .neurons.cards import NeuronCard, check_dt, load_neuron_card
 
@@ -90,6 +91,10 @@ class MIFDynamics(nn.Module):
             raise ParameterError("substeps", substeps, "an integer >= 1", "e.g. 1 for training, 4 for checks")
         self.substeps = substeps
         self.name = name
+        # torch.compile fuses the ~150 elementwise kernels of a time step (forward and backward) into a few;
+        # the step is the same Python code, so the equations are still written once.
+        self.compile = bool(compile)
+        self._compiled_step = None
         self.p, self.devices = card.namespaces()
         rule = self.circuit.spike_rule(self.p, self.devices)
         self.spike_component, self.spike_level = rule.component, float(rule.level)
@@ -139,30 +144,53 @@ class MIFDynamics(nn.Module):
             comps = self._substep(comps, current, h)
         return comps
 
-    def run(self, current: torch.Tensor, *, check_every: int = 1, return_states: bool = False,
+    def _stepper(self):
+        if not self.compile:
+            return self.step
+        if self._compiled_step is None:
+            self._compiled_step = torch.compile(self.step)
+        return self._compiled_step
+
+    def __getstate__(self):  # a compiled function does not pickle or deep-copy; it is rebuilt on first use
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state["_compiled_step"] = None
+        return state
+
+    def run(self, current: torch.Tensor, *, check_finite: bool = True, return_states: bool = False,
             layer_index: int = 0):
-        """Integrate a whole sequence ``current`` ``[T, B, N]`` -> voltages ``[T, B, N]`` (and states)."""
+        """Integrate a whole sequence ``current`` ``[T, B, N]`` -> voltages ``[T, B, N]`` (and states).
+
+        ``check_finite``: check the states once after the run (checking every step would cost a device sync
+        per step). A non-finite value propagates through V, so the first non-finite V step is where it started;
+        the memristor states of the last step are checked too. The error names the layer, neuron and step."""
         T, B, N = current.shape
         comps = tuple(torch.full((B, N), x, dtype=current.dtype, device=current.device) for x in self.x0)
+        step = self._stepper()
         vs, states = [], []
         for t in range(T):
-            comps = self.step(comps, current[t])
-            if check_every and (t % check_every == check_every - 1 or t == T - 1):
-                bad = ~torch.isfinite(comps[0])
-                for c in comps[1:]:
-                    bad = bad | ~torch.isfinite(c)
-                if bool(bad.any()):
-                    b, n = (int(i) for i in bad.nonzero()[0])
-                    raise NonFiniteError(
-                        f"layer {layer_index} ({self.name}): the state of neuron {n} (batch item {b}) became "
-                        f"non-finite at time step {t} (t = {(t + 1) * self.dt:g} s) with input current "
-                        f"{float(current[t, b, n].detach()):g} A (documented range {list(self.card.input_range)} A). "
-                        f"Fix: lower the learning rate, enable training.grad_clip, or reduce the input scale")
+            comps = step(comps, current[t])
             vs.append(comps[0])
             if return_states:
                 states.append(torch.stack(comps, -1))
         v = torch.stack(vs)
+        if check_finite:
+            self._check_finite(v, comps, current, layer_index)
         return (v, torch.stack(states)) if return_states else v
+
+    def _check_finite(self, v, last, current, layer_index):
+        with torch.no_grad():
+            bad = ~torch.isfinite(v)
+            for c in last[1:]:
+                bad[-1] |= ~torch.isfinite(c)
+            if not bool(bad.any()):
+                return
+            t, b, n = (int(i) for i in bad.nonzero()[0])
+        raise NonFiniteError(
+            f"layer {layer_index} ({self.name}): the state of neuron {n} (batch item {b}) became "
+            f"non-finite at time step {t} (t = {(t + 1) * self.dt:g} s) with input current "
+            f"{float(current[t, b, n].detach()):g} A (documented range {list(self.card.input_range)} A). "
+            f"Fix: lower the learning rate, enable training.grad_clip, or reduce the input scale")
 
     def soft_spikes(self, v: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid((v - self.spike_level) / self.spike_width)
@@ -295,7 +323,7 @@ class MemristiveSNN(nn.Module):
     def __init__(self, layers: Sequence[int], *, neuron="mif_neuron", crossbar="ideal", readout: str = "voltage",
                  time_steps: int = DEFAULTS["time_steps"], dt: float = DEFAULTS["dt"], g_unit: float = DEFAULTS["g_unit"],
                  readout_gain: float = DEFAULTS["readout_gain"], substeps: int = 1, mode: str = "noisy",
-                 penalty: float = 1.0, conv: tuple[int, int, int] | None = None):
+                 penalty: float = 1.0, conv: tuple[int, int, int] | None = None, compile: bool = False):
         super().__init__()
         layers = [int(n) for n in layers]
         if len(layers) < 2 or any(n < 1 for n in layers):
@@ -325,7 +353,8 @@ class MemristiveSNN(nn.Module):
                      for a, b in zip(layers[len(synapses):-1], layers[len(synapses) + 1:])]
         self.layers = layers
         self.synapses = nn.ModuleList(synapses)
-        self.neurons = nn.ModuleList(MIFDynamics(neuron, dt, substeps, name=f"layer {k} ({b} MIF neurons)")
+        self.neurons = nn.ModuleList(MIFDynamics(neuron, dt, substeps, name=f"layer {k} ({b} MIF neurons)",
+                                                 compile=compile)
                                      for k, b in enumerate(layers[1:]))
         self.dt = self.neurons[0].dt
         self.penalty = float(penalty)
@@ -338,7 +367,7 @@ class MemristiveSNN(nn.Module):
         for n in self.neurons:
             n.substeps = substeps
 
-    def forward(self, inputs: torch.Tensor, *, check_every: int = 1) -> SNNOutput:
+    def forward(self, inputs: torch.Tensor, *, check_finite: bool = True) -> SNNOutput:
         if inputs.dim() < 3 or inputs.shape[-1] != self.layers[0]:
             raise ParameterError("inputs.shape", tuple(inputs.shape), f"[T, B, {self.layers[0]}] (V)",
                                  f"the network has {self.layers[0]} inputs; flatten images to {self.layers[0]} values")
@@ -350,7 +379,7 @@ class MemristiveSNN(nn.Module):
                 current = syn(v[0]).unsqueeze(0).expand(T, B, -1)
             else:
                 current = syn(v.reshape(T * B, -1)).reshape(T, B, -1)
-            v = neu.run(current, check_every=check_every, layer_index=k)
+            v = neu.run(current, check_finite=check_finite, layer_index=k)
             voltages.append(v)
         logits, scores = readout_logits(self.readout, v, self.neurons[-1], self.readout_gain)
         return SNNOutput(logits, scores, voltages)

@@ -36,7 +36,7 @@ from .data import ImageDataset, load_dataset, make_encoder
 from .errors import MemsimError, NonFiniteError
 from .snn import MemristiveSNN, is_ideal, synapse_weight
 
-__all__ = ["train", "TrainResult", "build_network", "build_encoder", "load_datasets", "evaluate",
+__all__ = ["train", "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder", "load_datasets", "evaluate",
            "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
 
 
@@ -72,7 +72,7 @@ def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None 
                         readout_gain=net_cfg.readout_gain, substeps=net_cfg.substeps, mode=mode,
                         penalty=cfg.training.voltage_penalty,
                         conv=(net_cfg.conv_channels, net_cfg.conv_kernel, net_cfg.conv_stride)
-                        if net_cfg.conv_channels else None)
+                        if net_cfg.conv_channels else None, compile=cfg.training.compile)
     if not is_ideal(preset):
         from .crossbar.nonideal import generator
         base = preset.noise.seed if noise_seed is None else noise_seed
@@ -185,6 +185,33 @@ def _optimizer(cfg: Config, params):
     return torch.optim.SGD(params, lr=t.learning_rate, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
+def clip_weights(net: MemristiveSNN, sigmas: float) -> None:
+    """Clip every synapse layer's weights to +-``sigmas`` of its standard deviation (in place)."""
+    with torch.no_grad():
+        for syn in net.synapses:
+            w = synapse_weight(syn)
+            bound = float(w.std()) * sigmas
+            w.clamp_(-bound, bound)
+
+
+def _redraw_chips(net: MemristiveSNN, seed: int, step: int) -> None:
+    """A new chip's fixed defects for every preset layer, from (seed, step): reproducible on resume, and far
+    from the evaluation chips' seeds (0, 1, ...)."""
+    for k, syn in enumerate(net.synapses):
+        arr = getattr(getattr(syn, "xbar", None), "array", None)
+        if arr is not None:
+            arr.redraw_defects(1_000_003 * (seed + 1) + 7919 * step + k)
+
+
+def learning_rate(cfg: Config, step: int, total: int) -> float:
+    """The learning rate at batch ``step`` of ``total`` (a function of the step alone, so a resumed run
+    continues the schedule exactly)."""
+    t = cfg.training
+    if t.lr_schedule == "cosine":
+        return t.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    return t.learning_rate
+
+
 def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
           log: Callable[[str], None] = print, max_batches: int | None = None) -> TrainResult:
     """Train the network of ``cfg`` (see the module docstring). ``init``: start from a checkpoint's weights
@@ -248,6 +275,10 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                 continue  # keep drawing the full permutation: the generator state matches a full epoch
             idx = idx.to(device)
             x, y = images[idx], labels[idx]
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, epoch * n_batches + b, t.epochs * n_batches)
+            if cfg.hardware.aware and cfg.hardware.resample_defects:
+                _redraw_chips(net, t.seed, epoch * n_batches + b)
             try:
                 out = net(encoder(x))
                 loss = net.loss(out, y)
@@ -263,6 +294,8 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                 if t.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
                 opt.step()
+                if t.weight_clip > 0:
+                    clip_weights(net, t.weight_clip)
             except NonFiniteError as exc:
                 bar.close()
                 keep = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
@@ -407,6 +440,9 @@ def plot_history(history: list[dict[str, Any]], path: str | Path, title: str = "
     ax2.plot(epochs, [100 * r["train_accuracy"] for r in history], "o-", label="train")
     ax2.plot(epochs, [100 * r["test_accuracy"] for r in history], "s-", label="test")
     ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy (%)"), ax2.legend(), ax2.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -247,6 +247,27 @@ def test_each_noise_source_alone_is_seeded_and_independent():
     assert not torch.equal(other, outs["program"])
 
 
+def test_redraw_defects_gives_another_chip_reproducibly():
+    # hardware-aware training draws a new chip's fixed defects per batch; each draw is reproducible from its
+    # seed, and without a redraw the array is the chip of noise.seed
+    p = load_preset(HFOX_0T1R).replace(noise=NonIdealities(stuck_on=0.05, stuck_off=0.05, d2d=0.1, seed=2))
+    w = torch.randn(16, 40, dtype=torch.float64)
+    base = CrossbarArray(p, 16, 40, mode="noisy")
+    g_chip2 = base.conductances(w)[0]
+    other = CrossbarArray(p, 16, 40, mode="noisy")
+    other.redraw_defects(2)
+    assert torch.equal(other.conductances(w)[0], g_chip2)      # seed 2 = the preset's own chip
+    other.redraw_defects(7)
+    g7 = other.conductances(w)[0]
+    assert not torch.equal(g7, g_chip2)
+    again = CrossbarArray(p, 16, 40, mode="noisy")
+    again.redraw_defects(7)
+    assert torch.equal(again.conductances(w)[0], g7)
+    # the stuck fractions keep the preset's rates on every chip
+    stuck_on = (g7 == p.g_max).double().mean()
+    assert float(stuck_on) == pytest.approx(0.05, abs=0.02)
+
+
 def test_read_noise_statistics_in_array():
     p = load_preset(HFOX_0T1R).replace(noise=NonIdealities(read=0.02, seed=1), levels=0, dac=None, adc=None)
     arr = CrossbarArray(p, 8, 31, mode="noisy")

@@ -109,6 +109,29 @@ def test_spike_count_readout_and_hard_spikes():
     assert torch.isfinite(net.synapses[0].weight.grad).all()
 
 
+def test_compiled_step_matches_eager_forward_and_gradients():
+    # training.compile fuses the same step code with torch.compile; values and gradients must not change
+    torch.manual_seed(0)
+    x = torch.rand(12, 5, 20) * 0.2
+    labels = torch.randint(0, 4, (5,))
+    nets = [MemristiveSNN([20, 8, 4], dt=DT, compile=c) for c in (False, True)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    outs, grads = [], []
+    for net in nets:
+        out = net(x)
+        net.loss(out, labels).backward()
+        outs.append(out.voltages[-1].detach())
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert torch.allclose(outs[0], outs[1], atol=1e-6, rtol=0)
+    for ge, gc in zip(*grads):
+        assert torch.allclose(ge, gc, atol=1e-5 * float(ge.abs().max()), rtol=1e-4)
+    # a non-finite state is still caught and located when compiled
+    with torch.no_grad():
+        nets[1].synapses[1].weight[1, 2] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"layer 1 .*time step 0"):
+        nets[1](x)
+
+
 def test_non_finite_state_names_layer_and_step():
     net = MemristiveSNN([4, 3, 2], dt=DT)
     with torch.no_grad():

@@ -1,5 +1,7 @@
 """`memsim train` / `evaluate` / `export-spice`: runs, exact resume, hardware-aware training, bad input."""
 import csv
+import dataclasses
+import math
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ from memsim.checkpoint import CheckpointError, read_checkpoint
 from memsim.cli import main
 from memsim.config import load_config
 from memsim.errors import NonFiniteError
-from memsim.training import evaluate_checkpoint, train
+from memsim.snn import MemristiveSNN
+from memsim.training import clip_weights, evaluate_checkpoint, learning_rate, train
 
 SMALL = ["--set", "network.layers=[64,16,10]", "--set", "network.time_steps=10", "--set", "training.batch_size=128",
          "--no-progress"]
@@ -91,6 +94,52 @@ def test_hardware_aware_training_through_the_preset(tmp_path):
     assert net.synapses[0].xbar.mode == "noisy"
     assert float(net.synapses[0].xbar.input_scale) > 0       # the DAC range was calibrated while training
     assert len(result.history) == 1
+
+
+def test_hardware_aware_training_with_weight_clip_redraws_chips(tmp_path):
+    cfg = load_config(None, ["network.layers=[64,16,10]", "network.time_steps=6", "network.crossbar=hfox_1t1r_64",
+                             "hardware.aware=true", "training.epochs=1", "training.batch_size=64",
+                             "training.weight_clip=1.0", f"output.dir={tmp_path / 'hw'}", "output.plot=false"])
+    result = train(cfg, progress=False, log=lambda s: None, max_batches=3)
+    for syn in result.network.synapses:
+        # a 1-sigma clip of (about uniform) weights puts ~40 % of them on the bound after the last step
+        w = syn.xbar.weight.detach().abs()
+        assert float((w >= w.max() * (1 - 1e-6)).double().mean()) > 0.2
+    # the last batch trained on its own chip (not the preset's seed-0 chip), reproducibly from (seed, step)
+    seeds = [syn.xbar.array._defect_seed for syn in result.network.synapses]
+    assert seeds[0] is not None and seeds[0] != seeds[1]
+    again = train(dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(tmp_path / "hw2"))),
+                  progress=False, log=lambda s: None, max_batches=3)
+    assert [syn.xbar.array._defect_seed for syn in again.network.synapses] == seeds
+    for a, b in zip(result.network.parameters(), again.network.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_clip_weights_closed_form():
+    net = MemristiveSNN([6, 4, 3], dt=4e-5)
+    w = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    w[0, 0] = 10.0                                        # an outlier that would set the crossbar's scale
+    with torch.no_grad():
+        net.synapses[0].weight.copy_(w)
+    bound = 2.5 * float(w.std())
+    clip_weights(net, 2.5)
+    assert torch.equal(net.synapses[0].weight.detach(), w.clamp(-bound, bound))
+
+
+def test_cosine_schedule_closed_form_and_applied(tmp_path):
+    cfg = load_config(None, ["training.lr_schedule=cosine", "training.learning_rate=0.01", "training.epochs=2",
+                             "network.layers=[64,8,10]", "network.time_steps=4", f"output.dir={tmp_path / 'c'}",
+                             "output.plot=false"])
+    assert learning_rate(cfg, 0, 100) == pytest.approx(0.01)
+    assert learning_rate(cfg, 50, 100) == pytest.approx(0.005)
+    assert learning_rate(cfg, 100, 100) == pytest.approx(0.0, abs=1e-15)
+    assert learning_rate(cfg, 25, 100) == pytest.approx(0.005 * (1 + math.cos(math.pi / 4)))
+    flat = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, lr_schedule="constant"))
+    assert learning_rate(flat, 77, 100) == 0.01
+    # the optimizer of the last batch ran at the schedule's rate: 2 epochs x 3 batches, last step 5 of 6
+    train(cfg, progress=False, log=lambda s: None, max_batches=3)
+    ckpt = read_checkpoint(tmp_path / "c" / "checkpoints" / "epoch_0002.pt")
+    assert ckpt.payload["optimizer"]["param_groups"][0]["lr"] == pytest.approx(learning_rate(cfg, 5, 6))
 
 
 def test_non_finite_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

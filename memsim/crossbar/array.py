@@ -23,6 +23,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..errors import ParameterError
@@ -57,12 +59,21 @@ class CrossbarArray:
         self.approx_iterations = approx_iterations
         self.reset_noise()
         self._defects: FixedDefects | None = None
+        self._defect_seed: int | None = None  # None: the chip of noise.seed
         self._factors: tuple | None = None  # (programmed g, its version, {(r, c): LU factors}) for irdrop reads
 
     def reset_noise(self) -> None:
         """Restart the per-programming and per-read noise streams from the seed."""
         self._gen_program = generator(self.noise.seed, "program")
         self._gen_read = generator(self.noise.seed, "read")
+
+    def redraw_defects(self, seed: int) -> None:
+        """Draw another chip's fixed defects (d2d factors, stuck cells) from ``seed`` at the next programming.
+
+        Hardware-aware training calls this every batch, so the weights learn to tolerate defects in general
+        rather than the one chip of ``noise.seed`` (which evaluation then draws afresh per seed)."""
+        self._defect_seed = int(seed)
+        self._defects = None
 
     @property
     def quantised(self) -> bool:
@@ -89,7 +100,8 @@ class CrossbarArray:
             g = memristor_for_cell(g, self.preset.circuit)
         if self.quantised and self.noise.any:
             if self._defects is None or self._defects.shape != tuple(g.shape):
-                self._defects = FixedDefects(g.shape, self.noise, g)
+                chip = self.noise if self._defect_seed is None else replace(self.noise, seed=self._defect_seed)
+                self._defects = FixedDefects(g.shape, chip, g)
             g = program(g, self.noise, self.preset.g_min, self.preset.g_max, self._defects, self._gen_program)
         return g, w_scale
 
