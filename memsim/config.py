@@ -28,6 +28,9 @@ is a valid config (the digits quickstart). Example::
     optimizer = "adam"              # adam | adamw | sgd
     seed = 0
     grad_clip = 1.0                 # max global gradient norm; 0 = off
+    lr_schedule = "cosine"          # constant | cosine
+    compile = true                  # torch.compile each neuron time step (faster after a one-off compilation)
+    weight_clip = 3.0               # clip weights to +-3 std after every step (0 = off)
 
     [hardware]
     aware = false                   # inject the preset's non-idealities while training
