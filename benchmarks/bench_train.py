@@ -6,7 +6,7 @@ clipping, seed and thread count, and are measured in the same run on the same ma
 own process so that its peak memory (resident set; CUDA: max allocated) is its own.
 
     python benchmarks/bench_train.py digits                       # quickstart + baseline (~2-3 min)
-    python benchmarks/bench_train.py fashion --epochs 3           # Fashion-MNIST ideal + baseline
+    python benchmarks/bench_train.py fashion                      # Fashion-MNIST ideal + baseline, 20 epochs
     python benchmarks/bench_train.py fashion-hw --init CKPT       # hardware-aware fine-tuning + evaluation
     options: --device cpu|cuda, --threads N, --out results.json
 
@@ -240,13 +240,13 @@ def main(argv=None) -> int:
         if not ns.no_baseline:
             results.append(_run_job("digits_snntorch", "snntorch", "configs/digits_quickstart.toml", epochs, ns))
     elif ns.suite == "fashion":
-        epochs = ns.epochs or 15
+        epochs = ns.epochs or 20
         results.append(_run_job("fashion_memsim", "memsim", "configs/fashion_ideal.toml", epochs, ns,
                                 ["--evaluate", preset, "--eval-seeds", str(ns.eval_seeds)]))
         if not ns.no_baseline:
             results.append(_run_job("fashion_snntorch", "snntorch", "configs/fashion_ideal.toml", epochs, ns))
     else:
-        epochs = ns.epochs or 5
+        epochs = ns.epochs or 3
         extra = ["--evaluate", preset, "--eval-seeds", str(ns.eval_seeds)] + (["--init", ns.init] if ns.init else [])
         results.append(_run_job("fashion_hw_memsim", "memsim", "configs/fashion_hardware_aware.toml", epochs, ns,
                                 extra))
