@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -49,6 +49,9 @@ from torch.nn import functional as F
 
 from .errors import NonFiniteError, ParameterError
 from .mathns import TORCH
+
+if TYPE_CHECKING:
+    from .crossbar.array import CrossbarArray
 
 __all__ = ["MIFDynamics", "IdealSynapse", "ConvSynapse", "synapse_weight", "MemristiveSNN", "SNNOutput", "READOUTS", "DEFAULTS",
            "build_synapse", "is_ideal", "readout_logits"]
@@ -152,8 +155,7 @@ class MIFDynamics(nn.Module):
         return self._compiled_step
 
     def __getstate__(self):  # a compiled function does not pickle or deep-copy; it is rebuilt on first use
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = dict(state)
+        state = dict(super().__getstate__())
         state["_compiled_step"] = None
         return state
 
@@ -362,6 +364,10 @@ class MemristiveSNN(nn.Module):
     @property
     def num_inputs(self) -> int:
         return self.layers[0]
+
+    def crossbar_arrays(self) -> list[tuple[int, CrossbarArray]]:
+        """``(layer index, CrossbarArray)`` of every synapse stage that runs on a preset (none when ideal)."""
+        return [(k, syn.xbar.array) for k, syn in enumerate(self.synapses) if hasattr(syn, "xbar")]
 
     def set_substeps(self, substeps: int) -> None:
         for n in self.neurons:

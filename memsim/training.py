@@ -36,8 +36,8 @@ from .data import ImageDataset, load_dataset, make_encoder
 from .errors import MemsimError, NonFiniteError
 from .snn import MemristiveSNN, is_ideal, synapse_weight
 
-__all__ = ["train", "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder", "load_datasets", "evaluate",
-           "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
+__all__ = ["train", "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder",
+           "load_datasets", "evaluate", "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
 
 
 def set_threads(n: int) -> None:
@@ -74,13 +74,9 @@ def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None 
                         conv=(net_cfg.conv_channels, net_cfg.conv_kernel, net_cfg.conv_stride)
                         if net_cfg.conv_channels else None, compile=cfg.training.compile)
     if not is_ideal(preset):
-        from .crossbar.nonideal import generator
         base = preset.noise.seed if noise_seed is None else noise_seed
-        for k, syn in enumerate(net.synapses):
-            arr = syn.xbar.array
-            arr.noise = dataclasses.replace(arr.noise, seed=base + k)
-            arr.reset_noise()
-            arr._defects = None
+        for k, arr in net.crossbar_arrays():
+            arr.reseed(base + k)
     return net
 
 
@@ -115,11 +111,9 @@ def _generators(net: MemristiveSNN, loader: torch.Generator, encoder) -> dict[st
     gens = {"loader": loader}
     if encoder.generator is not None:
         gens["encoder"] = encoder.generator
-    for k, syn in enumerate(net.synapses):
-        arr = getattr(getattr(syn, "xbar", None), "array", None)
-        if arr is not None:
-            gens[f"crossbar{k}.program"] = arr._gen_program
-            gens[f"crossbar{k}.read"] = arr._gen_read
+    for k, arr in net.crossbar_arrays():
+        gens[f"crossbar{k}.program"] = arr._gen_program
+        gens[f"crossbar{k}.read"] = arr._gen_read
     return gens
 
 
@@ -197,10 +191,8 @@ def clip_weights(net: MemristiveSNN, sigmas: float) -> None:
 def _redraw_chips(net: MemristiveSNN, seed: int, step: int) -> None:
     """A new chip's fixed defects for every preset layer, from (seed, step): reproducible on resume, and far
     from the evaluation chips' seeds (0, 1, ...)."""
-    for k, syn in enumerate(net.synapses):
-        arr = getattr(getattr(syn, "xbar", None), "array", None)
-        if arr is not None:
-            arr.redraw_defects(1_000_003 * (seed + 1) + 7919 * step + k)
+    for k, arr in net.crossbar_arrays():
+        arr.redraw_defects(1_000_003 * (seed + 1) + 7919 * step + k)
 
 
 def learning_rate(cfg: Config, step: int, total: int) -> float:

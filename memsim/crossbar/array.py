@@ -67,6 +67,12 @@ class CrossbarArray:
         self._gen_program = generator(self.noise.seed, "program")
         self._gen_read = generator(self.noise.seed, "read")
 
+    def reseed(self, seed: int) -> None:
+        """Become the chip of ``seed``: its fixed defects and its programming and read noise streams."""
+        self.noise = replace(self.noise, seed=int(seed))
+        self.reset_noise()
+        self._defects, self._defect_seed = None, None
+
     def redraw_defects(self, seed: int) -> None:
         """Draw another chip's fixed defects (d2d factors, stuck cells) from ``seed`` at the next programming.
 
