@@ -48,13 +48,16 @@ class CrossbarArray:
     """An ``(out_features, in_features)`` weight matrix on the tiles of ``preset``."""
 
     def __init__(self, preset: Preset | str, out_features: int, in_features: int, *, mode: str = "noisy",
-                 noise: NonIdealities | None = None, approx_iterations: int = 3):
+                 noise: NonIdealities | None = None, approx_iterations: int = 3, grid=None):
         self.preset = load_preset(preset)
         self.mode = check_mode(mode)
         self.noise = self.preset.noise if noise is None else noise
         if not isinstance(self.noise, NonIdealities):
             raise ParameterError("noise", self.noise, "a memsim.crossbar.NonIdealities", "build one or pass None")
-        self.grid = TileGrid(out_features, in_features, self.preset.rows, self.preset.cols, self.preset.scheme)
+        # The layout of the weights on tiles: dense tiling by default. Any object with TileGrid's interface
+        # (pack, pack_inputs, column_signal, combine, tiles, utilisation) can place them otherwise.
+        self.grid = grid if grid is not None else TileGrid(out_features, in_features, self.preset.rows,
+                                                           self.preset.cols, self.preset.scheme)
         self.mapping = self.preset.mapping()
         self.approx_iterations = approx_iterations
         self.reset_noise()
@@ -141,7 +144,7 @@ class CrossbarArray:
         y = grid.column_signal(i)  # [B, nr, nc, opt]
         if self.quantised and p.adc is not None:
             y = p.adc(y, p.adc.full_scale(p.rows, v_max, mp.delta))
-        y = grid.unpack_outputs(y.sum(1))
+        y = grid.combine(y)
         return y * (x_scale * w_scale / (mp.gain * v_max))
 
     __call__ = forward

@@ -132,3 +132,8 @@ class TileGrid:
     def unpack_outputs(self, y: torch.Tensor) -> torch.Tensor:
         """[B, n_col_tiles, outputs_per_tile] -> [B, out]."""
         return y.reshape(y.shape[0], -1)[:, :self.out_features]
+
+    def combine(self, y: torch.Tensor) -> torch.Tensor:
+        """Digitised tile outputs [B, n_row_tiles, n_col_tiles, outputs_per_tile] -> layer outputs [B, out]:
+        the partial sums of the tiles that share outputs, added digitally after the ADC."""
+        return self.unpack_outputs(y.sum(1))
