@@ -3,27 +3,75 @@
 The converted layers keep their weights as trainable parameters (copied from the
 original layers), so the converted model can be trained further through the
 array model (hardware-aware training), not only evaluated.
+
+Mapping schemes (``mapping=``): ``"dense"`` tiles each layer's whole (unrolled) weight matrix, zeros
+included; ``"sparse"`` places only its non-zero blocks and packs them onto as few tiles as possible
+(:mod:`memsim.crossbar.sparse`): the groups of a grouped or depthwise convolution, the non-zero
+``block`` rectangles (default 8 x 8) of other matrices. ``prune=`` zeroes that fraction of each layer's
+weights by magnitude before mapping (unstructured; pruned weights become zero cells in dense mapping, and
+blocks left all-zero are not placed in sparse mapping).
 """
 from __future__ import annotations
 
 import copy
 import warnings
+from typing import Mapping
 
 from torch import nn
 
 from ..crossbar.presets import Preset, load_preset
+from ..errors import ParameterError
 from .crossbar import CrossbarConv2d, CrossbarLinear
+from .grouped import GroupedCrossbarConv2d, MappedCrossbarLinear, check_mapping, check_prune
+
+
+def _unsupported(conv: nn.Conv2d) -> bool:
+    return conv.padding_mode != "zeros" or isinstance(conv.padding, str)
 
 
 def convert(model: nn.Module, preset: Preset | str, *, mode: str = "noisy", inplace: bool = False,
-            skip: tuple[str, ...] = (), **kw) -> nn.Module:
-    """Replace every ``nn.Linear`` / ``nn.Conv2d`` (groups = 1) of ``model`` by its crossbar layer.
+            skip: tuple[str, ...] = (), mapping: str | Mapping[str, str] = "dense", prune: float = 0.0,
+            block: tuple[int, int] | None = None, **kw) -> nn.Module:
+    """Replace every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` by its crossbar layer.
 
     ``skip``: qualified names of layers to keep digital (e.g. ``("fc_out",)``). Conv layers that
-    cannot be mapped (groups > 1, non-zero padding modes) stay digital with a warning.
+    cannot be mapped (non-zero padding modes, string padding) stay digital with a warning.
+    ``mapping``: ``"dense"`` | ``"sparse"`` for every layer, or ``{layer_name: scheme}`` (layers not named
+    are dense); a name that is not a mappable layer raises :class:`memsim.errors.ParameterError` naming it.
+    ``prune``: fraction in [0, 1) of each converted layer's weights zeroed by magnitude. ``block``:
+    block size (outputs, inputs) for detecting non-zero blocks in sparse mapping (default: the groups of a
+    grouped conv, else 8 x 8). Dense, unpruned layers are the plain :class:`CrossbarLinear` /
+    :class:`CrossbarConv2d`; the others :class:`MappedCrossbarLinear` / :class:`GroupedCrossbarConv2d`.
     Returns the converted model (a deep copy unless ``inplace``).
     """
     preset = load_preset(preset)
+    prune = check_prune(prune)
+    if isinstance(mapping, str):
+        check_mapping(mapping)
+        per_layer: dict[str, str] = {}
+    elif isinstance(mapping, Mapping):
+        per_layer = {str(k): check_mapping(v, f"mapping[{k!r}]") for k, v in mapping.items()}
+    else:
+        raise ParameterError("mapping", mapping, "'dense', 'sparse' or a {layer_name: scheme} dict",
+                             "choose a mapping scheme")
+    modules = dict(model.named_modules())
+    for name in per_layer:
+        layer = modules.get(name)
+        why = None
+        if layer is None:
+            why = "there is no layer of that name"
+        elif name in skip:
+            why = "it is in skip= (kept digital)"
+        elif type(layer) not in (nn.Linear, nn.Conv2d):
+            why = f"it is a {type(layer).__name__}, not an nn.Linear or nn.Conv2d"
+        elif type(layer) is nn.Conv2d and _unsupported(layer):
+            why = f"its padding ({layer.padding!r}, mode {layer.padding_mode!r}) keeps it digital"
+        if why:
+            mappable = [n for n, m in modules.items() if type(m) in (nn.Linear, nn.Conv2d) and n not in skip]
+            raise ParameterError(f"mapping[{name!r}]", per_layer[name],
+                                 f"a scheme for one of the crossbar layers {mappable}",
+                                 f"the mapping scheme does not apply to layer '{name}': {why}")
+    default = mapping if isinstance(mapping, str) else "dense"
     target = model if inplace else copy.deepcopy(model)
 
     def visit(module: nn.Module, prefix: str) -> None:
@@ -31,16 +79,31 @@ def convert(model: nn.Module, preset: Preset | str, *, mode: str = "noisy", inpl
             qual = f"{prefix}{name}"
             if qual in skip:
                 continue
+            scheme = per_layer.get(qual, default)
+            plain = scheme == "dense" and prune == 0.0
             if type(child) is nn.Linear:
-                setattr(module, name, CrossbarLinear.from_linear(child, preset=preset, mode=mode, **kw))
+                if plain:
+                    new = CrossbarLinear.from_linear(child, preset=preset, mode=mode, **kw)
+                else:
+                    new = MappedCrossbarLinear.from_linear(child, preset=preset, mode=mode, mapping=scheme,
+                                                           block=block, **kw)
             elif type(child) is nn.Conv2d:
-                if child.groups != 1 or child.padding_mode != "zeros" or isinstance(child.padding, str):
-                    warnings.warn(f"memsim.convert: {qual} (groups={child.groups}, padding={child.padding!r}) "
-                                  "stays digital: only groups=1 convs with integer zero padding map onto crossbars")
+                if _unsupported(child):
+                    warnings.warn(f"memsim.convert: {qual} (padding={child.padding!r}, padding_mode="
+                                  f"{child.padding_mode!r}) stays digital: only convs with integer zero padding "
+                                  f"map onto crossbars")
                     continue
-                setattr(module, name, CrossbarConv2d.from_conv(child, preset=preset, mode=mode, **kw))
+                if plain and child.groups == 1:
+                    new = CrossbarConv2d.from_conv(child, preset=preset, mode=mode, **kw)
+                else:
+                    new = GroupedCrossbarConv2d.from_conv(child, preset=preset, mode=mode, mapping=scheme,
+                                                          block=block, **kw)
             else:
                 visit(child, qual + ".")
+                continue
+            if prune:
+                new.prune_(prune)
+            setattr(module, name, new)
 
     visit(target, "")
     return target
