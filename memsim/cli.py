@@ -8,7 +8,7 @@ import sys
 from .errors import MemsimError
 
 #: modules in memsim.commands, each with ``register(subparsers)``
-COMMANDS = ("verify", "device", "neuron", "crossbar", "train", "evaluate", "export_spice")
+COMMANDS = ("verify", "device", "neuron", "crossbar", "train", "evaluate", "export_spice", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

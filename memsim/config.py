@@ -70,6 +70,8 @@ READOUTS = ("voltage", "spike_count")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "cosine")
+NETWORK_KINDS = ("msnn", "ann")
+ANN_ARCHS = ("mlp", "vgg", "vgg_dw")
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,22 @@ class NetworkConfig:
                                                                 "0 = off", lo=0))
     conv_kernel: int = field(default=3, metadata=_spec("int", "convolutional variant: kernel size", lo=1))
     conv_stride: int = field(default=1, metadata=_spec("int", "convolutional variant: stride", lo=1))
+    kind: str = field(default="msnn", metadata=_spec("choice", "network family: msnn (fully memristive SNN) or "
+                                                               "ann (conventional ReLU network trained in float, "
+                                                               "deployed with memsim.convert; memsim.ann)",
+                                                     choices=NETWORK_KINDS))
+    arch: str = field(default="mlp", metadata=_spec("choice", "ann only: mlp (the layers), vgg (3x3 conv stages of "
+                                                              "network.channels, then the dense layers[1:-1]), "
+                                                              "vgg_dw (vgg with depthwise-separable convs)",
+                                                    choices=ANN_ARCHS))
+    channels: tuple[int, ...] = field(default=(16, 32), metadata=_spec("int_list", "ann vgg/vgg_dw only: output "
+                                                                                   "channels of each conv stage "
+                                                                                   "(convs + 2x2 max-pool)",
+                                                                       lo=1, min_len=1))
+    convs_per_stage: int = field(default=1, metadata=_spec("int", "ann vgg/vgg_dw only: 3x3 convs per stage",
+                                                           lo=1))
+    batch_norm: bool = field(default=True, metadata=_spec("bool", "ann vgg/vgg_dw only: (digital) batch norm "
+                                                                  "after every conv"))
 
 
 @dataclass(frozen=True)
@@ -382,7 +400,21 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     return cfg
 
 
+def _check_kind(cfg: Config, source: str) -> None:
+    net = cfg.network
+    if net.kind == "msnn" and net.arch != "mlp":
+        raise ConfigError(f"{source}: network.arch = {net.arch!r} applies to network.kind = 'ann' only (an MSNN "
+                          f"is set by layers / conv_channels). Fix: set network.kind = 'ann' or remove network.arch",
+                          key="network.arch", value=net.arch, allowed="'mlp' (the default) for kind 'msnn'")
+    if net.kind == "ann" and net.conv_channels:
+        raise ConfigError(f"{source}: network.conv_channels = {net.conv_channels} is the MSNN's conv stage; an ANN "
+                          f"sets its convs with network.arch = 'vgg' | 'vgg_dw' and network.channels. Fix: remove "
+                          f"network.conv_channels", key="network.conv_channels", value=net.conv_channels,
+                          allowed="0 for kind 'ann'")
+
+
 def _cross_check(cfg: Config, source: str) -> None:
+    _check_kind(cfg, source)
     info = dataset_info(cfg.data.dataset)
     layers = cfg.network.layers
     if layers[0] != info.num_inputs:

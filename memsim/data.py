@@ -99,6 +99,9 @@ _INFO = {
     "fashion_mnist": DatasetInfo("fashion_mnist", (1, 28, 28), 10,
                                  ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                   "Sneaker", "Bag", "Ankle boot"), 60000, 10000),
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10,  # the standard Python batches: memsim.cifar
+                           ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                            "truck"), 50000, 10000),
 }
 #: dataset names accepted by :func:`load_dataset` and the config's ``data.dataset``
 DATASETS = tuple(_INFO)
@@ -476,6 +479,9 @@ def load_dataset(name: str, split: str = "train", *, data_dir: str | os.PathLike
     dataset_info(name)
     if name == "digits":
         return load_digits(split, test_fraction=test_fraction, seed=seed, flatten=flatten)
+    if name == "cifar10":
+        from .cifar import load_cifar10
+        return load_cifar10(split, data_dir, flatten=flatten)
     return _load_idx_dataset(name, split, data_dir, flatten, download, verify)
 
 

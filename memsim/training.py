@@ -210,6 +210,9 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
     (e.g. hardware-aware fine-tuning of an ideal run). ``max_batches`` caps the batches per epoch (tests)."""
     if not isinstance(cfg, Config):
         cfg = parse_config(cfg)
+    if cfg.network.kind == "ann":  # conventional network trained in float: memsim.ann
+        from .ann.train import train_ann
+        return train_ann(cfg, resume=resume, init=init, progress=progress, log=log, max_batches=max_batches)
     prepare(cfg)
     t = cfg.training
     set_threads(t.threads)
@@ -384,6 +387,11 @@ def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: i
     ckpt = read_checkpoint(path)
     cfg = parse_config(ckpt.config, source=f"config of {path}")
     set_threads(cfg.training.threads)
+    if cfg.network.kind == "ann":  # deployed through memsim.convert (dense mapping)
+        from .ann.deploy import evaluate_deployed
+        return evaluate_deployed(path, preset or cfg.hardware.eval_preset or cfg.network.crossbar,
+                                 mode=mode or cfg.hardware.mode, seeds=cfg.hardware.eval_seeds if seeds is None
+                                 else seeds, split=split, limit=limit, batch_size=batch_size, progress=progress)
     preset = preset or cfg.hardware.eval_preset or cfg.network.crossbar
     if not is_ideal(preset):
         check_references(dataclasses.replace(cfg, hardware=dataclasses.replace(cfg.hardware, eval_preset=preset)))

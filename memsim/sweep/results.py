@@ -1,0 +1,72 @@
+"""The results table of a sweep: one row per point, every config column, accuracy (mean and spread over chips),
+output error, tiles, utilisation, energy, latency, area; CSV and Parquet."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..io import atomic_write_bytes, atomic_write_text
+from .spec import SweepError
+
+METRICS = ("accuracy", "accuracy_std", "output_error", "tiles", "utilisation", "nonzero_utilisation", "energy",
+           "energy_array", "energy_dac", "energy_adc", "latency", "area", "area_cells", "area_periphery",
+           "tile_reads", "adc_conversions", "samples", "arch", "kind")
+
+
+def table(path):
+    """The results of a sweep folder as a pandas DataFrame (finished points only)."""
+    import pandas as pd
+    from .runner import ResultsDir
+
+    rd = ResultsDir(path)
+    if rd.meta() is None:
+        raise SweepError(f"{path} is not a sweep results folder (no sweep.json). Fix: give the --out folder of "
+                         f"memsim sweep run")
+    rows = []
+    for rec in rd.records():
+        cfg = rec["config"]
+        row = {"key": rec["key"], "status": rec["status"], "error": rec.get("error", ""),
+               "elapsed_s": rec.get("elapsed_s")}
+        for k, v in cfg.items():
+            if k == "preset":
+                continue
+            row[k] = v
+        for k, v in cfg["preset"].items():
+            row[k] = v
+        m = rec.get("metrics", {})
+        for k in METRICS:
+            row[k] = m.get(k)
+        row["accuracy_per_chip"] = json.dumps(m.get("accuracy_per_chip", []))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    axes = list((rd.meta() or {}).get("spec", {}).get("axes", {}))
+    lead = ["key", "status"] + [a for a in axes if a in df.columns]
+    return df[lead + [c for c in df.columns if c not in lead]] if len(df) else df
+
+
+def write_tables(path) -> dict:
+    df = table(path)
+    path = Path(path)
+    atomic_write_text(path / "results.csv", df.to_csv(index=False))
+    import io
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path / "results.parquet", buf.getvalue())
+    return {"csv": str(path / "results.csv"), "parquet": str(path / "results.parquet")}
+
+
+def status(path) -> dict:
+    from .runner import ResultsDir
+    rd = ResultsDir(path)
+    meta = rd.meta()
+    if meta is None:
+        raise SweepError(f"{path} is not a sweep results folder (no sweep.json)")
+    keys = [p["key"] for p in meta["points"]]
+    recs = {r["key"]: r for r in rd.records()}
+    done = [k for k in keys if k in recs]
+    failed = [recs[k] for k in done if recs[k]["status"] != "ok"]
+    times = [recs[k].get("elapsed_s", 0) for k in done]
+    return {"name": meta["name"], "fingerprint": meta["fingerprint"], "points": len(keys), "done": len(done),
+            "failed": len(failed), "remaining": len(keys) - len(done),
+            "mean_point_s": sum(times) / len(times) if times else None,
+            "errors": [(r["key"], r.get("error", "")) for r in failed]}

@@ -1,0 +1,439 @@
+"""Sweep specs: a TOML file naming a base experiment, the axes to vary and the design, validated up front.
+
+Layout::
+
+    name = "fashion_case"
+    description = "..."
+
+    [base]
+    checkpoint = "runs/digits/checkpoints/epoch_0008.pt"   # deploy a trained network as it is (no retraining)
+    # models = { msnn = "a.pt", mlp = "b.pt" }             # several networks: the axis "model" picks one
+    # config = "configs/x.toml"; finetune_epochs = 1        # hardware-aware fine-tuning per point (from checkpoint)
+    preset = "hfox_1t1r_64"          # the crossbar preset the axes modify
+    mode = "auto"                    # auto (irdrop: the exact IR-drop solve) | noisy | irdrop | approx
+    chips = 3                        # chips (noise seeds) per point: accuracy is their mean and spread
+    chip_seed = 0                    # first chip seed
+    limit = 1000                     # evaluate on the first N test images (0 = all)
+    max_points = 2000                # more points than this needs --yes
+
+    [axes]                           # any preset key, plus the sweep's own axes
+    "tile.size" = [32, 64, 128]      # rows = cols (or "tile.rows", "tile.cols")
+    "wires.r" = [0.1, 1.0]           # word and bit line (or "wires.r_wordline", ...)
+    "noise.program" = [0.0, 0.05]
+    "adc.bits" = [4, 6, 8]
+    mapping = ["dense", "sparse"]    # weight layout on tiles
+    prune = [0.0, 0.5]               # magnitude-pruning fraction before deployment
+    model = ["msnn", "mlp"]          # keys of base.models
+
+    [design]
+    kind = "grid"                    # grid | random | lhs (a subset of the grid, seeded) | points
+    n = 300                          # random / lhs: points drawn
+    seed = 0
+    # points = [{ "tile.size" = 32, "adc.bits" = 4 }, ...]   # kind = "points"
+
+Every point is resolved to a flat, JSON-able config (``resolve``) whose SHA-256 is its key in the results folder.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CardError, MemsimError, ParameterError
+from ..io import read_toml
+
+
+class SweepError(MemsimError, ValueError):
+    """A sweep spec, a results folder or a backend is unusable."""
+
+
+_PRESET_SECTIONS = {
+    "tile": {"rows": int, "cols": int, "access": str, "size": int},
+    "wires": {"r_wordline": float, "r_bitline": float, "r_source": float, "r": float},
+    "transistor": {"k": float, "v_th": float, "g_off": float, "v_gate": float},
+    "device": {"card": str, "v_read": float},
+    "mapping": {"scheme": str, "levels": int},
+    "dac": {"bits": int, "v_max": float},
+    "adc": {"bits": int, "range": float},
+    "noise": {"program": float, "read": float, "d2d": float, "stuck_on": float, "stuck_off": float,
+              "drift_nu": float, "drift_t": float, "drift_t0": float},
+}
+PRESET_KEYS = {f"{s}.{k}": t for s, ks in _PRESET_SECTIONS.items() for k, t in ks.items()}
+LAYOUTS = ("dense", "sparse")
+MODES = ("auto", "noisy", "irdrop", "approx")
+SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "chip_seed": int, "mode": str}
+AXES = {**PRESET_KEYS, **SWEEP_AXES}
+DESIGNS = ("grid", "random", "lhs", "points")
+_BASE_KEYS = {"checkpoint", "models", "config", "finetune_epochs", "preset", "mode", "chips", "chip_seed", "limit",
+              "split", "batch_size", "max_points", "cost_model", "mapping", "prune"}
+_TOP_KEYS = {"name", "description", "base", "axes", "design"}
+_DESIGN_KEYS = {"kind", "n", "seed", "points"}
+
+
+def _closest(name: str, valid) -> str:
+    close = difflib.get_close_matches(str(name), sorted(valid), n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'?" if close else f"valid: {sorted(valid)}"
+
+
+def _unknown(where: str, key: str, valid) -> SweepError:
+    return SweepError(f"{where}: unknown key '{key}'; {_closest(key, valid)}")
+
+
+def _check_type(where: str, value, kind) -> None:
+    ok = (isinstance(value, str) if kind is str else
+          (isinstance(value, int) and not isinstance(value, bool)) if kind is int else
+          (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)))
+    if not ok:
+        noun = {str: "a string", int: "an integer", float: "a finite number"}[kind]
+        raise SweepError(f"{where} = {value!r} has the wrong type: allowed {noun}. Fix: write it as {noun} in the spec")
+
+
+def _canon(v):
+    """Numbers that are equal compare (and hash) equal: 1 and 1.0 are one value."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    description: str
+    base: dict
+    axes: dict[str, list]
+    design: dict
+    source: str = ""
+    root: Path = field(default_factory=Path.cwd)
+    _points: list[dict] | None = field(default=None, repr=False)
+
+    # -- the design ----------------------------------------------------------------
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.axes.values()) if self.axes else 1
+
+    def points(self) -> list[dict]:
+        """The design's points: each a dict axis -> value (only the swept axes)."""
+        if self._points is not None:
+            return self._points
+        kind = self.design.get("kind", "grid")
+        names = list(self.axes)
+        if kind == "points":
+            pts = [dict(p) for p in self.design["points"]]
+        else:
+            grid = [dict(zip(names, combo)) for combo in itertools.product(*(self.axes[n] for n in names))]
+            if kind == "grid":
+                pts = grid
+            else:
+                n, seed = self.design["n"], self.design.get("seed", 0)
+                rng = random.Random(seed)
+                if n >= len(grid):
+                    pts = grid
+                elif kind == "random":
+                    pts = [grid[i] for i in sorted(rng.sample(range(len(grid)), n))]
+                else:  # Latin hypercube on the grid's levels: every level of every axis as evenly used as n allows
+                    cols = {}
+                    for a in names:
+                        k = len(self.axes[a])
+                        strata = [(i + rng.random()) / n for i in range(n)]
+                        rng.shuffle(strata)
+                        cols[a] = [min(int(u * k), k - 1) for u in strata]
+                    seen, pts = set(), []
+                    for i in range(n):
+                        idx = tuple(cols[a][i] for a in names)
+                        if idx not in seen:
+                            seen.add(idx)
+                            pts.append({a: self.axes[a][j] for a, j in zip(names, idx)})
+                    rest = [g for g in grid if tuple(self.axes[a].index(g[a]) for a in names) not in seen]
+                    pts += rng.sample(rest, n - len(pts))  # top up duplicates with distinct random grid points
+        self._points = pts
+        return pts
+
+    # -- resolution -----------------------------------------------------------------
+    def models(self) -> dict[str, str]:
+        b = self.base
+        if "models" in b:
+            return dict(b["models"])
+        return {"model": b["checkpoint"]} if "checkpoint" in b else {}
+
+    def resolve(self, point: dict) -> dict:
+        """The full config of a point: every setting that changes its result (hashed into its key)."""
+        b = self.base
+        models = self.models()
+        model = point.get("model", next(iter(models)) if models else "config")
+        preset = {k: _canon(v) for k, v in sorted(point.items()) if k in PRESET_KEYS}
+        mode = point.get("mode", b.get("mode", "auto"))
+        r = {
+            "model": model,
+            "checkpoint": str(self._path(models[model])) if models else None,
+            "config": str(self._path(b["config"])) if "config" in b else None,
+            "finetune_epochs": int(b.get("finetune_epochs", 0)),
+            "preset_base": str(b.get("preset", "hfox_1t1r_64")),
+            "preset": preset,
+            "mapping": point.get("mapping", b.get("mapping", "dense")),
+            "prune": float(point.get("prune", b.get("prune", 0.0))),
+            "mode": mode,
+            "chips": int(b.get("chips", 3)),
+            "chip_seed": int(point.get("chip_seed", b.get("chip_seed", 0))),
+            "limit": int(b.get("limit", 0)),
+            "split": str(b.get("split", "test")),
+            "batch_size": int(b.get("batch_size", 256)),
+            "cost_model": str(b.get("cost_model", "default")),
+        }
+        if r["mode"] == "auto":
+            r["mode"] = "irdrop"  # every preset has wire resistance (> 0): the exact solve applies
+        return r
+
+    def _path(self, p) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what defines the sweep's points (not its name or description)."""
+        payload = {"base": self.base, "axes": self.axes, "design": self.design,
+                   "points": [point_key(self.resolve(p)) for p in self.points()]}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "base": self.base, "axes": self.axes,
+                "design": self.design}
+
+
+def point_key(resolved: dict) -> str:
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def preset_data(resolved: dict) -> dict:
+    """The preset's TOML data with the point's keys set (``tile.size`` and ``wires.r`` set both of their pair)."""
+    from ..crossbar.presets import preset_path
+    data = copy.deepcopy(read_toml(preset_path(resolved["preset_base"])))
+    for key, value in resolved["preset"].items():
+        sec, k = key.split(".", 1)
+        t = data.setdefault(sec, {})
+        if key == "tile.size":
+            t["rows"] = t["cols"] = value
+        elif key == "wires.r":
+            t["r_wordline"] = t["r_bitline"] = value
+        else:
+            t[k] = float(value) if PRESET_KEYS[key] is float else value
+    data["name"] = f"{data.get('name', resolved['preset_base'])}+sweep"
+    return data
+
+
+def build_preset(resolved: dict):
+    from ..crossbar.presets import parse_preset
+    return parse_preset(preset_data(resolved), source=f"sweep preset ({resolved['preset_base']})")
+
+
+def preset_toml(data: dict) -> str:
+    """A preset's data as TOML text (flat tables of numbers and strings)."""
+    def val(v):
+        return json.dumps(v) if isinstance(v, str) else repr(v) if not isinstance(v, bool) else str(v).lower()
+    lines = [f"{k} = {val(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for sec, t in data.items():
+        if isinstance(t, dict):
+            lines += ["", f"[{sec}]"] + [f"{k} = {val(v)}" for k, v in t.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading and validation
+
+def load_spec(path, *, check_points: bool = True) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"sweep spec {path} does not exist. Fix: give the path of a .toml sweep spec")
+    try:
+        data = read_toml(path)
+    except CardError as exc:
+        raise SweepError(str(exc)) from None
+    return parse_spec(data, source=str(path), root=path.parent.resolve(), check_points=check_points)
+
+
+def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, check_points: bool = True) -> SweepSpec:
+    """Validate a spec dict (every check that can fail on bad input, before any work)."""
+    root = Path.cwd() if root is None else Path(root)
+    for k in data:
+        if k not in _TOP_KEYS:
+            raise _unknown(source, k, _TOP_KEYS)
+    base = dict(data.get("base", {}))
+    if not isinstance(data.get("base", {}), dict):
+        raise SweepError(f"{source}: [base] must be a table")
+    for k in base:
+        if k not in _BASE_KEYS:
+            raise _unknown(f"{source}.base", k, _BASE_KEYS)
+    n_src = sum(k in base for k in ("checkpoint", "models"))
+    if n_src > 1:
+        raise SweepError(f"{source}.base: give either 'checkpoint' or 'models', not both")
+    if n_src == 0 and "config" not in base:
+        raise SweepError(f"{source}.base: no experiment: give 'checkpoint' (deploy a trained network), 'models' "
+                         f"(several), or 'config' with 'finetune_epochs' (hardware-aware fine-tuning per point)")
+    if "models" in base and (not isinstance(base["models"], dict) or not base["models"]):
+        raise SweepError(f"{source}.base.models must be a non-empty table name = checkpoint path")
+    for k, kind in (("finetune_epochs", int), ("chips", int), ("chip_seed", int), ("limit", int),
+                    ("batch_size", int), ("max_points", int), ("preset", str), ("mode", str), ("split", str),
+                    ("cost_model", str), ("checkpoint", str), ("config", str), ("mapping", str), ("prune", float)):
+        if k in base:
+            _check_type(f"{source}.base.{k}", base[k], kind)
+    for k, lo in (("chips", 1), ("chip_seed", 0), ("limit", 0), ("batch_size", 1), ("max_points", 1),
+                  ("finetune_epochs", 0)):
+        if k in base and base[k] < lo:
+            raise SweepError(f"{source}.base.{k} = {base[k]} is invalid: allowed an integer >= {lo}")
+    if "config" in base and base.get("finetune_epochs", 0) < 1:
+        raise SweepError(f"{source}.base: 'config' means fine-tuning per point, so finetune_epochs must be >= 1 "
+                         f"(got {base.get('finetune_epochs', 0)}). Fix: set base.finetune_epochs, or drop 'config' "
+                         f"to deploy the checkpoint as trained")
+    if base.get("split", "test") not in ("test", "train"):
+        raise SweepError(f"{source}.base.split = {base['split']!r}: allowed 'test' or 'train'")
+
+    axes_in = data.get("axes", {})
+    if not isinstance(axes_in, dict):
+        raise SweepError(f"{source}: [axes] must be a table of lists")
+    axes = {}
+    for k, vals in axes_in.items():
+        if k not in AXES:
+            raise _unknown(f"{source}.axes", k, AXES)
+        if not isinstance(vals, list):
+            vals = [vals]
+        if not vals:
+            raise SweepError(f"{source}.axes.{k} is empty: the grid has no points. Fix: give at least one value")
+        for i, v in enumerate(vals):
+            _check_type(f"{source}.axes.{k}[{i}]", v, AXES[k])
+        canon = [_canon(v) for v in vals]
+        if len(set(map(repr, canon))) != len(canon):
+            raise SweepError(f"{source}.axes.{k} = {vals} repeats a value. Fix: list each value once")
+        axes[k] = vals
+    design = dict(data.get("design", {}))
+    for k in design:
+        if k not in _DESIGN_KEYS:
+            raise _unknown(f"{source}.design", k, _DESIGN_KEYS)
+    kind = design.setdefault("kind", "grid")
+    if kind not in DESIGNS:
+        raise SweepError(f"{source}.design.kind = {kind!r}: allowed one of {list(DESIGNS)}")
+    if kind in ("random", "lhs"):
+        if "n" not in design:
+            raise SweepError(f"{source}.design: kind '{kind}' needs n (the number of points to draw)")
+        _check_type(f"{source}.design.n", design["n"], int)
+        if design["n"] < 1:
+            raise SweepError(f"{source}.design.n = {design['n']}: allowed an integer >= 1")
+    if "seed" in design:
+        _check_type(f"{source}.design.seed", design["seed"], int)
+    if kind == "points":
+        pts = design.get("points")
+        if not isinstance(pts, list) or not pts:
+            raise SweepError(f"{source}.design.points: kind 'points' needs a non-empty list of points")
+        if axes:
+            raise SweepError(f"{source}: kind 'points' lists its points itself; drop [axes] (or use kind 'grid')")
+        for i, p in enumerate(pts):
+            if not isinstance(p, dict):
+                raise SweepError(f"{source}.design.points[{i}] must be a table of axis = value")
+            for k, v in p.items():
+                if k not in AXES:
+                    raise _unknown(f"{source}.design.points[{i}]", k, AXES)
+                _check_type(f"{source}.design.points[{i}].{k}", v, AXES[k])
+    elif "points" in design:
+        raise SweepError(f"{source}.design.points is only read with kind = 'points' (kind is '{kind}')")
+    spec = SweepSpec(name=str(data.get("name", Path(source).stem)), description=str(data.get("description", "")),
+                     base=base, axes=axes, design=design, source=source, root=root)
+    _check_references(spec)
+    if check_points:
+        check_points_valid(spec)
+    return spec
+
+
+def _check_references(spec: SweepSpec) -> None:
+    src, b = spec.source, spec.base
+    models = spec.models()
+    for name, p in models.items():
+        if not isinstance(p, str):
+            raise SweepError(f"{src}.base.models.{name} = {p!r}: allowed a checkpoint path (string)")
+        if not spec._path(p).is_file():
+            raise SweepError(f"{src}.base: checkpoint '{p}' of model '{name}' does not exist "
+                             f"(looked at {spec._path(p)}). Fix: train it first or correct the path")
+    if "model" in spec.axes:
+        for m in spec.axes["model"]:
+            if m not in models:
+                raise SweepError(f"{src}.axes.model: '{m}' is not in base.models; {_closest(m, models)}")
+    for i, p in enumerate(spec.design.get("points", []) or []):
+        if "model" in p and p["model"] not in models:
+            raise SweepError(f"{src}.design.points[{i}].model: '{p['model']}' is not in base.models; "
+                             f"{_closest(p['model'], models)}")
+    for ax, allowed in (("mapping", LAYOUTS), ("mode", MODES)):
+        vals = list(spec.axes.get(ax, [])) + [p[ax] for p in spec.design.get("points", []) or [] if ax in p]
+        if ax in b:
+            vals.append(b[ax])
+        for v in vals:
+            if v not in allowed:
+                raise SweepError(f"{src}: {ax} = {v!r} is invalid: allowed one of {list(allowed)}")
+    prunes = list(spec.axes.get("prune", [])) + [p["prune"] for p in spec.design.get("points", []) or []
+                                                  if "prune" in p] + ([b["prune"]] if "prune" in b else [])
+    for v in prunes:
+        if not 0 <= v < 1:
+            raise SweepError(f"{src}: prune = {v!r} is invalid: allowed a fraction in [0, 1)")
+    from ..crossbar.presets import preset_path
+    try:
+        preset_path(b.get("preset", "hfox_1t1r_64"))
+    except CardError as exc:
+        raise SweepError(f"{src}.base.preset: {exc}") from None
+    if "config" in b:
+        cfg_path = spec._path(b["config"])
+        if not cfg_path.is_file():
+            raise SweepError(f"{src}.base.config: '{b['config']}' does not exist (looked at {cfg_path})")
+        from ..config import load_config
+        cfg = load_config(cfg_path)
+        for name, p in models.items():
+            check_checkpoint_matches(spec._path(p), cfg, f"{src}.base (model '{name}')")
+    else:
+        for name, p in models.items():
+            from ..checkpoint import read_checkpoint
+            ck = read_checkpoint(spec._path(p))
+            if ck.config is None:
+                raise SweepError(f"{src}.base: checkpoint '{p}' holds no config (not written by memsim train); "
+                                 f"a sweep rebuilds the network from it")
+
+
+def check_checkpoint_matches(ckpt_path: Path, cfg, where: str) -> None:
+    """The checkpoint must hold the network the base config describes (same dataset and layer shapes)."""
+    from ..checkpoint import read_checkpoint
+    ck = read_checkpoint(ckpt_path)
+    saved = ck.config or {}
+    s_net, s_data = saved.get("network", {}), saved.get("data", {})
+    mismatches = []
+    if s_data.get("dataset", cfg.data.dataset) != cfg.data.dataset:
+        mismatches.append(f"data.dataset: checkpoint {s_data.get('dataset')!r}, config {cfg.data.dataset!r}")
+    for key in ("layers", "kind", "conv_channels", "conv_kernel", "conv_stride"):
+        if key in s_net and hasattr(cfg.network, key):
+            a, c = s_net[key], getattr(cfg.network, key)
+            if (list(a) if isinstance(a, (list, tuple)) else a) != (list(c) if isinstance(c, (list, tuple)) else c):
+                mismatches.append(f"network.{key}: checkpoint {a!r}, config {c!r}")
+    if mismatches:
+        raise SweepError(f"{where}: checkpoint {ckpt_path} does not match the base config ({'; '.join(mismatches)}). "
+                         f"Fix: give the checkpoint trained from this config, or the config it was trained with")
+
+
+def check_points_valid(spec: SweepSpec) -> None:
+    """Build the crossbar preset of every point (cheap), so a bad value stops the sweep before any work."""
+    seen = {}
+    for p in spec.points():
+        r = spec.resolve(p)
+        k = json.dumps(r["preset"], sort_keys=True)
+        if k in seen:
+            continue
+        try:
+            seen[k] = build_preset(r)
+        except (ParameterError, CardError) as exc:
+            keys = ", ".join(f"{a} = {v!r}" for a, v in r["preset"].items())
+            raise SweepError(f"{spec.source}: the point ({keys}) gives an invalid crossbar preset: {exc}") from None
+
+
+def check_limit(spec: SweepSpec, yes: bool) -> None:
+    n = len(spec.points())
+    limit = spec.base.get("max_points", 2000)
+    if n > limit and not yes:
+        raise SweepError(f"{spec.source}: {n} points is more than base.max_points = {limit}. Fix: pass --yes to run "
+                         f"them all, raise base.max_points, or draw a subset (design.kind = 'lhs', n = ...)")
