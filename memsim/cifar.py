@@ -1,0 +1,109 @@
+"""CIFAR-10 from the standard Python batches (``cifar-10-batches-py/``).
+
+The release (https://www.cs.toronto.edu/~kriz/cifar.html, ``cifar-10-python.tar.gz``, extracted) holds
+``data_batch_1`` ... ``data_batch_5`` (training, 10000 images each) and ``test_batch``: pickled dicts with
+``b"data"`` (uint8 ``[N, 3072]``: the 1024 red, then green, then blue pixels of a 32x32 image, row-major)
+and ``b"labels"`` (N integers 0..9). Pixels are scaled by 1/255; images are ``[N, 3, 32, 32]`` (or flat).
+
+The folder is looked for in the same order as the other datasets (:mod:`memsim.data`): ``data_dir``,
+``$MEMSIM_DATA_DIR/cifar10``, ``$MEMSIM_DATA_DIR``, the known system locations, the cache
+``~/.cache/memsim/datasets/cifar10``; in each, the batch files directly or in ``cifar-10-batches-py/``.
+There is no download (163 MB); a :class:`memsim.data.DataError` lists the expected files and where to
+put them. The pickles are read with an unpickler that only builds dicts, lists, bytes and numpy arrays,
+so a foreign pickle cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError, _check_split, _finish, _search_dirs, cache_dir, dataset_info
+
+__all__ = ["CIFAR_FILES", "CIFAR_KNOWN_LOCATIONS", "find_cifar10", "load_cifar10", "read_cifar_batch"]
+
+#: the batch files of each split
+CIFAR_FILES = {"train": tuple(f"data_batch_{k}" for k in range(1, 6)), "test": ("test_batch",)}
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_KNOWN_LOCATIONS = ("/usr/share/datasets/cifar10", "/usr/share/datasets/cifar-10")
+
+_ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar")}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a CIFAR batch holds only arrays, "
+                                         f"lists and bytes)")
+        if module.startswith("numpy.core"):
+            module = module.replace("numpy.core", "numpy._core", 1) if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(data uint8 [N, 3072], labels int64 [N])`` of one batch file, validated."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            d = _SafeUnpickler(fh, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a readable CIFAR-10 Python batch ({type(exc).__name__}: {exc}); the file "
+                        f"is corrupt or truncated. Fix: extract cifar-10-python.tar.gz again") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: a CIFAR-10 batch is a pickled dict, got {type(d).__name__}")
+    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+    if "data" not in d or "labels" not in d:
+        raise DataError(f"{path}: CIFAR-10 batch without 'data'/'labels' (keys {sorted(d)})")
+    data = np.asarray(d["data"])
+    labels = np.asarray(d["labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path}: 'data' is {data.dtype} {list(data.shape)}, expected uint8 [N, 3072] "
+                        f"(32x32 RGB images)")
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"{path}: {len(data)} images but {labels.size} labels")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{path}: labels out of range 0..9 (min {labels.min()}, max {labels.max()})")
+    return data, labels
+
+
+def _candidates(data_dir) -> list[Path]:
+    dirs = _search_dirs("cifar10", data_dir)
+    cache = cache_dir("cifar10")
+    dirs = [d for d in dirs if d != cache] + [Path(p) for p in CIFAR_KNOWN_LOCATIONS] + [cache]
+    out = []
+    for d in dirs:
+        out += [d, d / CIFAR_FOLDER]
+    return out
+
+
+def find_cifar10(split: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The batch files of ``split``: the first searched folder holding all of them."""
+    _check_split(split)
+    names = CIFAR_FILES[split]
+    searched = _candidates(data_dir)
+    for d in searched:
+        if all((d / n).is_file() for n in names):
+            return [d / n for n in names]
+    partial = [(d, [n for n in names if not (d / n).is_file()]) for d in searched
+               if any((d / n).is_file() for n in names)]
+    where = "\n".join(f"  - {d}{'' if d.is_dir() else ' (does not exist)'}" for d in searched)
+    msg = (f"cifar10: missing the {split} batch file(s) {', '.join(names)}. Searched:\n{where}\n")
+    if partial:
+        msg += "".join(f"{d} lacks {', '.join(m)}\n" for d, m in partial)
+    msg += (f"Fix: download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it "
+            f"(it makes {CIFAR_FOLDER}/ with data_batch_1 ... data_batch_5, test_batch and batches.meta) and pass "
+            f"that folder or its parent as data_dir / --data-dir (or [data] data_dir), or put it in "
+            f"{cache_dir('cifar10')}.")
+    raise DataError(msg)
+
+
+def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None, *, flatten: bool = False):
+    """CIFAR-10 ``split`` as an :class:`memsim.data.ImageDataset` (pixels / 255, ``[N, 3, 32, 32]`` or flat)."""
+    parts = [read_cifar_batch(p) for p in find_cifar10(split, data_dir)]
+    data = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return _finish(data, labels, 255.0, dataset_info("cifar10"), split, flatten)
