@@ -191,6 +191,11 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, epoch: i
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and validate a checkpoint file without touching any model (safe ``weights_only`` unpickling)."""
     path = Path(path)
+    if path.is_dir():
+        files = RunDirectory(path.parent if path.name == "checkpoints" else path).checkpoints()
+        hint = f"e.g. the newest, {files[-1][1]}" if files else "it holds no epoch_NNNN.pt checkpoint"
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file. Fix: give one checkpoint "
+                              f"file ({hint})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
@@ -410,7 +415,8 @@ class RunDirectory:
             allowed = set(allow_changes)
             changed = [f"{s}.{k}: {latest.config.get(s, {}).get(k)!r} -> {v!r}"
                        for s, table in now.items() for k, v in table.items()
-                       if f"{s}.{k}" not in allowed and _norm(latest.config.get(s, {}).get(k)) != _norm(v)]
+                       if f"{s}.{k}" not in allowed and k in latest.config.get(s, {})  # keys added since: defaults
+                       and _norm(latest.config[s][k]) != _norm(v)]
             if changed:
                 raise CheckpointError(f"cannot resume {self.path}: the config differs from the one the run was "
                                       f"started with ({'; '.join(changed)}). Fix: resume with the saved "

@@ -8,11 +8,13 @@ import sys
 from .errors import MemsimError
 
 #: modules in memsim.commands, each with ``register(subparsers)``
-COMMANDS = ("verify", "device", "neuron", "crossbar", "train", "evaluate", "export_spice", "sweep")
+COMMANDS = ("verify", "device", "neuron", "crossbar", "train", "evaluate", "export_spice", "configs", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsim", description="Memristive circuits: SPICE-verified models as torch layers.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"memsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"memsim.commands.{name}").register(sub)

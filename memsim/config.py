@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .data import DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
+from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
 from .errors import ConfigError
 
 __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
@@ -116,6 +116,11 @@ class DataConfig:
                                                              lo=0.0, hi=1.0, lo_open=True, hi_open=True))
     download: bool = field(default=True, metadata=_spec("bool", "download missing MNIST/Fashion-MNIST files "
                                                                 "when online"))
+    verify: bool = field(default=True, metadata=_spec("bool", "check MNIST/Fashion-MNIST files against the "
+                                                              "official release's SHA-256 (false: your own files "
+                                                              "in that format, e.g. a subset)"))
+    num_classes: int = field(default=0, metadata=_spec("int", "custom_idx only: number of classes (labels "
+                                                              "0..num_classes-1; 0 for the other datasets)", lo=0))
 
 
 @dataclass(frozen=True)
@@ -383,6 +388,10 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         if s == "network" and "layers" not in table:
             # default layers follow the dataset: [inputs, 128, classes]
             name = data.get("data", {}).get("dataset", DataConfig.dataset)
+            if name == CUSTOM_IDX:
+                raise ConfigError(f"{source}: dataset 'custom_idx' needs network.layers = [pixels, hidden..., "
+                                  f"num_classes] (its image size is in the files), e.g. [784, 128, 26]",
+                                  key="network.layers")
             if name in DATASETS:
                 info = dataset_info(name)
                 table = {**table, "layers": [info.num_inputs, 128, info.num_classes]}
@@ -415,8 +424,22 @@ def _check_kind(cfg: Config, source: str) -> None:
 
 def _cross_check(cfg: Config, source: str) -> None:
     _check_kind(cfg, source)
-    info = dataset_info(cfg.data.dataset)
     layers = cfg.network.layers
+    if cfg.data.dataset == CUSTOM_IDX:  # the input size is checked against the files when they are loaded
+        n = cfg.data.num_classes
+        if n < 2:
+            raise ConfigError(f"{source}: data.num_classes = {n} is invalid for dataset 'custom_idx': allowed an "
+                              f"integer >= 2. Fix: set data.num_classes to the number of classes of your files",
+                              key="data.num_classes", value=n, allowed=">= 2")
+        if not cfg.data.data_dir:
+            raise ConfigError(f"{source}: dataset 'custom_idx' needs data.data_dir (or --data-dir): the folder of "
+                              f"its IDX files", key="data.data_dir", value="")
+        if layers[-1] != n:
+            raise ConfigError(f"{source}: network.layers = {list(layers)} ends with {layers[-1]} but "
+                              f"data.num_classes = {n}. Fix: end layers with {n}", key="network.layers",
+                              value=list(layers), allowed=f"last size {n}")
+        return
+    info = dataset_info(cfg.data.dataset)
     if layers[0] != info.num_inputs:
         raise ConfigError(f"{source}: network.layers = {list(layers)} does not match the data: dataset "
                           f"'{info.name}' has {info.num_inputs} inputs ({'x'.join(map(str, info.image_shape[1:]))} "
@@ -447,7 +470,11 @@ def _read_toml(path: Path) -> dict:
 
 def load_config(path: str | os.PathLike | None = None,
                 overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:
-    """Load and validate a TOML config (``None``: all defaults), after merging ``overrides``."""
+    """Load and validate a TOML config (``None``: all defaults), after merging ``overrides``. ``path`` may
+    also name a bundled config (``digits_quickstart``; see :func:`memsim.resources.resolve_config`)."""
+    if path is not None:
+        from .resources import resolve_config
+        path = resolve_config(path)
     data = {} if path is None else _read_toml(Path(path))
     source = "config" if path is None else str(path)
     return parse_config(apply_overrides(data, overrides, source=source), source=source)
@@ -509,11 +536,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str] | Mapping[
 def check_references(cfg: Config) -> None:
     """Check that the neuron card and the crossbar preset(s) named by ``cfg`` exist (closest name if not).
 
-    Neuron cards are looked up on memsim's card search path (``devices/``, ``$MEMSIM_DEVICE_PATH``);
-    crossbar presets as ``<name>.toml`` in the repository's ``crossbar/`` directory and
-    ``$MEMSIM_CROSSBAR_PATH``, or as a path to a ``.toml`` file.
+    Neuron cards are looked up on memsim's card search path (``$MEMSIM_DEVICE_PATH``, then the bundled
+    ``devices/``); crossbar presets as ``<name>.toml`` in ``$MEMSIM_CROSSBAR_PATH`` and the bundled
+    ``crossbar/`` (:mod:`memsim.resources`), or as a path to a ``.toml`` file.
     """
-    from .library import REPO_ROOT, search_path
+    from .library import search_path
+    from .resources import data_dir, env_dirs
 
     def stems(dirs):
         return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.toml")})
@@ -529,8 +557,7 @@ def check_references(cfg: Config) -> None:
                               f"{[str(d) for d in dirs]}). {hint}", key=key, value=name, allowed=", ".join(known))
 
     check("network.neuron", cfg.network.neuron, search_path(), "neuron card")
-    xdirs = [Path(p) for p in os.environ.get("MEMSIM_CROSSBAR_PATH", "").split(os.pathsep) if p]
-    xdirs.append(REPO_ROOT / "crossbar")
+    xdirs = env_dirs("MEMSIM_CROSSBAR_PATH") + [data_dir("crossbar")]
     if cfg.network.crossbar != "ideal":  # "ideal": exact weights-as-conductances, no preset file
         check("network.crossbar", cfg.network.crossbar, xdirs, "crossbar preset")
     if cfg.hardware.eval_preset and cfg.hardware.eval_preset != "ideal":

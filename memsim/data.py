@@ -66,7 +66,8 @@ import torch
 from .errors import MemsimError, ParameterError
 
 __all__ = ["DataError", "DatasetInfo", "ImageDataset", "DATASETS", "ENCODINGS", "dataset_info", "load_dataset",
-           "load_digits", "load_mnist", "load_fashion_mnist", "find_idx_files", "read_idx", "write_idx",
+           "load_custom_idx", "CUSTOM_IDX", "load_digits", "load_mnist", "load_fashion_mnist", "find_idx_files",
+           "read_idx", "write_idx",
            "encode", "make_encoder", "Encoder", "latency_steps", "KNOWN_LOCATIONS", "IDX_FILES", "CHECKSUMS",
            "MIRRORS", "cache_dir"]
 
@@ -103,8 +104,10 @@ _INFO = {
                            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                             "truck"), 50000, 10000),
 }
+#: a user's own IDX files (MNIST's format: any image size, ``num_classes`` classes) in ``data_dir``
+CUSTOM_IDX = "custom_idx"
 #: dataset names accepted by :func:`load_dataset` and the config's ``data.dataset``
-DATASETS = tuple(_INFO)
+DATASETS = tuple(_INFO) + (CUSTOM_IDX,)
 SPLITS = ("train", "test")
 
 #: the four IDX files of a release, by (split, part)
@@ -154,7 +157,11 @@ def _closest(value: str, allowed: Sequence[str]) -> str:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Shape, class count and split sizes of a dataset (no file access)."""
+    """Shape, class count and split sizes of a dataset (no file access; not for ``custom_idx``, whose shape
+    is in its files)."""
+    if name == CUSTOM_IDX:
+        raise ParameterError("dataset", name, "a dataset of known shape", "read a custom_idx dataset with "
+                             "load_dataset(..., num_classes=N) and take its info")
     if name not in _INFO:
         raise ParameterError("dataset", name, f"one of {list(DATASETS)}", _closest(name, DATASETS))
     return _INFO[name]
@@ -472,10 +479,50 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
     return _load_idx_dataset("fashion_mnist", split, data_dir, flatten, download, verify)
 
 
+def load_custom_idx(split: str, data_dir: str | os.PathLike | None, *, num_classes: int,
+                    flatten: bool = False) -> ImageDataset:
+    """A user's own dataset in MNIST's IDX format (a subset, EMNIST, ...): the four files named as MNIST's
+    (:data:`IDX_FILES`, gzipped or not) in ``data_dir``; uint8 images of any size, labels ``0..num_classes-1``;
+    pixels scaled by 1/255. No checksum (the content is the user's)."""
+    _check_split(split)
+    if not data_dir:
+        raise ParameterError("data.data_dir", data_dir, "the folder holding the custom IDX files",
+                             "set data.data_dir (or --data-dir) for dataset 'custom_idx'")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ParameterError("data.num_classes", num_classes, "an integer >= 2",
+                             "set data.num_classes to the number of classes of the custom dataset")
+    arrays = {}
+    for part, ndim in (("images", 3), ("labels", 1)):
+        path = _find_in(Path(data_dir), IDX_FILES[(split, part)])
+        if path is None:
+            raise DataError(f"custom_idx: no {IDX_FILES[(split, part)]}[.gz] in {data_dir}. Fix: name the files as "
+                            f"MNIST's: {', '.join(IDX_FILES.values())} (gzipped or not)")
+        arr = _parse_idx(_read_bytes(path), str(path), ndim)
+        if arr.dtype != np.uint8:
+            raise DataError(f"{path}: IDX element type is {arr.dtype}, expected uint8")
+        arrays[part] = (arr, path)
+    (images, ipath), (labels, lpath) = arrays["images"], arrays["labels"]
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{ipath} holds {images.shape[0]} images but {lpath} holds {labels.shape[0]} labels; "
+                        f"the files do not belong together")
+    if labels.size and int(labels.max()) >= num_classes:
+        raise DataError(f"{lpath}: label {int(labels.max())} out of range 0..{num_classes - 1}. Fix: set "
+                        f"data.num_classes to at least {int(labels.max()) + 1}")
+    n = int(images.shape[0])
+    info = DatasetInfo(CUSTOM_IDX, (1, int(images.shape[1]), int(images.shape[2])), num_classes,
+                       tuple(str(k) for k in range(num_classes)), n if split == "train" else 0,
+                       n if split == "test" else 0)
+    return _finish(images, labels, 255.0, info, split, flatten)
+
+
 def load_dataset(name: str, split: str = "train", *, data_dir: str | os.PathLike | None = None,
                  flatten: bool = False, seed: int = 0, test_fraction: float = 0.2, download: bool = True,
-                 verify: bool = True) -> ImageDataset:
-    """Load ``name`` (one of :data:`DATASETS`); ``seed``/``test_fraction`` apply to the digits split only."""
+                 verify: bool = True, num_classes: int | None = None) -> ImageDataset:
+    """Load ``name`` (one of :data:`DATASETS`); ``seed``/``test_fraction`` apply to the digits split only;
+    ``verify=False`` accepts MNIST/Fashion-MNIST files that differ from the official release (a subset);
+    ``num_classes`` is for ``custom_idx``."""
+    if name == CUSTOM_IDX:
+        return load_custom_idx(split, data_dir, num_classes=num_classes, flatten=flatten)
     dataset_info(name)
     if name == "digits":
         return load_digits(split, test_fraction=test_fraction, seed=seed, flatten=flatten)

@@ -5,6 +5,7 @@ are evaluated here with :class:`memsim.mathns.TorchMath` (in the array's dtype);
 """
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 from typing import Callable, Mapping
 
@@ -29,12 +30,22 @@ def _check_tensor_param(family: DeviceFamily, name: str, value: torch.Tensor, wh
         raise ParameterError(f"{where}.{name}", first, spec.allowed(), f"keep every device's {name} in range")
 
 
+class VoltageRangeWarning(UserWarning):
+    """A simulation drove a device outside the voltage range its card's parameters are valid for."""
+
+
 class DeviceArray:
-    """``shape`` devices of one family. Each parameter is a scalar or a tensor broadcastable to ``shape``."""
+    """``shape`` devices of one family. Each parameter is a scalar or a tensor broadcastable to ``shape``.
+
+    ``voltage_range`` (V; from the card with :meth:`from_card`) is where the parameters are valid: a
+    simulation that leaves it warns once (:class:`VoltageRangeWarning`), naming the range."""
 
     def __init__(self, family: DeviceFamily, params: Mapping[str, float | torch.Tensor], shape=(1,), *,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", name: str = "device"):
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", name: str = "device",
+                 voltage_range: tuple[float, float] | None = None):
         self.family, self.name = family, name
+        self.voltage_range = voltage_range
+        self._warned_range = False
         self.shape = torch.Size(shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,))
         scalars = {k: v for k, v in params.items() if not isinstance(v, torch.Tensor)}
         tensors = {k: v for k, v in params.items() if isinstance(v, torch.Tensor)}
@@ -60,6 +71,9 @@ class DeviceArray:
                                          "give one value per device or a scalar") from None
                 t = v.to(dtype=dtype, device=device)  # keep autograd history of user tensors
             p[k] = t
+        if tensors:  # cross-parameter relations (R_on < R_off, ...) for every device, not only the first
+            family.check_relations({k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in p.items()},
+                                   name)
         self.p = SimpleNamespace(**p)
         self.dtype, self.device = dtype, torch.device(device)
         self.math = TorchMath(dtype)
@@ -68,7 +82,8 @@ class DeviceArray:
     def from_card(cls, card: Card, shape=(1,), *, dtype=torch.float32, device="cpu", **overrides) -> "DeviceArray":
         params = dict(card.parameters)
         params.update(overrides)
-        return cls(card.family, params, shape, dtype=dtype, device=device, name=card.name)
+        return cls(card.family, params, shape, dtype=dtype, device=device, name=card.name,
+                   voltage_range=card.voltage_range)
 
     def initial_state(self) -> torch.Tensor:
         x0 = self.p.x0
@@ -108,4 +123,16 @@ class DeviceArray:
         traj = odeint(f, x, dt, n_steps, method=method, substeps=substeps, observe=observe,
                       project=lambda y: y.clamp(0.0, 1.0), name=f"{self.name} state", compile=compile)
         t = torch.arange(n_steps + 1, dtype=self.dtype, device=self.device) * dt
+        self._check_voltages(traj[:, 0])
         return t, traj[:, 0], traj[:, 1], traj[:, 2]
+
+    def _check_voltages(self, v: torch.Tensor) -> None:
+        if self.voltage_range is None or self._warned_range or v.numel() == 0:
+            return
+        lo, hi = self.voltage_range
+        v_min, v_max = float(v.detach().min()), float(v.detach().max())
+        if v_min < lo or v_max > hi:
+            self._warned_range = True
+            warnings.warn(f"{self.name}: the terminal voltage reached [{v_min:.4g}, {v_max:.4g}] V, outside the "
+                          f"card's valid range [{lo:g}, {hi:g}] V; the parameters are not validated there",
+                          VoltageRangeWarning, stacklevel=3)

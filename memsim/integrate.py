@@ -20,6 +20,7 @@ Jacobian per batch element, S jvp calls).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -111,6 +112,8 @@ def odeint(f: Field, x0: torch.Tensor, dt: float, n_steps: int, *, method: str =
     compilation of tens of seconds (same numbers up to floating-point reassociation).
     """
     check_method(method)
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
+        raise ParameterError("dt", dt, "a finite time step > 0 in s", "pass a positive step, e.g. dt=1e-6")
     if not isinstance(n_steps, int) or n_steps < 0:
         raise ParameterError("n_steps", n_steps, "an integer >= 0", "pass the number of time steps")
     if not isinstance(substeps, int) or substeps < 1:

@@ -5,8 +5,9 @@ from (provenance) and for which stimuli they are valid, and states the standard
 verification stimuli. Users add a device by adding a card, not by writing Python.
 
 Search path for a card given by name: the directories in ``$MEMSIM_DEVICE_PATH``
-(``os.pathsep``-separated), then the repository's ``devices/``. A name that is an
-existing file path is loaded directly.
+(``os.pathsep``-separated), then the bundled ``devices/`` (inside the installed package, or the
+repository's in a checkout; see :mod:`memsim.resources`). A name that is an existing file path is
+loaded directly.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from typing import Any
 from .errors import CardError, ParameterError
 from .io import read_toml
 from .families import DeviceFamily, get_family
+from .resources import data_dir, env_dirs, require_library
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEVICES_DIR = REPO_ROOT / "devices"
+DEVICES_DIR = data_dir("devices")
 
 _TOP_KEYS = {"name", "family", "description", "provenance", "parameters", "valid", "verify"}
 _VERIFY_KEYS = {"amplitude", "frequencies", "cycles", "steps_per_period", "pulse"}
@@ -81,8 +83,7 @@ class Card(LibraryEntry):
 
 
 def search_path() -> list[Path]:
-    extra = [Path(p) for p in os.environ.get("MEMSIM_DEVICE_PATH", "").split(os.pathsep) if p]
-    return extra + [DEVICES_DIR]
+    return env_dirs("MEMSIM_DEVICE_PATH") + [DEVICES_DIR]
 
 
 def _card_files() -> dict[str, Path]:
@@ -95,9 +96,13 @@ def _card_files() -> dict[str, Path]:
 
 
 def list_cards(kind: str | None = "device") -> list[str]:
-    """Names of the cards on the search path (``kind=None``: every card, devices and neurons)."""
+    """Names of the cards on the search path (``kind=None``: every card, devices and neurons).
+
+    A search path without any card raises :class:`CardError` (a broken install, not an empty library)."""
     names = []
-    for name, path in _card_files().items():
+    files = _card_files()
+    require_library("device or neuron cards", list(files), search_path(), "MEMSIM_DEVICE_PATH")
+    for name, path in files.items():
         try:
             with open(path, "rb") as fh:
                 family = tomllib.load(fh).get("family")

@@ -92,7 +92,8 @@ def build_encoder(cfg: Config, seed: int | None = None):
 
 def load_datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
     d = cfg.data
-    kw = dict(data_dir=d.data_dir or None, flatten=True, seed=0, test_fraction=d.test_fraction, download=d.download)
+    kw = dict(data_dir=d.data_dir or None, flatten=True, seed=0, test_fraction=d.test_fraction, download=d.download,
+              verify=d.verify, num_classes=d.num_classes)
     return load_dataset(d.dataset, "train", **kw), load_dataset(d.dataset, "test", **kw)
 
 
@@ -222,6 +223,12 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
         raise CheckpointError(f"run directory {run.path} already holds checkpoints "
                               f"({run.checkpoints()[-1][1].name}). Fix: pass --resume to continue it, or choose "
                               f"another output.dir.")
+    if resume and not (run.checkpoints() or run.config_path.is_file() or run.metrics_path.is_file()):
+        raise CheckpointError(f"nothing to resume: {run.path} (= {run.path.resolve()}) holds no run"
+                              + (f"; output.dir '{run.path}' is relative to the current folder {Path.cwd()}"
+                                 if not run.path.is_absolute() else "")
+                              + ". Fix: give the run's own config (memsim train RUN/config.toml --resume), or "
+                                "--output RUN, or drop --resume to start a new run.")
     train_set, test_set = load_datasets(cfg)
     n_in = train_set.num_inputs
     if cfg.network.layers[0] != n_in or cfg.network.layers[-1] != train_set.num_classes:
@@ -241,7 +248,13 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
     gens = _generators(net, loader_gen, encoder)
     start_epoch = 0
     if resume:
-        ckpt = run.resume(model=net, optimizer=opt, generators=gens, config=cfg)
+        # the folder is the run's identity, however output.dir is spelled or wherever the folder moved
+        ckpt = run.resume(model=net, optimizer=opt, generators=gens, config=cfg,
+                          allow_changes=("training.epochs", "output.dir"))
+        started_in = (ckpt.extra or {}).get("run_dir") if ckpt is not None else None
+        if started_in and Path(started_in) != run.path.resolve():
+            log(f"note: this run was started in {started_in}; it was moved or copied to {run.path.resolve()} "
+                f"and continues here")
         for path, why in run.skipped:
             log(f"skipped unreadable checkpoint {path.name}: {why.splitlines()[0]}")
         if ckpt is None:
@@ -310,7 +323,8 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                "test_loss": test["loss"], "test_accuracy": test["accuracy"], "epoch_time_s": train_time,
                "eval_time_s": time.perf_counter() - t0 - train_time}
         history.append(row)
-        ckpt_path = run.save(epoch + 1, model=net, optimizer=opt, config=cfg, generators=gens, metrics=row)
+        ckpt_path = run.save(epoch + 1, model=net, optimizer=opt, config=cfg, generators=gens, metrics=row,
+                             extra={"run_dir": str(run.path.resolve())})
         last_good = ckpt_path
         log(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
             f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f} | {train_time:.1f} s")

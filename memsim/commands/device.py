@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from .argtypes import plot_file
+
 
 def register(sub) -> None:
     p = sub.add_parser("device", help="device cards: list, info, iv plots, SPICE export")
@@ -12,12 +14,13 @@ def register(sub) -> None:
     lst.set_defaults(func=run_list)
 
     info = dsub.add_parser("info", help="show a card: family, parameters, provenance")
-    info.add_argument("card")
+    info.add_argument("card", help="card name (memsim device list) or path to a .toml card")
     info.set_defaults(func=run_info)
 
     iv = dsub.add_parser("iv", help="pinched hysteresis loops, SPICE and torch overlaid")
-    iv.add_argument("card")
-    iv.add_argument("--plot", required=True, metavar="FILE", help="output figure (.png or .svg)")
+    iv.add_argument("card", help="card name (memsim device list) or path to a .toml card")
+    iv.add_argument("--plot", required=True, metavar="FILE", type=plot_file,
+                    help="output figure (.png, .svg, .pdf, ...)")
     iv.add_argument("--no-spice", action="store_true", help="torch only (no ngspice needed)")
     iv.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="override a card parameter (SI units), validated like the card; repeatable")

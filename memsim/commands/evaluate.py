@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import json
 
+from .argtypes import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a trained checkpoint deployed on a crossbar preset, "
                                         "averaged over noise seeds")
-    p.add_argument("checkpoint", help="a checkpoint written by memsim train (RUN/checkpoints/epoch_NNNN.pt)")
+    p.add_argument("checkpoint", help="a checkpoint file written by memsim train (RUN/checkpoints/epoch_NNNN.pt)")
     p.add_argument("--preset", help="crossbar preset name or .toml path, or 'ideal' (default: the run's "
                                     "hardware.eval_preset, else its network.crossbar)")
-    p.add_argument("--seeds", type=int, help="noise seeds to average (default: the run's hardware.eval_seeds)")
+    p.add_argument("--seeds", type=positive_int, help="noise seeds to average (default: the run's hardware.eval_seeds)")
     p.add_argument("--mode", choices=("noisy", "approx", "irdrop"),
                    help="crossbar simulation: noisy (ideal wires), approx (fast IR-drop estimate), irdrop (exact)")
-    p.add_argument("--limit", type=int, help="evaluate on the first N test samples only")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--substeps", type=int, help="neuron integration sub-steps (default: as trained)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N samples only (N >= 1)")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="data split to evaluate (default test)")
+    p.add_argument("--substeps", type=positive_int, metavar="N",
+                   help="neuron integration sub-steps per time step, N >= 1 (default: as trained)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

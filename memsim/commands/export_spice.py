@@ -1,6 +1,8 @@
 """``memsim export-spice CHECKPOINT``: the trained network as one ngspice netlist (conductances + MIF neurons)."""
 from __future__ import annotations
 
+from .argtypes import nonnegative_int, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("export-spice", help="write a trained network as an ngspice netlist (and check it)",
@@ -8,12 +10,12 @@ def register(sub) -> None:
                                    "netlist of crossbar conductances (differential pairs at virtual-ground bit "
                                    "lines) and MIF neuron subcircuits. --check N runs N test samples through "
                                    "ngspice and compares output voltages and classes with torch.")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file written by memsim train (RUN/checkpoints/epoch_NNNN.pt)")
     p.add_argument("-o", "--output", help="netlist file (default: CHECKPOINT.sample<K>.cir)")
-    p.add_argument("--sample", type=int, default=0, help="test sample that drives the inputs (default 0)")
-    p.add_argument("--check", type=int, default=0, metavar="N",
+    p.add_argument("--sample", type=nonnegative_int, default=0, help="test sample that drives the inputs (default 0)")
+    p.add_argument("--check", type=nonnegative_int, default=0, metavar="N",
                    help="run the first N test samples in ngspice and compare with torch")
-    p.add_argument("--processes", type=int, default=1, help="ngspice processes for --check")
+    p.add_argument("--processes", type=positive_int, default=1, help="ngspice processes for --check")
     p.set_defaults(func=run)
 
 

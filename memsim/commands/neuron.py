@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import sys
 
+from .argtypes import plot_file
+
 
 def register(sub) -> None:
     p = sub.add_parser("neuron", help="memristive neuron cards: characterisation plot, SPICE export")
     p.add_argument("card", nargs="?", help="neuron card name or path (e.g. mif_neuron, vlif_neuron)")
-    p.add_argument("--plot", metavar="FILE", help="write waveform (SPICE vs torch), f-I curve, phase portrait")
+    p.add_argument("--plot", metavar="FILE", type=plot_file, help="write waveform (SPICE vs torch), f-I curve, phase portrait")
     p.add_argument("--no-spice", action="store_true", help="torch only (no ngspice needed)")
     p.add_argument("--export", action="store_true", help="write the card's ngspice subcircuit (.lib)")
     p.add_argument("-o", "--output", help="with --export: output file ('-' for stdout; default next to the card)")

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 
+KINDS = ("device", "neuron", "crossbar")
+
 
 def register(sub) -> None:
     p = sub.add_parser("verify", help="compare every torch model with ngspice under standard stimuli")
-    p.add_argument("--kind", action="append", help="only this kind of model (device, neuron, crossbar); repeatable")
-    p.add_argument("--model", action="append", help="only this card/preset; repeatable")
+    p.add_argument("--kind", action="append", choices=KINDS, help="only this kind of model; repeatable")
+    p.add_argument("--model", action="append", help="only this card/preset (a name from memsim device list, memsim "
+                                                     "neuron --list, memsim crossbar list); repeatable")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -16,7 +19,13 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..verify import collect, format_table, run_checks
 
-    results = run_checks(collect(args.kind, args.model), progress=not args.quiet)
+    from ..errors import MemsimError
+
+    checks = collect(args.kind, args.model)
+    if not checks:
+        raise MemsimError(f"no checks match --kind {args.kind or 'any'} --model {args.model or 'any'}. Fix: name "
+                          f"a model of that kind (memsim device list, memsim neuron --list, memsim crossbar list)")
+    results = run_checks(checks, progress=not args.quiet)
     print(format_table(results))
     if args.json:
         from ..io import atomic_write_text

@@ -27,14 +27,15 @@ from pathlib import Path
 
 from ..errors import CardError, ParameterError
 from ..io import read_toml
-from ..library import REPO_ROOT, Card, load_card
+from ..library import Card, load_card
+from ..resources import data_dir, env_dirs
 from .circuit import TileCircuit, Transistor, Wires
 from .mapping import SCHEMES, Mapping, conductance_window
 from .nonideal import NonIdealities
 from .periphery import ADC, DAC
 from .tiling import check_tile_size
 
-CROSSBAR_DIR = REPO_ROOT / "crossbar"
+CROSSBAR_DIR = data_dir("crossbar")
 
 _KEYS = {
     "": {"name", "description", "provenance", "tile", "wires", "transistor", "device", "mapping", "dac", "adc", "noise"},
@@ -129,8 +130,7 @@ class Preset:
 
 
 def search_path() -> list[Path]:
-    extra = [Path(p) for p in os.environ.get("MEMSIM_CROSSBAR_PATH", "").split(os.pathsep) if p]
-    return extra + [CROSSBAR_DIR]
+    return env_dirs("MEMSIM_CROSSBAR_PATH") + [CROSSBAR_DIR]
 
 
 def list_presets() -> list[str]:

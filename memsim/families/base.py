@@ -150,7 +150,17 @@ class DeviceFamily:
 
 
 def require_less(values: Mapping[str, float], small: str, large: str, where: str) -> None:
-    if not values[small] < values[large]:
-        prefix = f"{where}." if where else ""
+    """``values[small] < values[large]``, for numbers or per-device tensors (every device checked)."""
+    prefix = f"{where}." if where else ""
+    ok = values[small] < values[large]
+    if hasattr(ok, "all"):  # tensors: name the first device that breaks the relation
+        if bool(ok.all()):
+            return
+        import torch
+        idx = tuple(int(i) for i in (~ok).nonzero()[0])
+        a, b = (float(torch.broadcast_to(torch.as_tensor(values[k]), ok.shape)[idx]) for k in (small, large))
+        raise ParameterError(f"{prefix}{small}[{', '.join(map(str, idx))}]", a, f"{small} < {large} = {b!r} "
+                             f"for every device", f"swap or correct {small} and {large} of that device")
+    if not ok:
         raise ParameterError(f"{prefix}{small}", values[small], f"{small} < {large} = {values[large]!r}",
                              f"swap or correct {small} and {large}")

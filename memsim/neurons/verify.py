@@ -2,9 +2,9 @@
 
 Importing this module registers the kind "neuron" with :mod:`memsim.verify`.
 A check passes when the waveform is within 1 % of the spike amplitude *and*
-every spike time is within one time step (spike counts must agree); the
-reported error is the larger of the two, each divided by its tolerance, so the
-check's tolerance is 1.
+every spike time is within one time step (spike counts must agree). The reported
+error is the waveform error as a fraction of the spike amplitude (tolerance 1e-2,
+like the device rows' fractions); the spike-time criterion is in the detail column.
 """
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ def run_check(card, stim) -> CheckResult:
     model = torch_trace(card, stim)
     ref = spice_trace(card, stim)
     c = compare(card, model, ref, card.dt)
-    score = max(c["waveform_error"] / WAVEFORM_TOLERANCE, c["spike_shift_steps"] / SPIKE_TIME_TOLERANCE)
+    shift_ok = c["spike_shift_steps"] <= SPIKE_TIME_TOLERANCE
     return CheckResult("neuron", card.name, stim.label,
-                       "max(waveform err / 1% amplitude, spike shift / 1 step)", score, 1.0,
-                       f"wave={c['waveform_error']:.2e} shift={c['spike_shift_steps']:.3f}dt "
-                       f"spikes={c['spikes_torch']}/{c['spikes_spice']} amp={c['amplitude']:.3g}V dt={card.dt:g}s")
+                       "max|v - v_spice| / spike amplitude (membrane voltage), and every spike within "
+                       f"{SPIKE_TIME_TOLERANCE:g} time step", c["waveform_error"], WAVEFORM_TOLERANCE,
+                       f"spike shift={c['spike_shift_steps']:.3f} dt (tol {SPIKE_TIME_TOLERANCE:g}) "
+                       f"spikes={c['spikes_torch']}/{c['spikes_spice']} amp={c['amplitude']:.3g}V dt={card.dt:g}s",
+                       also_ok=bool(shift_ok))
 
 
 def neuron_checks(names: list[str] | None = None) -> Iterable[Check]:

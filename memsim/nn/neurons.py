@@ -118,8 +118,10 @@ class MemristiveNeuron(nn.Module):
             raise StimulusError(f"{name} has shape {tuple(x.shape)}; expected {dims} dimensions {shape_doc} "
                                 f"(time-major). Fix: reshape, e.g. x.view(T, B, N)")
         if x.dtype != self.dtype:
+            other = (f" or build the layer with dtype={x.dtype}" if x.dtype in (torch.float32, torch.float64)
+                     else " (layers run in torch.float32 or torch.float64 only)")
             raise StimulusError(f"{name} has dtype {x.dtype}; this layer runs in {self.dtype}. "
-                                f"Fix: x.to({self.dtype}) or build the layer with dtype={x.dtype}")
+                                f"Fix: x.to({self.dtype}){other}")
         if x.device != self.device:
             raise StimulusError(f"{name} is on {x.device}; this layer is on {self.device}. "
                                 f"Fix: x.to('{self.device}') or layer.to('{x.device}')")
