@@ -123,10 +123,11 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
     keyed = [(point_key(spec.resolve(p)), p, spec.resolve(p)) for p in points]
     done = rd.done()
     todo = [(k, p, r) for k, p, r in keyed if k not in done]
+    n_skipped = len(keyed) - len(todo)
     if max_points is not None:
         todo = todo[:max_points]
     from tqdm.auto import tqdm
-    bar = tqdm(total=len(keyed), initial=len(keyed) - len([1 for k, *_ in keyed if k not in done]),
+    bar = tqdm(total=len(keyed), initial=n_skipped,
                desc=f"sweep {spec.name}", unit="pt", disable=not progress, dynamic_ncols=True)
     t0, n_new, n_err = time.perf_counter(), 0, 0
 
@@ -176,7 +177,7 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
         bar.close()
     from .results import write_tables
     tables = write_tables(rd.path)
-    return {"points": len(keyed), "ran": n_new, "failed": n_err, "skipped": len(keyed) - len(todo),
+    return {"points": len(keyed), "ran": n_new, "failed": n_err, "skipped": n_skipped,
             "elapsed_s": time.perf_counter() - t0, **tables}
 
 

@@ -136,21 +136,24 @@ class SweepSpec:
                     pts = grid
                 elif kind == "random":
                     pts = [grid[i] for i in sorted(rng.sample(range(len(grid)), n))]
-                else:  # Latin hypercube on the grid's levels: every level of every axis as evenly used as n allows
-                    cols = {}
-                    for a in names:
-                        k = len(self.axes[a])
-                        strata = [(i + rng.random()) / n for i in range(n)]
-                        rng.shuffle(strata)
-                        cols[a] = [min(int(u * k), k - 1) for u in strata]
-                    seen, pts = set(), []
-                    for i in range(n):
-                        idx = tuple(cols[a][i] for a in names)
-                        if idx not in seen:
-                            seen.add(idx)
-                            pts.append({a: self.axes[a][j] for a, j in zip(names, idx)})
-                    rest = [g for g in grid if tuple(self.axes[a].index(g[a]) for a in names) not in seen]
-                    pts += rng.sample(rest, n - len(pts))  # top up duplicates with distinct random grid points
+                else:  # Latin hypercube on the grid's levels: every level of every axis used n/k times (+-1)
+                    levels = {a: [min(int((i + rng.random()) / n * len(self.axes[a])), len(self.axes[a]) - 1)
+                                  for i in range(n)] for a in names}
+                    best = None
+                    for _ in range(500):  # re-pair the columns until no two points coincide
+                        for a in names:
+                            rng.shuffle(levels[a])
+                        idx = [tuple(levels[a][i] for a in names) for i in range(n)]
+                        uniq = list(dict.fromkeys(idx))
+                        if best is None or len(uniq) > len(best):
+                            best = uniq
+                        if len(uniq) == n:
+                            break
+                    pts = [{a: self.axes[a][j] for a, j in zip(names, t)} for t in best]
+                    if len(pts) < n:  # still short: top up with distinct random grid points
+                        have = set(best)
+                        rest = [g for g in grid if tuple(self.axes[a].index(g[a]) for a in names) not in have]
+                        pts += rng.sample(rest, n - len(pts))
         self._points = pts
         return pts
 
@@ -409,7 +412,8 @@ def check_checkpoint_matches(ckpt_path: Path, cfg, where: str) -> None:
     for key in ("layers", "kind", "conv_channels", "conv_kernel", "conv_stride"):
         if key in s_net and hasattr(cfg.network, key):
             a, c = s_net[key], getattr(cfg.network, key)
-            if (list(a) if isinstance(a, (list, tuple)) else a) != (list(c) if isinstance(c, (list, tuple)) else c):
+            a, c = (list(v) if isinstance(v, (list, tuple)) else v for v in (a, c))
+            if a != c:
                 mismatches.append(f"network.{key}: checkpoint {a!r}, config {c!r}")
     if mismatches:
         raise SweepError(f"{where}: checkpoint {ckpt_path} does not match the base config ({'; '.join(mismatches)}). "

@@ -1,0 +1,68 @@
+"""The sweep's first-order cost model against hand-computed closed-form values."""
+import math
+
+import pytest
+import torch
+
+from memsim.crossbar import CrossbarArray
+from memsim.crossbar.presets import load_preset
+from memsim.errors import CardError
+from memsim.sweep.cost import ActivityRecorder, CostModel, LayerActivity, layer_cost, load_cost_model, network_cost
+
+CM = CostModel(name="t", provenance="test", feature_size=40e-9, area_0T1R=4.0, area_1T1R=12.0, t_read=10e-9,
+               adc_fom=10e-15, adc_t_bit=1e-9, outputs_per_adc=8, adc_area_per_level=2e-12, dac_fom=1e-15,
+               dac_t_conv=1e-9, dac_area_per_row=5e-12, area_per_column=10e-12)
+
+
+def test_layer_cost_closed_form():
+    # 6 tiles of 64x64 (32 outputs each), 300 rows and 100 outputs used per read, 25 reads, sum V^2 G = 2e-3 W
+    act = LayerActivity(tiles=6, rows=64, cols=64, outputs_per_tile=32, used_rows=300, used_outputs=100, reads=25,
+                        v2g=2e-3)
+    c = layer_cost(CM, act, access="1T1R", dac_bits=8, adc_bits=6)
+    assert c["energy_array"] == pytest.approx(10e-9 * 2e-3)                      # 2e-11 J
+    assert c["energy_dac"] == pytest.approx(25 * 300 * 1e-15 * 256)              # 1.92e-9 J
+    assert c["energy_adc"] == pytest.approx(25 * 100 * 10e-15 * 64)              # 1.6e-9 J
+    assert c["energy"] == pytest.approx(2e-11 + 1.92e-9 + 1.6e-9)
+    # per read: DAC settle 1 ns + read 10 ns + 8 sequential 6-bit SAR conversions (48 ns) = 59 ns
+    assert c["latency"] == pytest.approx(25 * 59e-9)
+    cell = 12 * (40e-9) ** 2                                                      # 1.92e-14 m^2
+    assert c["area_cells"] == pytest.approx(6 * 64 * 64 * cell)
+    n_adc = 4                                                                     # 32 outputs / 8 per ADC
+    assert c["area_periphery"] == pytest.approx(6 * (64 * 10e-12 + 64 * 5e-12 + n_adc * 2e-12 * 64))
+    c0 = layer_cost(CM, act, access="0T1R", dac_bits=None, adc_bits=None)         # ideal converters: no cost
+    assert c0["energy_dac"] == c0["energy_adc"] == 0.0
+    assert c0["latency"] == pytest.approx(25 * 10e-9)
+    assert c0["area_cells"] == pytest.approx(c["area_cells"] / 3)                 # 4 F^2 vs 12 F^2
+
+
+def test_walden_scaling_and_shipped_model():
+    cm = load_cost_model()
+    assert cm.adc_energy(8) / cm.adc_energy(4) == pytest.approx(16.0)            # 2^bits
+    assert cm.adc_energy(6) == pytest.approx(cm.adc_fom * 64)
+    assert "Walden" in cm.provenance and "Murmann" in cm.provenance
+    with pytest.raises(CardError, match="did you mean 'default'"):
+        load_cost_model("defualt")
+
+
+def test_recorder_matches_sum_v2_g():
+    """Uniform positive weights and full-scale inputs: every used cell pair carries V^2 (G_hi + G_lo) per read, and
+    the erased cells of the 6 padding outputs on the driven rows V^2 G_lo each (current flows through them too)."""
+    p = load_preset("hfox_1t1r_64")
+    p = p.replace(rows=16, cols=16, noise=p.noise.off())
+    arr = CrossbarArray(p, 10, 40, mode="noisy")
+    rec = ActivityRecorder(arr.grid)
+    arr.grid = rec
+    w = torch.ones(10, 40)
+    x = torch.ones(3, 40)
+    arr(w, x)
+    lo, hi = p.cell_window()
+    v = p.v_max  # x / max|x| = 1 -> the DAC's full scale
+    assert rec.rows_read == 3
+    per_read = 40 * v ** 2 * (10 * (hi + lo) + 6 * 2 * lo)
+    assert rec.v2g == pytest.approx(3 * per_read, rel=1e-6)
+    act = rec.activity(samples=3)
+    # 40 inputs on 16-row tiles -> 3 row tiles; 10 outputs on 8 per tile -> 2 column tiles
+    assert (act.tiles, act.used_rows, act.used_outputs, act.reads) == (6, 2 * 40, 3 * 10, 1.0)
+    total = network_cost(CM, [act], p)
+    assert total["energy_array"] == pytest.approx(CM.t_read * per_read, rel=1e-6)
+    assert total["energy_adc"] == pytest.approx(30 * CM.adc_fom * 2 ** p.adc.bits)
