@@ -1,4 +1,4 @@
-"""``memsim device``: list cards, draw I-V hysteresis (SPICE vs torch), export `.lib` subcircuits."""
+"""``memsim device``: list cards, draw I-V hysteresis (SPICE vs torch), export `.lib` subcircuits, fit cards to data."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +7,7 @@ from .argtypes import plot_file
 
 
 def register(sub) -> None:
-    p = sub.add_parser("device", help="device cards: list, info, iv plots, SPICE export")
+    p = sub.add_parser("device", help="device cards: list, info, iv plots, SPICE export, fit")
     dsub = p.add_subparsers(dest="device_command", required=True, metavar="ACTION")
 
     lst = dsub.add_parser("list", help="list the device cards and their families")
@@ -31,6 +31,9 @@ def register(sub) -> None:
     ex.add_argument("-o", "--output", help="output file (default: next to the card; '-' for stdout)")
     ex.add_argument("--all", action="store_true", help="regenerate the .lib of every card")
     ex.set_defaults(func=run_export)
+
+    from ..fitting.command import add_parser as add_fit_parser
+    add_fit_parser(dsub)
 
 
 def run_list(args) -> int:
