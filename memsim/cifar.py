@@ -31,7 +31,7 @@ CIFAR_KNOWN_LOCATIONS = ("/usr/share/datasets/cifar10", "/usr/share/datasets/cif
 
 _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
             ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar")}
+            ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # protocol-2 pickles of bytes
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -52,7 +52,7 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             d = _SafeUnpickler(fh, encoding="bytes").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: not a readable CIFAR-10 Python batch ({type(exc).__name__}: {exc}); the file "
-                        f"is corrupt or truncated. Fix: extract cifar-10-python.tar.gz again") from None
+                        f"is corrupt, truncated or not a CIFAR-10 batch. Fix: extract cifar-10-python.tar.gz again") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: a CIFAR-10 batch is a pickled dict, got {type(d).__name__}")
     d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
