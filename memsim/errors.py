@@ -64,3 +64,11 @@ class SpiceError(MemsimError, RuntimeError):
             numbered = "\n".join(f"{k + 1:4d}  {line}" for k, line in enumerate(netlist.splitlines()))
             text += "\n--- netlist ---\n" + numbered
         super().__init__(text)
+
+
+class ConvergenceError(MemsimError, ArithmeticError):
+    """An iterative solve stopped short of its tolerance; carries the residual it reached."""
+
+    def __init__(self, message: str, residual: float, iterations: int):
+        super().__init__(message)
+        self.residual, self.iterations = residual, iterations
