@@ -19,7 +19,9 @@ gradient by backpropagation through the RK4 simulation (slower; for large free s
 **Identifiability.** At the optimum the Gauss-Newton Hessian J^T J (J in log units for log parameters) gives the
 covariance sigma^2 (J^T J)^-1, sigma^2 = RSS / (N - P). A parameter whose relative standard error exceeds
 ``rse_limit`` (or which lies in a null direction of J^T J) is reported as *not identified*: its value is the
-optimiser's, not a measurement.
+optimiser's, not a measurement. So is a parameter that differs by more than 2 x ``rse_limit`` between starts that
+ended statistically as good as the best (a profile along a curved valley, which the local Hessian misses), and
+one that ends on its search bound.
 """
 from __future__ import annotations
 
@@ -223,7 +225,7 @@ def _sobol_starts(coords: list[Coord], init: dict[str, float], starts: int, seed
     return torch.cat([z0, 0.05 + 0.9 * sob])
 
 
-def levenberg_marquardt(problem: Problem, z: torch.Tensor, max_iter: int = 40, tol: float = 1e-7,
+def levenberg_marquardt(problem: Problem, z: torch.Tensor, max_iter: int = 40, tol: float = 1e-4,
                         progress=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Projected LM for every start at once. Returns (z, loss [K], J at z, iterations)."""
     K, P = z.shape
@@ -231,7 +233,6 @@ def levenberg_marquardt(problem: Problem, z: torch.Tensor, max_iter: int = 40, t
     loss = (r * r).sum(1)
     lam = torch.full((K,), 1e-2, dtype=z.dtype)
     stall = torch.zeros(K, dtype=torch.long)
-    history: list[float] = []
     it = 0
     for it in range(1, max_iter + 1):
         g = torch.einsum("knp,kn->kp", J, r)
@@ -249,7 +250,9 @@ def levenberg_marquardt(problem: Problem, z: torch.Tensor, max_iter: int = 40, t
         loss_new = (r_new * r_new).sum(1)
         better = loss_new < loss
         gain = (loss - loss_new) / loss.clamp_min(1e-300)
-        stall = torch.where(better & (gain > tol), torch.zeros_like(stall), stall + 1)
+        # a start stalls when a step gains less than tol, or when steps keep failing at a large damping
+        stalled = (better & (gain <= tol)) | (~better & (lam >= 1e4))
+        stall = torch.where(stalled, stall + 1, torch.where(better, torch.zeros_like(stall), stall))
         b = better.unsqueeze(1)
         z = torch.where(b, z_new, z)
         r = torch.where(b, r_new, r)
@@ -259,11 +262,9 @@ def levenberg_marquardt(problem: Problem, z: torch.Tensor, max_iter: int = 40, t
         if progress is not None:
             progress.set_postfix(nrmse=f"{float(loss.min().sqrt()):.3%}")
             progress.update(1)
-        # done when the best loss has improved by less than 1e-4 (relative) over the last 5 iterations, or
-        # when every start still in contention (within 2x the best loss) has stopped improving
-        history.append(float(loss.min()))
+        # done when every start still in contention (within 2x the best loss) has stalled 4 times in a row
         contending = loss <= 2 * loss.min()
-        if (len(history) > 5 and history[-6] - history[-1] < 1e-4 * history[-1]) or bool((stall[contending] >= 4).all()):
+        if bool((stall[contending] >= 4).all()):
             break
     return z, loss, J, it
 
@@ -364,6 +365,20 @@ def fit(meas: Measurement, init: Card, free: list[str] | None = None, *, starts:
     k = chosen
     lk = float(loss[k])
     report = identifiability(coords, values, J[k], lk, problem.n, rse_limit)
+    # A local Hessian cannot see a curved valley: starts that ended statistically as good as the best
+    # (chi^2 within P of it, chi^2 = loss / sigma^2) but elsewhere show what the data leave open.
+    P = len(coords)
+    equivalent = (loss - lk) <= lk * P / max(problem.n - P, 1)
+    if int(equivalent.sum()) > 1:
+        vals = torch.stack([c.value(z[equivalent, j]) for j, c in enumerate(coords)], 1)
+        spread = (vals.amax(0) - vals.amin(0)) / vals.abs().amin(0).clamp_min(1e-300)
+        for j, r in enumerate(report):
+            if float(spread[j]) > 2 * rse_limit:
+                r.identified = False
+                r.rse = max(r.rse, float(spread[j]) / 2)
+    for r in report:  # a value held by the search box is the box's, not the data's
+        if r.at_bound:
+            r.identified = False
     return FitResult(card=card, family=family, free=free, params=dict(card.parameters), nrmse=math.sqrt(lk),
                      report=report, n_points=problem.n, rss=lk * problem.scale ** 2, seconds=seconds,
                      iterations=its, starts=z0.shape[0], start_nrmse=sorted(loss.sqrt().tolist()))
