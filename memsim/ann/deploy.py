@@ -278,7 +278,7 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
     from ..data import ImageDataset
     from ..training import _calibrate, evaluate, load_datasets, set_threads
     set_threads(cfg.training.threads)
-    train_set, test_set = load_datasets(cfg)
+    train_set, test_set = _datasets(cfg, load_datasets)
     data = test_set if split == "test" else train_set
     if split not in ("test", "train"):
         raise ParameterError("split", split, "'test' or 'train'", "choose the data split")
@@ -328,6 +328,19 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
             "preset": name, "rows": rows, "cols": cols, "mode": mode, "mapping": mapping, "prune": prune,
             "seeds": seeds, "samples": len(data), "accuracy": mean, "std": std, "per_seed": accs,
             "output_error": sum(errors) / len(errors), **result_stats, "eval_time_s": time.perf_counter() - t0}
+
+
+_DATA: dict = {}
+
+
+def _datasets(cfg, load):
+    """The config's datasets, kept for the next call (a sweep evaluates many points on the same data)."""
+    d = cfg.data
+    key = (d.dataset, d.data_dir, d.test_fraction, getattr(d, "num_classes", 0))
+    if key not in _DATA:
+        _DATA.clear()  # one dataset at a time: Fashion-MNIST is ~200 MB as float32
+        _DATA[key] = load(cfg)
+    return _DATA[key]
 
 
 def _calibrate_ann(net: nn.Module, images: torch.Tensor) -> None:
