@@ -15,6 +15,13 @@ so the speed is not bought with error.
 
     python benchmarks/bench_neurons.py                          # both cards, 1e5 neurons, float32, CPU
     python benchmarks/bench_neurons.py --card mif_neuron --neurons 100000 --steps 50 --dtype float64
+
+``--single``: one neuron, a 20 ms trace at dt = 1 us (20,000 steps; the card's step current, switched on
+at 10 %), memsim's scalar path (:mod:`memsim.scalar`, the same equations rendered to one Python loop,
+the torch layer's RK4 sub-steps) against ngspice running the same trace (maximum step = dt), and
+torch with a batch of one; accuracy against ngspice at dt/10.
+
+    python benchmarks/bench_neurons.py --single --card mif_neuron
 """
 from __future__ import annotations
 
@@ -88,15 +95,69 @@ def bench_card(name, n_neurons, n_steps, dtype, device, spice_repeats):
     }
 
 
+def single(name, duration, dt, spice_repeats, torch_single=True):
+    """One neuron over ``duration`` at ``dt`` under the card's step current: scalar vs ngspice vs torch."""
+    from memsim import scalar, spice
+    from memsim.neurons.netlist import testbench
+    from memsim.neurons.simulate import NeuronStimulus, torch_trace
+
+    card = load_neuron_card(name)
+    n = int(round(duration / dt))
+    current = np.zeros(n)
+    current[n // 10:] = card.verify.step_current
+    scalar._compile.cache_clear()
+    start = time.perf_counter()
+    fast = scalar.neuron_trace(card, current, dt)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    scalar.neuron_trace(card, current, dt)
+    steady = time.perf_counter() - start
+    spice_time = float("inf")
+    net = testbench(card, current, dt, synapse=False, max_step=dt)
+    for _ in range(spice_repeats):
+        start = time.perf_counter()
+        spice.run(net)
+        spice_time = min(spice_time, time.perf_counter() - start)
+    stim = NeuronStimulus(f"step {card.verify.step_current:.3g} A", current, False)
+    coarse = spice_trace(card, stim, dt, max_step=dt)
+    reference = spice_trace(card, stim, dt, max_step=dt / 10)
+
+    def err(trace):
+        c = compare(card, trace, reference, dt)
+        return f"{c['waveform_error']:.2e} / {c['spike_shift_steps']:.2f} ({c['spikes_torch']}/{c['spikes_spice']})"
+
+    rows = [("ngspice, max step = dt", spice_time, err(coarse)), ("memsim scalar, first call", first, err(fast)),
+            ("memsim scalar, again", steady, "")]
+    if torch_single:
+        start = time.perf_counter()
+        model = torch_trace(card, stim, dt)
+        rows.append(("memsim torch, batch of 1", time.perf_counter() - start, err(model)))
+    print(f"\n{card.name}: one neuron, {stim.label} from t = {(n // 10) * dt:g} s, {duration * 1e3:g} ms at "
+          f"dt = {dt:g} s ({n} steps, {scalar.neuron_trace.__module__} with the layer's RK4 sub-steps)")
+    print(f"{'':30s}{'wall (s)':>10s}{'steps/s':>12s}  {'wave err / spike shift (spikes)':34s}{'vs ngspice':>11s}")
+    for label, wall, e in rows:
+        print(f"{label:30s}{wall:10.3f}{n / wall:12.4g}  {e:34s}{spice_time / wall:10.2f}x")
+    print("errors against ngspice at max step dt/10: waveform error / spike amplitude, spike shift in steps")
+    return {label: spice_time / wall for label, wall, _ in rows}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--card", action="append", help="neuron card(s) (default: mif_neuron and vlif_neuron)")
+    ap.add_argument("--single", action="store_true", help="one neuron, --duration at --dt, instead of a layer")
+    ap.add_argument("--duration", type=float, default=20e-3, help="--single: trace length in s (default 20 ms)")
+    ap.add_argument("--dt", type=float, default=1e-6, help="--single: time step in s (default 1 us)")
+    ap.add_argument("--no-torch-single", action="store_true", help="--single: skip torch with a batch of one")
     ap.add_argument("--neurons", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=50, help="time steps of the torch run")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--spice-repeats", type=int, default=3)
     args = ap.parse_args(argv)
+    if args.single:
+        torch.set_num_threads(1)  # one neuron: threads only add overhead
+        return {name: single(name, args.duration, args.dt, args.spice_repeats, not args.no_torch_single)
+                for name in args.card or ["mif_neuron"]}
     dtype = getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, {args.dtype}")
     for name in args.card or ["mif_neuron", "vlif_neuron"]:

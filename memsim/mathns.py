@@ -275,3 +275,109 @@ class TorchMath:
 TORCH = TorchMath()
 
 Equation = Callable[..., object]
+
+
+# ----------------------------------------------------------------------------
+# scalar side: Python source over floats
+# ----------------------------------------------------------------------------
+
+#: the functions rendered Python source calls, bound as fast locals of the generated function
+PY_FUNCTIONS = {"_exp": math.exp, "_log": math.log, "_sqrt": math.sqrt, "_sinh": math.sinh, "_cosh": math.cosh,
+                "_tanh": math.tanh, "_pow": math.pow}
+
+
+def _is_name(e) -> bool:
+    return isinstance(e, Expr) and e.text.isidentifier()
+
+
+class PyMath:
+    """Renders equations to straight-line Python source over floats: a third rendering of the same
+    equations, for one device or one neuron at a time (:mod:`memsim.scalar`), where per-call tensor
+    overhead would dominate.
+
+    Numbers fold at render time (parameters are constants of the generated code); every ``let`` and every
+    operand that a rendered expression uses twice becomes an assignment in :attr:`lines`; ``where`` renders
+    to Python's conditional expression, so only the chosen branch is evaluated. Variables are
+    :class:`Expr` symbols named by the caller (``m.symbol("v")``).
+    """
+
+    def __init__(self, prefix: str = "t"):
+        self.lines: list[str] = []
+        self.prefix = prefix
+        self._count = 0
+
+    def _bind(self, hint: str, value: Expr) -> Expr:
+        self._count += 1
+        name = f"{self.prefix}_{hint}{self._count}"
+        self.lines.append(f"{name} = {value.text}")
+        return Expr(name)
+
+    def _simple(self, value):
+        """``value`` as a number or a bare name (an expression used twice is computed once)."""
+        return value if _number(value) or _is_name(value) else self._bind("u", value)
+
+    @staticmethod
+    def symbol(name: str) -> Expr:
+        return Expr(name)
+
+    def let(self, name: str, value):
+        return value if _number(value) or _is_name(value) else self._bind(name, value)
+
+    @staticmethod
+    def _fn(name: str, number_fn):
+        def f(self, a):
+            return number_fn(a) if _number(a) else Expr(f"{name}({_fmt(a)})")
+        return f
+
+    exp = _fn("_exp", math.exp)
+    log = _fn("_log", math.log)
+    sqrt = _fn("_sqrt", math.sqrt)
+    sinh = _fn("_sinh", math.sinh)
+    cosh = _fn("_cosh", math.cosh)
+    tanh = _fn("_tanh", math.tanh)
+    abs = _fn("abs", abs)
+
+    def sigmoid(self, a):
+        if _number(a):
+            return _sigmoid_number(a)
+        return Expr(f"(0.5 * (1.0 + _tanh(0.5 * {_fmt(a)})))")
+
+    def pow(self, base, exponent):
+        if _number(base) and _number(exponent):
+            return math.pow(base, exponent)
+        if _number(exponent) and exponent in (1.0, 2.0, 4.0):  # exact products, as TorchMath's squaring
+            result = base
+            for _ in range({1.0: 0, 2.0: 1, 4.0: 2}[exponent]):
+                result = self._simple(result)
+                result = Expr(f"({_fmt(result)} * {_fmt(result)})")
+            return result
+        return Expr(f"_pow({_fmt(base)}, {_fmt(exponent)})")
+
+    def maximum(self, a, b):
+        if _number(a) and _number(b):
+            return max(a, b)
+        a, b = self._simple(a), self._simple(b)
+        return Expr(f"({_fmt(a)} if {_fmt(a)} >= {_fmt(b)} else {_fmt(b)})")
+
+    def minimum(self, a, b):
+        if _number(a) and _number(b):
+            return min(a, b)
+        a, b = self._simple(a), self._simple(b)
+        return Expr(f"({_fmt(a)} if {_fmt(a)} <= {_fmt(b)} else {_fmt(b)})")
+
+    def clip(self, a, lo, hi):
+        return self.minimum(self.maximum(a, lo), hi)
+
+    def where(self, cond, a, b):
+        if isinstance(cond, bool):
+            return a if cond else b
+        return Expr(f"({_fmt(a)} if {_fmt(cond)} else {_fmt(b)})")
+
+    @staticmethod
+    def logical_and(a, b): return Expr(f"({_fmt(a)} and {_fmt(b)})")
+    @staticmethod
+    def logical_or(a, b): return Expr(f"({_fmt(a)} or {_fmt(b)})")
+
+    @staticmethod
+    def stop_gradient(a):
+        return a  # values only

@@ -42,22 +42,23 @@ def hysteresis_figure(card_name: str, traces: list[tuple[str, object, object | N
         ax2.plot(model.t * tscale, model.x, color="C1", lw=1.2, label="state, torch")
         ax2.set(xlabel=f"time ({tunit})", ylabel="normalised state x", ylim=(-0.03, 1.03))
         twin = ax2.twinx()
-        twin.plot(model.t * tscale, model.v, color="C2", lw=0.8, alpha=0.7)
+        twin.plot(model.t * tscale, model.v, color="C2", lw=0.8, alpha=0.7, label="voltage (right axis)")
         twin.set_ylabel("voltage (V)", color="C2")
-        ax2.legend(loc="upper left", fontsize=8)
+        handles = ax2.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax2.legend(handles=handles, loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def _current_scale(peak: float) -> tuple[float, str]:
-    for scale, unit in ((1.0, "A"), (1e3, "mA"), (1e6, "uA"), (1e9, "nA")):
+    for scale, unit in ((1.0, "A"), (1e3, "mA"), (1e6, "µA"), (1e9, "nA")):
         if peak * scale >= 1:
             return scale, unit
     return 1e12, "pA"
 
 
 def _time_scale(span: float) -> tuple[float, str]:
-    for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us"), (1e9, "ns")):
+    for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs"), (1e9, "ns")):
         if span * scale >= 1:
             return scale, unit
     return 1e12, "ps"

@@ -161,18 +161,21 @@ def test_torch_matches_scipy_on_a_current_step(name):
 @pytest.mark.parametrize("name", CARDS)
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_torch_matches_ngspice(name, which):
-    """Step, ramp, irregular spike train: every spike within one step, waveform within 1 % of amplitude."""
+    """Step, ramp, irregular spike train: every spike within one step, waveform within 1 % of amplitude;
+    the torch layer and the scalar path (memsim.scalar, the same equations rendered to a Python loop)."""
     if not spice_ok():
         pytest.skip("ngspice not available")
     from memsim.neurons.simulate import spice_trace
+    from memsim.scalar import neuron_trace
     card = load_neuron_card(name)
     stim = standard_stimuli(card)[which]
-    model, ref = torch_trace(card, stim), spice_trace(card, stim)
-    c = compare(card, model, ref, card.dt)
-    assert c["spikes_spice"] >= 1, "the stimulus must make the neuron spike"
-    assert c["spikes_torch"] == c["spikes_spice"]
-    assert c["spike_shift_steps"] <= SPIKE_TIME_TOLERANCE
-    assert c["waveform_error"] <= WAVEFORM_TOLERANCE
+    ref = spice_trace(card, stim)
+    for model in (torch_trace(card, stim), neuron_trace(card, stim.current, synapse=stim.synapse)):
+        c = compare(card, model, ref, card.dt)
+        assert c["spikes_spice"] >= 1, "the stimulus must make the neuron spike"
+        assert c["spikes_torch"] == c["spikes_spice"], model.source
+        assert c["spike_shift_steps"] <= SPIKE_TIME_TOLERANCE, model.source
+        assert c["waveform_error"] <= WAVEFORM_TOLERANCE, model.source
 
 
 @pytest.mark.spice

@@ -48,9 +48,12 @@ def run_info(args) -> int:
     from ..library import load_card
     card = load_card(args.card)
     print(f"{card.name}: {card.description}\nfamily: {card.family.title} ({card.family.name})")
-    units = {q.name: q.unit for q in card.family.all_params()}
+    specs = {q.name: q for q in card.family.all_params()}
+    print(f"  {'parameter':10s}   {'value':12s} {'unit':10s} {'allowed range':24s} meaning")
     for k, v in card.parameters.items():
-        print(f"  {k:10s} = {v:<12g} {units[k]}")
+        q = specs[k]
+        rng = q.allowed()[:-len(q.unit)].rstrip() if q.unit and q.allowed().endswith(q.unit) else q.allowed()
+        print(f"  {k:10s} = {v:<12g} {q.unit or '-':10s} {rng:24s} {q.doc}")
     print(f"valid voltage: {list(card.voltage_range)} V")
     for k, v in card.provenance.items():
         print(f"{k}: {v}")

@@ -32,9 +32,20 @@ def run(args) -> int:
         _, test = load_datasets(cfg)
         x = build_encoder(cfg)(test.images[:args.check])
         r = compare_with_spice(info["net"], x, test.labels[:args.check], processes=args.processes)
-        print(f"ngspice vs torch reference: max |dV| {r['max_error_V']:.3e} V = {100 * r['max_error_fraction']:.3f} % "
-              f"of the {r['swing_V']:.3f} V output swing; fast twin {100 * r['twin_max_error_fraction']:.2f} %")
+        n = r["samples"]
+        print(f"ngspice vs torch reference (the exported circuit, RK4 with each layer's currents following the "
+              f"previous layer within a step): max |dV| {r['max_error_V']:.3e} V = "
+              f"{100 * r['max_error_fraction']:.2g} % of the {r['swing_V']:.3f} V output swing")
+        print(f"ngspice vs fast twin (the network as trained: one crossbar read per time step, "
+              f"{info['net'].neurons[0].substeps} neuron sub-step(s)): max |dV| "
+              f"{100 * r['twin_max_error_fraction']:.2g} % of the swing")
+        agree = sum(a == b for a, b in zip(r["pred_spice"], r["pred_twin"]))
+        correct = {k: sum(int(p == y) for p, y in zip(r[k], r["labels"])) for k in ("pred_spice", "pred_reference",
+                                                                                    "pred_twin")}
         print(f"classes: spice {r['pred_spice']} reference {r['pred_reference']} twin {r['pred_twin']} "
               f"labels {r['labels']}")
+        print(f"on these {n} samples: accuracy ngspice {correct['pred_spice']}/{n}, reference "
+              f"{correct['pred_reference']}/{n}, fast twin {correct['pred_twin']}/{n}; the fast twin's class equals "
+              f"the exact circuit's (ngspice) on {agree}/{n}")
         return 0 if r["classes_agree"] else 1
     return 0

@@ -33,8 +33,8 @@ class Param:
     hi_open: bool = False
 
     def allowed(self) -> str:
-        left = "(" if self.lo_open else "["
-        right = ")" if self.hi_open else "]"
+        left = "(" if self.lo_open or self.lo == -math.inf else "["
+        right = ")" if self.hi_open or self.hi == math.inf else "]"
         return f"{left}{self.lo:g}, {self.hi:g}{right} {self.unit}".rstrip()
 
     def check(self, value, where: str) -> float:

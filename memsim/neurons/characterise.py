@@ -50,15 +50,16 @@ def figure(card: NeuronCard, traces, fi, *, title: str | None = None):
         if ref is not None:
             ax.plot(ref.t * 1e3, ref.v * 1e3, color="0.6", lw=3.5, label="ngspice")
         ax.plot(model.t * 1e3, model.v * 1e3, color="C0", lw=1.1, label="torch (RK4, sub-stepped)")
-        for ts in spike_times(model.t, model.states[:, rule.component], rule.level):
-            ax.axvline(ts * 1e3, color="C3", lw=0.6, alpha=0.5)
+        for n_spike, ts in enumerate(spike_times(model.t, model.states[:, rule.component], rule.level)):
+            ax.axvline(ts * 1e3, color="C3", lw=0.6, alpha=0.5, label=None if n_spike else "spike (torch)")
         ax.set(title=f"{card.name}: {label}", xlabel="time (ms)", ylabel="membrane V (mV)")
         ax.legend(loc="best", fontsize=8)
     ax = fig.add_subplot(grid[1, 0])
     current, rate = fi
-    ax.plot(np.asarray(current) * 1e6, rate, "o-", color="C2")
-    ax.set(title="f-I curve (Poisson pulse-train drive, 3 kHz)", xlabel="mean input current (uA)",
+    ax.plot(np.asarray(current) * 1e6, rate, "o-", color="C2", label="torch")
+    ax.set(title="f-I curve (Poisson pulse-train drive, 3 kHz)", xlabel="mean input current (µA)",
            ylabel="output rate (Hz)")
+    ax.legend(loc="best", fontsize=8)
     ax = fig.add_subplot(grid[1, 1])
     label, model, ref = traces[-1]
     names = card.circuit.state_names
@@ -72,7 +73,8 @@ def figure(card: NeuronCard, traces, fi, *, title: str | None = None):
     ax = fig.add_subplot(grid[1, 2])
     for j in range(1, len(names)):
         ax.plot(model.t * 1e3, model.states[:, j], lw=1.0, label=names[j])
-    ax.axhline(rule.level if rule.component else np.nan, color="C3", lw=0.6, ls="--")
+    if rule.component:
+        ax.axhline(rule.level, color="C3", lw=0.6, ls="--", label=f"spike level {rule.level:g}")
     ax.set(title="memristor states", xlabel="time (ms)", ylabel="normalised state")
     ax.legend(loc="best", fontsize=8)
     if title:

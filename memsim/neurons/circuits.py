@@ -200,6 +200,14 @@ def circuit_for(type_: str, family, where: str = "type") -> NeuronCircuit:
     return types[type_](family)
 
 
+def default_substeps(circuit: NeuronCircuit, p, devices, dt: float, synapse: bool) -> int:
+    """RK4 sub-steps per ``dt``: stability of the stiffest mode, and accuracy (h <= tau / 20 for the
+    switching and the synapse)."""
+    rate = circuit.max_rate(p, devices) + (2.0 / p.tau_s if synapse else 0.0)
+    fastest = min([float(d.tau) for d in devices] + ([p.tau_s] if synapse else []))
+    return max(substeps_for(dt, rate), math.ceil(dt * 20.0 / fastest - 1e-9))
+
+
 def substeps_for(dt: float, rate: float, limit: float = 2.0) -> int:
     """Sub-steps per ``dt`` so that RK4 stays inside its stability region (|lambda h| <= limit)."""
     return max(1, math.ceil(dt * rate / limit - 1e-12))

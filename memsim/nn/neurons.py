@@ -18,7 +18,6 @@ neuron, step and input.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -28,7 +27,7 @@ from ..errors import NonFiniteError, ParameterError, StimulusError
 from ..integrate import step as integrate_step
 from ..mathns import TORCH
 from ..neurons.cards import NeuronCard, check_dt, load_neuron_card
-from ..neurons.circuits import substeps_for, synapse_derivative
+from ..neurons.circuits import default_substeps, synapse_derivative
 
 
 class NeuronOutput(NamedTuple):
@@ -65,11 +64,8 @@ class MemristiveNeuron(nn.Module):
         self.dt = check_dt(card.dt if dt is None else dt, card.memristors, card.parameters, card.name)
         self.p, self.devices = card.namespaces()
         self.synapse, self.return_spikes = bool(synapse), bool(spikes)
-        rate = self.circuit.max_rate(self.p, self.devices) + (2.0 / self.p.tau_s if synapse else 0.0)
         if substeps is None:
-            # stability of the stiffest mode, and accuracy: h <= tau / 20 for the switching and synapse
-            fastest = min([float(d.tau) for d in self.devices] + ([self.p.tau_s] if synapse else []))
-            substeps = max(substeps_for(self.dt, rate), math.ceil(self.dt * 20.0 / fastest - 1e-9))
+            substeps = default_substeps(self.circuit, self.p, self.devices, self.dt, self.synapse)
         if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
             raise ParameterError("substeps", substeps, "an integer >= 1", "leave it unset for the automatic choice")
         self.substeps = substeps
