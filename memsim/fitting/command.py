@@ -133,8 +133,12 @@ def run_fit(args) -> int:
         from .variation import fit_variation, write_preset
         from ..crossbar.presets import load_preset
         v_read = load_preset(args.preset_base).v_read
+        lo, hi = meas.voltage_range()
+        if not lo < v_read < hi:  # read inside the fitted range, where the card is valid
+            v_read = 0.5 * min(abs(lo), hi) * (1 if v_read > 0 else -1)
         var = fit_variation(meas, result, v_read=v_read, timing=timing, progress=not args.quiet)
         print(var.table())
-        preset = write_preset(var, path, args.preset_base, args.preset_out or out.with_name(out.stem + "_preset.toml"))
+        preset = write_preset(var, path, args.preset_base, args.preset_out or out.with_name(out.stem + "_preset.toml"),
+                              v_read=v_read)
         print(f"wrote {preset}")
     return 0
