@@ -10,11 +10,15 @@
 3. convert the inputs to word-line voltages with the DAC;
 4. solve every tile in the chosen mode:
 
-   * ``ideal``   - ``V @ G``, no quantisation, noise, converters or wires (equals ``F.linear``);
+   * ``ideal``   - ``V @ G``, no quantisation, noise, converters or wires. Mapping and tiling are then
+     exact identities (the pair columns cancel ``g_min``, partial sums add exactly), so it is computed
+     untiled, as ``F.linear``; the tests check that against the tiled product;
    * ``noisy``   - quantised and noisy, with DAC/ADC, ideal wires;
-   * ``irdrop``  - as ``noisy`` plus the exact nodal solve with wire resistance
-     (linear cells at the read-voltage chord conductance; sparse LU, adjoint backward);
-   * ``approx``  - as ``irdrop`` but with the fast fixed-point IR-drop estimate (pure torch);
+   * ``irdrop``  - as ``noisy`` plus exact IR drop: every tile's linear operator ``A`` (cells at their
+     read-voltage chord conductance, :func:`memsim.crossbar.operator.tile_operator`) is computed once per
+     programmed state and cached, and each read is ``V @ A``. For a nonlinear card this is the
+     linearised model (chord conductances at ``v_read``);
+   * ``approx``  - as ``irdrop`` but with the fixed-point IR-drop iteration per read, to a tolerance;
    * ``nonlinear`` - as ``irdrop`` with the card's own I-V (Newton per input vector; slow, exact);
 
 5. add read noise, subtract the pair/reference columns, digitise each tile column with
@@ -31,8 +35,8 @@ from ..errors import ParameterError
 from .mapping import state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
 from .presets import Preset, load_preset
-from .solver import (effective_conductance, factor_tile, memristor_for_cell, solve_approx, solve_linear,
-                     solve_nonlinear)
+from .operator import tile_operator
+from .solver import effective_conductance, memristor_for_cell, solve_approx, solve_nonlinear
 from .tiling import TileGrid
 
 MODES = ("ideal", "noisy", "irdrop", "approx", "nonlinear")
@@ -48,33 +52,47 @@ class CrossbarArray:
     """An ``(out_features, in_features)`` weight matrix on the tiles of ``preset``."""
 
     def __init__(self, preset: Preset | str, out_features: int, in_features: int, *, mode: str = "noisy",
-                 noise: NonIdealities | None = None, approx_iterations: int = 3, grid=None):
+                 noise: NonIdealities | None = None, approx_iterations: int = 1000, approx_tol: float | None = None,
+                 grid=None):
         self.preset = load_preset(preset)
         self.mode = check_mode(mode)
+        #: bumped whenever the chip's conductances for the same weights change (reseed, new defects, new noise),
+        #: so caches of programmed states (layers, operators) know to refresh
+        self.version = 0
+        self._defects: FixedDefects | None = None
+        self._defect_seed: int | None = None  # None: the chip of noise.seed
         self.noise = self.preset.noise if noise is None else noise
-        if not isinstance(self.noise, NonIdealities):
-            raise ParameterError("noise", self.noise, "a memsim.crossbar.NonIdealities", "build one or pass None")
         # The layout of the weights on tiles: dense tiling by default. Any object with TileGrid's interface
         # (pack, pack_inputs, column_signal, combine, tiles, utilisation) can place them otherwise.
         self.grid = grid if grid is not None else TileGrid(out_features, in_features, self.preset.rows,
                                                            self.preset.cols, self.preset.scheme)
         self.mapping = self.preset.mapping()
-        self.approx_iterations = approx_iterations
+        self.approx_iterations, self.approx_tol = approx_iterations, approx_tol
+        self._operator: tuple | None = None  # (programmed g, its _version, operators A) of the last irdrop read
+
+    @property
+    def noise(self) -> NonIdealities:
+        return self._noise
+
+    @noise.setter
+    def noise(self, value: NonIdealities) -> None:
+        """New non-idealities (e.g. another drift time) make a new chip state: streams restart, defects redraw."""
+        if not isinstance(value, NonIdealities):
+            raise ParameterError("noise", value, "a memsim.crossbar.NonIdealities", "build one or pass None")
+        self._noise = value
+        self._defects = None
         self.reset_noise()
-        self._defects: FixedDefects | None = None
-        self._defect_seed: int | None = None  # None: the chip of noise.seed
-        self._factors: tuple | None = None  # (programmed g, its version, {(r, c): LU factors}) for irdrop reads
 
     def reset_noise(self) -> None:
         """Restart the per-programming and per-read noise streams from the seed."""
         self._gen_program = generator(self.noise.seed, "program")
         self._gen_read = generator(self.noise.seed, "read")
+        self.version += 1
 
     def reseed(self, seed: int) -> None:
         """Become the chip of ``seed``: its fixed defects and its programming and read noise streams."""
+        self._defect_seed = None
         self.noise = replace(self.noise, seed=int(seed))
-        self.reset_noise()
-        self._defects, self._defect_seed = None, None
 
     def redraw_defects(self, seed: int) -> None:
         """Draw another chip's fixed defects (d2d factors, stuck cells) from ``seed`` at the next programming.
@@ -83,19 +101,36 @@ class CrossbarArray:
         rather than the one chip of ``noise.seed`` (which evaluation then draws afresh per seed)."""
         self._defect_seed = int(seed)
         self._defects = None
+        self.version += 1
+
+    def operator(self, g: torch.Tensor) -> torch.Tensor:
+        """The exact IR-drop operators [n_row_tiles, n_col_tiles, rows, cols] of programmed conductances ``g``.
+
+        A differentiable ``g`` (training) gets a fresh operator with its gradient; otherwise the operator of the
+        last programmed state is reused as long as ``g`` is the same tensor, unedited (``g._version``)."""
+        if g.requires_grad and torch.is_grad_enabled():
+            return tile_operator(g, self.preset.circuit)
+        cached = self._operator
+        if cached is None or cached[0] is not g or cached[1] != g._version:
+            with torch.no_grad():
+                cached = self._operator = (g, g._version, tile_operator(g, self.preset.circuit))
+        return cached[2]
 
     @property
     def quantised(self) -> bool:
         return self.mode != "ideal"
 
     # -- programming ------------------------------------------------------------
-    def conductances(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Programmed tile conductances [n_row_tiles, n_col_tiles, rows, cols] (S) and the weight scale."""
+    def _check_weight(self, weight: torch.Tensor) -> None:
         if weight.shape != (self.grid.out_features, self.grid.in_features):
             raise ParameterError("weight.shape", tuple(weight.shape),
                                  f"({self.grid.out_features}, {self.grid.in_features})", "pass the layer's (out, in) matrix")
         if not torch.isfinite(weight).all():
             raise ParameterError("weight", "NaN/inf entries", "finite weights", "check the training for divergence")
+
+    def conductances(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Programmed tile conductances [n_row_tiles, n_col_tiles, rows, cols] (S) and the weight scale."""
+        self._check_weight(weight)
         w_scale = weight.detach().abs().max().clamp_min(torch.finfo(weight.dtype).tiny)
         mp = self.mapping
         if self.quantised:
@@ -123,6 +158,9 @@ class CrossbarArray:
                                  "the last dimension must equal in_features")
         if not torch.isfinite(x).all():
             raise ParameterError("input", "NaN/inf entries", "finite inputs", "check the previous layer")
+        if self.mode == "ideal" and g is None:
+            self._check_weight(weight)
+            return torch.nn.functional.linear(x, weight)
         if g is None:
             g, w_scale = self.conductances(weight)
         p, mp, grid = self.preset, self.mapping, self.grid
@@ -139,8 +177,7 @@ class CrossbarArray:
         if self.quantised and self.noise.read:
             gc = effective_conductance(g, p.circuit)  # the cell current's conductance (1T1R: with g_T in series)
             std = noise_std(torch.einsum("bri,rcij->brcj", vt * vt, gc * gc))
-            noise = torch.randn(i.shape, generator=self._gen_read, dtype=torch.float64).to(i)
-            i = i + self.noise.read * std * noise
+            i = i + self.noise.read * std * self._read_noise(i)
         y = grid.column_signal(i)  # [B, nr, nc, opt]
         if self.quantised and p.adc is not None:
             y = p.adc(y, p.adc.full_scale(p.rows, v_max, mp.delta))
@@ -149,31 +186,29 @@ class CrossbarArray:
 
     __call__ = forward
 
+    def _read_noise(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws of the read-noise stream, shaped and placed like ``like``.
+
+        The stream is a CPU generator (reproducible across devices); a CUDA layer gets the draws copied once."""
+        return torch.randn(like.shape, generator=self._gen_read, dtype=like.dtype).to(like.device)
+
     def _tiles(self, g: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
+        """Column currents [B, n_row_tiles, n_col_tiles, cols] of every tile for word-line voltages vt [B, n_row_tiles, rows]."""
         mode, circuit = self.mode, self.preset.circuit
         if mode in ("ideal", "noisy"):
             if circuit.access == "1T1R" and mode == "noisy":
                 g = effective_conductance(g, circuit)
             return torch.einsum("bri,rcij->brcj", vt, g)
+        if mode == "irdrop":
+            return torch.einsum("bri,rcij->brcj", vt, self.operator(g).to(vt.dtype))
         nr, nc = g.shape[:2]
-        factors = None
-        if mode == "irdrop" and not g.requires_grad:  # a programmed chip read many times: factor each tile once
-            if self._factors is None or self._factors[0] is not g or self._factors[1] != g._version:
-                self._factors = (g, g._version, {})
-            factors = self._factors[2]
         out = []
         for r in range(nr):
             row = []
             for c in range(nc):
-                if mode == "irdrop":
-                    f = None
-                    if factors is not None:
-                        f = factors.get((r, c))
-                        if f is None:
-                            f = factors[(r, c)] = factor_tile(g[r, c], circuit)
-                    row.append(solve_linear(g[r, c], vt[:, r], circuit, factors=f))
-                elif mode == "approx":
-                    row.append(solve_approx(g[r, c], vt[:, r], circuit, self.approx_iterations))
+                if mode == "approx":
+                    row.append(solve_approx(g[r, c], vt[:, r], circuit, tol=self.approx_tol,
+                                            max_iter=self.approx_iterations))
                 else:
                     x = state_for_conductance(self.preset.card, g[r, c].clamp(self.preset.g_min, self.preset.g_max),
                                               self.preset.v_read)

@@ -1,6 +1,9 @@
-"""Nodal analysis of one crossbar tile with wire resistance (IR drop).
+"""Nodal analysis of one crossbar tile with wire resistance (IR drop), one input vector at a time.
 
-Three solvers share one topology (:mod:`memsim.crossbar.circuit`):
+These solvers share one network (:mod:`memsim.crossbar.network`, built from
+:class:`memsim.crossbar.circuit.TileCircuit` with its wire layout) with the netlist writer.
+For reads of a programmed tile, :func:`memsim.crossbar.operator.tile_operator` turns the linear
+case into a matmul; the solvers here are its per-vector reference and serve the node maps.
 
 * :func:`solve_linear` - linear cells (conductances): the sparse nodal matrix is
   assembled, factored once with scipy's SuperLU (``splu``) and applied to a whole
@@ -14,10 +17,9 @@ Three solvers share one topology (:mod:`memsim.crossbar.circuit`):
   evaluated with :data:`memsim.mathns.TORCH`; dI/dV comes from autograd, so no
   equation is retyped. Differentiable w.r.t. inputs and states through the
   implicit-function theorem (adjoint solve with the converged Jacobian).
-* :func:`solve_approx` - a fast, GPU-friendly fixed-point approximation for
-  training: wire drops from cumulative sums of the cell currents, a few
-  iterations. Its error against the exact solve is measured by the tests and the
-  benchmark (it is exact in the limit and degrades as r_wire * G * N^2 grows).
+* :func:`solve_approx` - a fixed-point iteration in plain torch: wire drops from cumulative sums
+  of the cell currents, iterated until the update falls below a tolerance (it raises when the
+  tolerance is not met, and reports its residual).
 
 Units: conductances in S, voltages in V, currents in A. The output is the current
 of each column into its sense amplifier (virtual ground), ``[B, cols]``.
@@ -26,16 +28,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from ..errors import NonFiniteError, ParameterError
+from ..errors import ConvergenceError, NonFiniteError, ParameterError
 from ..mathns import TORCH
 from .circuit import TileCircuit, transistor_conductance
+from .network import TileNetwork, tile_network
 
 
 _BLAS_CONTROLLER = None
@@ -77,44 +79,12 @@ def check_conductance_positive(g: torch.Tensor, name: str = "conductance") -> No
         raise ParameterError(name, float(g.min()), "conductances >= 0 S", "map weights onto the device window first")
 
 
-# ---------------------------------------------------------------------------
-# topology: node numbering and stamps
-# ---------------------------------------------------------------------------
-
-@lru_cache(maxsize=32)
-def _topology(rows: int, cols: int, mid: bool):
-    """Node indices: word-line nodes W, bit-line nodes B (and 1T1R mid nodes M)."""
-    w = np.arange(rows * cols).reshape(rows, cols)
-    b = rows * cols + w
-    m = 2 * rows * cols + w if mid else None
-    n = (3 if mid else 2) * rows * cols
-    return w, b, m, n
-
-
-def _pair(a: np.ndarray, c: np.ndarray, g: np.ndarray):
-    """COO stamps of conductances g between node arrays a and c."""
-    a, c = a.ravel(), c.ravel()
-    g = np.broadcast_to(np.asarray(g, dtype=float).ravel() if np.ndim(g) else g, a.shape)
-    return (np.concatenate([a, c, a, c]), np.concatenate([a, c, c, a]), np.concatenate([g, g, -g, -g]))
-
-
-def _wire_coo(rows: int, cols: int, circuit: TileCircuit, mid: bool):
-    w, b, _, n = _topology(rows, cols, mid)
-    wires = circuit.wires
-    gw, gb, g0 = 1.0 / wires.r_wordline, 1.0 / wires.r_bitline, 1.0 / (wires.r_source + wires.r_wordline)
-    parts = [_pair(w[:, :-1], w[:, 1:], np.full(rows * (cols - 1), gw)),
-             _pair(b[:-1, :], b[1:, :], np.full((rows - 1) * cols, gb))]
-    diag_idx = np.concatenate([w[:, 0], b[-1, :]])
-    diag_val = np.concatenate([np.full(rows, g0), np.full(cols, gb)])
-    parts.append((diag_idx, diag_idx, diag_val))
-    return parts, g0, gb
-
-
-def _matrix(n: int, parts) -> sp.csc_matrix:
-    r = np.concatenate([p[0] for p in parts])
-    c = np.concatenate([p[1] for p in parts])
-    v = np.concatenate([p[2] for p in parts])
-    return sp.csc_matrix((v, (r, c)), shape=(n, n))
+def _cell_stamps(net: TileNetwork, top: np.ndarray, bot: np.ndarray, g: np.ndarray) -> sp.csc_matrix:
+    """Conductance stamps of edges ``top -> bot`` (S) over all nodes of ``net``."""
+    r = np.concatenate([top, bot, top, bot])
+    c = np.concatenate([top, bot, bot, top])
+    v = np.concatenate([g, g, -g, -g])
+    return sp.csc_matrix((v, (r, c)), shape=(net.n, net.n))
 
 
 def gate_conductance(circuit: TileCircuit, rows: int, v_gate=None, dtype=torch.float64, device="cpu"):
@@ -137,31 +107,50 @@ def effective_conductance(g: torch.Tensor, circuit: TileCircuit, v_gate=None) ->
 
 
 # ---------------------------------------------------------------------------
-# linear cells: splu once, batched RHS, adjoint backward
+# linear cells: one sparse LU, batched right-hand sides, adjoint backward
 # ---------------------------------------------------------------------------
 
 class _Factored:
-    """The nodal matrix of a linear tile and its LU factors."""
+    """The nodal matrix of a linear tile, partitioned into free and known nodes, and the LU of its free block.
+
+    With ``L`` the conductance matrix over all nodes and ``u`` all node voltages: ``L_ff u_f = -L_fk u_k``;
+    the current into sense amplifier ``j`` is ``-(L u)[sense_j]``.
+    """
 
     def __init__(self, g: np.ndarray, circuit: TileCircuit):
         rows, cols = g.shape
         self.rows, self.cols = rows, cols
-        w, b, _, n = _topology(rows, cols, False)
-        parts, self.g0, self.gb = _wire_coo(rows, cols, circuit, False)
-        parts.append(_pair(w, b, g))
-        self.w, self.b, self.n = w, b, n
+        self.net = net = tile_network(rows, cols, circuit)
+        self.L = net.laplacian(net.cell_top, net.cell_bottom, g.ravel())
+        nf = net.n_free
+        self.L_fk = self.L[:nf, nf:]
+        self.L_s = self.L.tocsr()[net.sense]
+        self.lu = None
+        if nf:
+            with _serial_blas():
+                self.lu = spla.splu(self.L[:nf, :nf].tocsc())
+
+    def _solve_free(self, rhs: np.ndarray, trans: str = "N") -> np.ndarray:
+        if self.lu is None:
+            return rhs
         with _serial_blas():
-            self.lu = spla.splu(_matrix(n, parts))
+            return self.lu.solve(np.asfortranarray(rhs), trans=trans)  # column-major RHS: ~20x faster in SuperLU
 
     def solve(self, v: np.ndarray) -> np.ndarray:
-        """Node voltages [n, B] for input voltages v [B, rows]."""
-        rhs = np.zeros((self.n, v.shape[0]), order="F")  # SuperLU solves column-major RHS ~20x faster
-        rhs[self.w[:, 0]] = self.g0 * v.T
-        with _serial_blas():
-            return self.lu.solve(rhs)
+        """All node voltages [n, B] for input voltages ``v`` [B, rows]."""
+        uk = self.net.known_values(v)
+        uf = self._solve_free(-(self.L_fk @ uk))
+        return np.concatenate([uf, uk], 0)
 
-    def out(self, u: np.ndarray) -> np.ndarray:
-        return (self.gb * u[self.b[-1, :]]).T  # [B, cols]
+    def out(self, u: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+        """Column currents [B, cols] (A) from the node voltages of :meth:`solve`."""
+        return -(self.L_s @ u).T
+
+    def adjoint(self, grad_out: np.ndarray) -> np.ndarray:
+        """Adjoint node vector ``lam`` [n, B] for output gradients [B, cols]: dloss/dL = lam u^T (per edge)."""
+        nf = self.net.n_free
+        lam_f = self._solve_free(self.L_s[:, :nf].T @ grad_out.T, trans="T")
+        return np.concatenate([lam_f, np.zeros((self.rows, grad_out.shape[0])), -grad_out.T], 0)
 
 
 class _LinearSolve(torch.autograd.Function):
@@ -175,18 +164,14 @@ class _LinearSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         f, u = ctx.f, ctx.u
-        go = grad_out.detach().cpu().double().numpy()  # [B, cols]
-        rhs = np.zeros((f.n, go.shape[0]), order="F")
-        rhs[f.b[-1, :]] = f.gb * go.T
-        with _serial_blas():
-            lam = f.lu.solve(rhs, trans="T")  # adjoint: A^T lam = dI/du^T grad
+        lam = f.adjoint(grad_out.detach().cpu().double().numpy())
         gv = gg = None
         if ctx.needs_input_grad[1]:
-            gv = torch.from_numpy((f.g0 * lam[f.w[:, 0]]).T.copy()).to(grad_out)
+            gv = torch.from_numpy(np.ascontiguousarray((f.L.tocsr()[f.net.src] @ lam).T)).to(grad_out)
         if ctx.needs_input_grad[0]:
-            dl = lam[f.w.ravel()] - lam[f.b.ravel()]
-            du = u[f.w.ravel()] - u[f.b.ravel()]
-            gg = torch.from_numpy(-(dl * du).sum(axis=1).reshape(f.rows, f.cols)).to(grad_out)
+            top, bot = f.net.cell_top, f.net.cell_bottom
+            gg = torch.from_numpy(((lam[top] - lam[bot]) * (u[top] - u[bot])).sum(axis=1)
+                                  .reshape(f.rows, f.cols)).to(grad_out)
         return gg, gv, None, None
 
 
@@ -241,12 +226,11 @@ def solve_linear_nodes(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit, v
     geff = effective_conductance(g64, circuit, v_gate)
     f = _Factored(geff.numpy(), circuit)
     u = f.solve(v2.numpy())
-    rows, cols = g.shape
-    vw = u[f.w.ravel()].T.reshape(-1, rows, cols)
-    vb = u[f.b.ravel()].T.reshape(-1, rows, cols)
+    vw = np.moveaxis(u[f.net.w], -1, 0)
+    vb = np.moveaxis(u[f.net.b], -1, 0)
     vm = None
     if circuit.access == "1T1R":  # the mid node divides the cell voltage between memristor and transistor
-        gt = gate_conductance(circuit, rows, v_gate).numpy()[None, :, None]
+        gt = gate_conductance(circuit, g.shape[0], v_gate).numpy()[None, :, None]
         gc = g64.numpy()[None]
         vm = vb + (vw - vb) * gc / (gc + gt)
     return NodeSolution(vw, vb, f.out(u), vm)
@@ -271,46 +255,72 @@ def solve_ideal(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit | None = 
 # fast approximation (training)
 # ---------------------------------------------------------------------------
 
-def solve_approx(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit, iterations: int = 3,
-                 v_gate=None, check: bool = True) -> torch.Tensor:
-    """Fixed-point IR-drop estimate: O(rows*cols) per vector, pure torch (autograd, CUDA).
+def solve_approx(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit, *, tol: float | None = None, max_iter: int = 1000,
+                 v_gate=None, return_info: bool = False):
+    """Fixed-point IR-drop solve in plain torch (autograd, CUDA), stopped on a tolerance.
 
-    Each iteration takes the cell currents of the previous estimate, computes the
-    word-line drops (reverse cumulative sum of currents times segment resistances,
-    from the driver) and bit-line rises (cumulative sums towards the sense
-    amplifier), and updates the cell voltages. Iteration 0 is the ideal product;
-    the fixed point is the exact nodal solution. Accurate while the total wire
-    drop is a modest fraction of the input (r_wire * G * N^2 << 1).
+    Each iteration takes the cell currents of the previous estimate, computes the word-line drops
+    (reverse cumulative sums of the currents times the segment resistances, from the driver) and the
+    bit-line rises (cumulative sums towards the sense amplifier), and updates the cell voltages.
+    Iteration 0 is the ideal product; the fixed point is the exact nodal solution. It stops when the
+    largest cell-voltage update falls below ``tol`` times the largest input voltage, and raises
+    :class:`ConvergenceError` (with the residual reached) when that does not happen within ``max_iter``
+    iterations or the updates grow: the iteration converges only while the wires' drop is a modest
+    fraction of the input (roughly r_wire * G * N^2 < 1).
 
-    With ``check`` (default) a tile on which the iteration diverges (its last update larger than
-    the one before and above 1e-3 of the largest input) raises :class:`ParameterError` instead of
-    returning a meaningless estimate: use the exact solve (``mode="irdrop"``) there.
+    ``tol``: default 1e-9 for float64 inputs, 1e-5 for float32 (whose rounding stalls the iteration near 1e-7).
+    ``return_info``: also return ``{"iterations": k, "residual": last update / max |v|}``.
+    Layouts: one driver per word line and sense amplifiers after one bit-line segment or none.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ParameterError("iterations", iterations, "an integer >= 0", "use e.g. 3")
+    if tol is None:
+        tol = 1e-9 if v.dtype == torch.float64 else 1e-5
+    if not (isinstance(tol, float) and 0 < tol < 1):
+        raise ParameterError("tol", tol, "a float in (0, 1)", "give the relative tolerance, e.g. 1e-9")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ParameterError("max_iter", max_iter, "an integer >= 1", "give the iteration budget, e.g. 1000")
     check_inputs(g, v)
-    geff = effective_conductance(g, circuit, v_gate)
+    floor = 100 * torch.finfo(v.dtype).eps
+    if tol < floor:
+        raise ParameterError("tol", tol, f">= {floor:.1g} for {v.dtype} inputs (the iteration cannot resolve less)",
+                             "pass float64 voltages for a tighter tolerance, or raise tol")
     w = circuit.wires
+    if w.drive != "left":
+        raise ParameterError("wires.drive", w.drive, "'left' for the fixed-point solve",
+                             "use the exact operator (mode='irdrop') for word lines driven from both ends")
+    geff = effective_conductance(g, circuit, v_gate)
+    if w.sense_end == "top":
+        geff = geff.flip(-2)
+        v = v.flip(-1)
     cols = g.shape[1]
     rseg = torch.full((cols,), w.r_wordline, dtype=v.dtype, device=v.device)
-    rseg[0] = w.r_source + w.r_wordline
+    rseg[0] = w.driver_resistance()
     vin = v[..., :, None]
     vc = vin.expand(*v.shape, cols)
-    steps = []
-    for _ in range(iterations):
+    scale = max(float(v.detach().abs().max()), 1e-300)
+    steps: list[float] = []
+    for k in range(1, max_iter + 1):
         i = geff * vc
         j = torch.flip(torch.cumsum(torch.flip(i, [-1]), -1), [-1])    # word-line segment currents
         vw = vin - torch.cumsum(j * rseg, -1)
-        k = torch.cumsum(i, -2)                                          # bit-line segment currents
-        vb = torch.flip(torch.cumsum(torch.flip(k, [-2]), -2), [-2]) * w.r_bitline
-        if check:
-            steps.append(float((vw - vb - vc).detach().abs().max()))
+        kk = torch.cumsum(i, -2)                                          # bit-line segment currents
+        vb = torch.flip(torch.cumsum(torch.flip(kk, [-2]), -2), [-2]) * w.r_bitline
+        if not w.sense_segment:  # the last row's node is the amplifier's virtual ground
+            vb = vb - w.r_bitline * kk[..., -1:, :]
+        step = float((vw - vb - vc).detach().abs().max()) / scale
         vc = vw - vb
-    if check and len(steps) >= 2 and steps[-1] > steps[-2] and steps[-1] > 1e-3 * float(v.detach().abs().max()):
-        raise ParameterError("mode", "approx", "a tile on which the fixed-point IR-drop estimate converges "
-                             f"(here its updates grow: {steps[-2]:.3g} V -> {steps[-1]:.3g} V)",
-                             "use the exact solve (mode='irdrop') for this tile size / wire resistance")
-    return (geff * vc).sum(-2)
+        steps.append(step)
+        if step <= tol:
+            break
+        if k >= 3 and step > steps[-2] > steps[-3]:
+            raise ConvergenceError(f"fixed-point IR-drop solve diverges on this tile (updates grow: "
+                                   f"{steps[-3]:.3g} -> {steps[-2]:.3g} -> {step:.3g} of the input); "
+                                   "use the exact operator (mode='irdrop')", residual=step, iterations=k)
+    else:
+        raise ConvergenceError(f"fixed-point IR-drop solve did not reach tol={tol:g} in {max_iter} iterations "
+                               f"(residual {steps[-1]:.3g} of the input); raise max_iter or use the exact operator "
+                               "(mode='irdrop')", residual=steps[-1], iterations=max_iter)
+    out = (geff * vc).sum(-2)
+    return (out, {"iterations": len(steps), "residual": steps[-1]}) if return_info else out
 
 
 # ---------------------------------------------------------------------------
@@ -338,73 +348,86 @@ class _CellModel:
 
 
 class _Newton:
-    """Damped Newton on the KCL residual of one input vector."""
+    """Damped Newton on the KCL residual of one input vector, over the free nodes of the tile network."""
 
     def __init__(self, cell: _CellModel, rows: int, cols: int, circuit: TileCircuit, v_gate=None):
         self.cell, self.rows, self.cols, self.circuit = cell, rows, cols, circuit
-        mid = circuit.access == "1T1R"
-        w, b, m, n = _topology(rows, cols, mid)
-        parts, self.g0, self.gb = _wire_coo(rows, cols, circuit, mid)
-        if mid:
+        self.net = net = tile_network(rows, cols, circuit, mid=True)
+        if net.m is not None:  # the access transistors: linear, from the mid node to the bit line
             gt = gate_conductance(circuit, rows, v_gate).numpy()
-            parts.append(_pair(m, b, np.broadcast_to(gt[:, None], (rows, cols)).copy()))
-            self.top, self.bot = w.ravel(), m.ravel()  # memristor from word line to mid node
+            self.a_lin = net.laplacian(net.m.ravel(), net.b.ravel(), np.repeat(gt, cols))
         else:
-            self.top, self.bot = w.ravel(), b.ravel()
-        self.w, self.b, self.m, self.n = w, b, m, n
-        self.parts = parts
-        self.a_lin = _matrix(n, parts)
+            self.a_lin = net.laplacian(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        self.top, self.bot = net.cell_top, net.cell_bottom
+        self.nf = net.n_free
+        self.s_rows = self.a_lin.tocsr()[net.sense]
 
-    def residual(self, u, rhs):
+    def cell_currents(self, u):
         vc = u[self.top] - u[self.bot]
         i, d = self.cell(vc.reshape(self.rows, self.cols))
-        f = self.a_lin @ u - rhs
-        f[self.top] += i.ravel()
-        f[self.bot] -= i.ravel()
-        return f, d.ravel()
+        return i.ravel(), d.ravel()
+
+    def residual(self, u):
+        """Net current leaving every node into the network (A), and each cell's dI/dV."""
+        i, d = self.cell_currents(u)
+        r = self.a_lin @ u
+        r += np.bincount(self.top, weights=i, minlength=self.net.n) - np.bincount(self.bot, weights=i, minlength=self.net.n)
+        return r, d
 
     def jacobian(self, d):
-        return _matrix(self.n, self.parts + [_pair(self.top, self.bot, d)])
+        return self.a_lin + _cell_stamps(self.net, self.top, self.bot, d)
+
+    def solve_free(self, j, rhs, trans="N"):
+        return spla.splu(j[:self.nf, :self.nf].tocsc()).solve(rhs, trans=trans)
 
     def solve(self, vin: np.ndarray, tol: float, max_iter: int):
-        rhs = np.zeros(self.n)
-        rhs[self.w[:, 0]] = self.g0 * vin
+        uk = self.net.known_values(vin[None])[:, 0]
+        nf = self.nf
+        u = np.concatenate([np.zeros(nf), uk])
         # start: the linear solution with each cell's small-signal conductance at 0 V
         _, d0 = self.cell(np.zeros((self.rows, self.cols)))
-        u = spla.spsolve(self.jacobian(d0.ravel()), rhs)
+        j0 = self.jacobian(d0.ravel())
+        if nf:
+            u[:nf] = spla.spsolve(j0[:nf, :nf].tocsc(), -(j0[:nf, nf:] @ uk))
         scale = max(1.0, float(np.max(np.abs(vin))))
-        f, d = self.residual(u, rhs)
+        r, d = self.residual(u)
         for it in range(1, max_iter + 1):
-            lu = spla.splu(self.jacobian(d))
-            du = -lu.solve(f)
-            fn = np.linalg.norm(f)
+            if nf == 0:
+                return u, 0, d
+            du = -self.solve_free(self.jacobian(d), r[:nf])
+            fn = np.linalg.norm(r[:nf])
             t = 1.0
             while True:
-                un = u + t * du
-                fnew, dnew = self.residual(un, rhs)
-                if np.all(np.isfinite(fnew)) and (np.linalg.norm(fnew) <= (1 - 1e-4 * t) * fn or t < 1e-3):
+                un = u.copy()
+                un[:nf] += t * du
+                rnew, dnew = self.residual(un)
+                if np.all(np.isfinite(rnew)) and (np.linalg.norm(rnew[:nf]) <= (1 - 1e-4 * t) * fn or t < 1e-3):
                     break
                 t *= 0.5
-            u, f, d = un, fnew, dnew
+            u, r, d = un, rnew, dnew
             if not np.all(np.isfinite(u)):
                 raise NonFiniteError(f"crossbar Newton iteration {it}: node voltages became non-finite")
             if np.max(np.abs(t * du)) <= tol * scale:
-                return u, it, spla.splu(self.jacobian(d))
+                return u, it, d
         raise NonFiniteError(f"crossbar Newton did not converge in {max_iter} iterations "
                              f"(last step {np.max(np.abs(t * du)):.3g} V); lower the input voltage or wire resistance")
+
+    def out(self, u) -> np.ndarray:
+        r, _ = self.residual(u)
+        return -r[self.net.sense]
 
 
 class _NonlinearSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, newton, tol, max_iter):
         vn = v.detach().cpu().double().numpy()
-        outs, us, lus, its = [], [], [], []
+        outs, us, ds, its = [], [], [], []
         for k in range(vn.shape[0]):
             with _serial_blas():
-                u, it, lu = newton.solve(vn[k], tol, max_iter)
-            outs.append(newton.gb * u[newton.b[-1, :]])
-            us.append(u), lus.append(lu), its.append(it)
-        ctx.newton, ctx.us, ctx.lus = newton, us, lus
+                u, it, d = newton.solve(vn[k], tol, max_iter)
+            outs.append(newton.out(u))
+            us.append(u), ds.append(d), its.append(it)
+        ctx.newton, ctx.us, ctx.ds = newton, us, ds
         newton.last_iterations = max(its) if its else 0
         newton.last_nodes = np.stack(us) if us else None
         return torch.from_numpy(np.stack(outs)).to(dtype=v.dtype, device=v.device)
@@ -412,19 +435,23 @@ class _NonlinearSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         nt = ctx.newton
+        net, nf = nt.net, nt.nf
         go = grad_out.detach().cpu().double().numpy()
         gv = np.zeros((go.shape[0], nt.rows))
         gx = np.zeros(nt.rows * nt.cols)
-        for k, (u, lu) in enumerate(zip(ctx.us, ctx.lus)):
-            rhs = np.zeros(nt.n)
-            rhs[nt.b[-1, :]] = nt.gb * go[k]
-            with _serial_blas():
-                lam = lu.solve(rhs, trans="T")
-            gv[k] = nt.g0 * lam[nt.w[:, 0]]
+        for k, (u, d) in enumerate(zip(ctx.us, ctx.ds)):
+            jac = nt.jacobian(d).tocsr()
+            # adjoint of I = -r_sense(u) with r_free(u) = 0 (the same algebra as the linear solve, J for L)
+            lam = np.zeros(net.n)
+            lam[net.sense] = -go[k]
+            if nf:
+                with _serial_blas():
+                    lam[:nf] = nt.solve_free(jac, jac[net.sense][:, :nf].T @ go[k], trans="T")
+            gv[k] = (jac[net.src] @ lam)
             if ctx.needs_input_grad[0]:
                 vc = (u[nt.top] - u[nt.bot]).reshape(nt.rows, nt.cols)
                 _, _, didx = nt.cell(vc, want_dx=True)
-                gx -= (lam[nt.top] - lam[nt.bot]) * didx.ravel()
+                gx += (lam[nt.top] - lam[nt.bot]) * didx.ravel()
         gxt = torch.from_numpy(gx.reshape(nt.rows, nt.cols)).to(grad_out) if ctx.needs_input_grad[0] else None
         gvt = torch.from_numpy(gv).to(grad_out) if ctx.needs_input_grad[1] else None
         return gxt, gvt, None, None, None
@@ -451,9 +478,10 @@ def solve_nonlinear(card, x: torch.Tensor, v: torch.Tensor, circuit: TileCircuit
     out = _NonlinearSolve.apply(x, v2, newton, tol, max_iter)
     if return_nodes:
         u = newton.last_nodes
-        vw = u[:, newton.w.ravel()].reshape(-1, rows, cols)
-        vb = u[:, newton.b.ravel()].reshape(-1, rows, cols)
-        vm = u[:, newton.m.ravel()].reshape(-1, rows, cols) if newton.m is not None else None
+        net = newton.net
+        vw = u[:, net.w]
+        vb = u[:, net.b]
+        vm = u[:, net.m] if net.m is not None else None
         return NodeSolution(vw, vb, out.detach().double().numpy(), vm, newton.last_iterations)
     return out.reshape(*lead, cols)
 

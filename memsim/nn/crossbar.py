@@ -7,14 +7,16 @@ quantisers (straight-through), the noise and - in ``irdrop`` mode - the exact no
 solve with wire resistance (adjoint backward). That is hardware-aware training.
 
 Modes: ``ideal`` (exact product through the mapping), ``noisy`` (quantised levels,
-DAC/ADC, the preset's noise, ideal wires), ``irdrop`` (``noisy`` + exact IR drop),
-``approx`` (``noisy`` + the fast IR-drop estimate), ``nonlinear`` (exact IR drop with
-the card's own I-V; slow).
+DAC/ADC, the preset's noise, ideal wires), ``irdrop`` (``noisy`` + exact IR drop through
+each tile's cached linear operator: a matmul per read), ``approx`` (``noisy`` + a fixed-point
+IR-drop iteration per read, to a tolerance), ``nonlinear`` (exact IR drop with the card's own
+I-V; slow).
 
 Inputs are scaled to the DAC range by a running maximum of |x| (updated in
 training, frozen in eval). In eval mode the programmed conductances are drawn once
 and kept until the weights change (a programmed chip), so inference is repeatable;
-in training they are re-drawn every step.
+in training they are re-drawn every step. Reseeding the chip, new defects or new non-idealities
+(``layer.array.reseed(...)``, ``layer.array.noise = ...``) reprogram it at the next call.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ class _CrossbarCore(nn.Module):
         scale = self._scale(x2)
         if self.training:
             return self.array(weight2, x2, scale)
-        key = (weight2.data_ptr(), weight2._version, self.array.mode)
+        key = (weight2.data_ptr(), weight2._version, self.array.mode, self.array.version)
         if self._programmed is None or self._programmed[0] != key:
             with torch.no_grad():
                 g, ws = self.array.conductances(weight2)
@@ -89,7 +91,7 @@ class CrossbarLinear(_CrossbarCore):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal", noise: NonIdealities | None = None,
-                 approx_iterations: int = 3, scale_momentum: float = 0.9, device=None, dtype=None):
+                 approx_iterations: int = 1000, scale_momentum: float = 0.9, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._init_core(preset, out_features, in_features, mode, noise, approx_iterations, scale_momentum)
@@ -136,7 +138,7 @@ class CrossbarConv2d(_CrossbarCore):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  bias: bool = True, *, preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal",
-                 noise: NonIdealities | None = None, approx_iterations: int = 3, scale_momentum: float = 0.9,
+                 noise: NonIdealities | None = None, approx_iterations: int = 1000, scale_momentum: float = 0.9,
                  device=None, dtype=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels

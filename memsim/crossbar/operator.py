@@ -1,0 +1,240 @@
+"""The exact linear operator of a programmed tile: column currents ``I = V @ A(G, wires)``.
+
+With linear cells (0T1R resistors; 1T1R cells with the transistor as a series conductance) a tile
+is a linear map from word-line voltages to sense-amplifier currents. :func:`tile_operator` computes
+that ``rows x cols`` matrix ``A`` for a whole batch of tiles ``[..., rows, cols]`` at once, exactly
+(to float64 rounding), so every later read is a matmul: exact IR drop at the cost of an ideal product.
+
+How: block Gaussian elimination along the word lines (the array's banded structure), batched over tiles.
+
+1. Each bit line is a tridiagonal chain. Eliminating it exactly leaves, for column ``j``, a dense
+   ``rows x rows`` conductance ``Y_j`` seen from the word-line nodes of that column and the vector
+   ``c_j`` of its sense current per word-line voltage. Its inverse is semiseparable, so ``Y_j`` and
+   ``c_j`` come from O(rows) pivot recurrences (computed for all columns and tiles at once).
+2. A sweep from the far end of the word lines to the driver keeps the Schur complement ``S``
+   (rows x rows) of the columns already eliminated, and how their sense currents depend on the
+   interface voltages. Each step is one batched Cholesky inverse: O(cols * rows^3) per tile in all,
+   a few large batched kernels per column rather than a sparse factorisation per tile.
+
+The precompute runs wherever ``g`` lives (CPU or CUDA), in float64. It is differentiable: autograd
+runs through the sweep, and with ``g.requires_grad`` the tiles are processed in chunks under
+activation checkpointing, so the memory of the backward pass stays bounded. The gradient with respect
+to the conductances is computed once per operator (once per optimiser step), not once per read.
+
+:func:`sparse_operator` computes the same matrix from the sparse nodal solve of
+:mod:`memsim.crossbar.solver` (one LU, ``rows`` right-hand sides); the tests check one against the other
+and against ngspice, and the benchmark compares their speed.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import ParameterError
+from .circuit import TileCircuit, Wires
+
+#: tiles per checkpointed chunk when the operator needs a gradient
+GRAD_CHUNK = 16
+
+
+def _bitline(d: torch.Tensor, w: Wires) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Pivot data of every bit line: ``d`` [N, C, R] cell conductances, sense amplifier after row R-1.
+
+    Returns (inverse diagonal [N, C, m], cumulative log ratios [N, C, m], chain length m) for the chain of
+    free bit-line nodes 0..m-1 (m = R with a sense segment, R - 1 without: the last row's node is then the
+    sense amplifier itself). ``K^-1[p, q] = inv_diag[max(p, q)] * exp(lf[max(p, q)] - lf[min(p, q)])``.
+    """
+    R = d.shape[-1]
+    m = R if w.sense_segment else R - 1
+    gb = 1.0 / w.r_bitline
+    if m == 0:
+        return d.new_zeros(d.shape[:-1] + (0,)), d.new_zeros(d.shape[:-1] + (0,)), 0
+    dc = d[..., :m]
+    up = torch.ones(m, dtype=d.dtype, device=d.device)
+    up[0] = 0.0
+    a = dc + gb * (1.0 + up)  # every chain node links down (to the next node or the amplifier); all but 0 link up
+    delta, eps = [a[..., 0]], [a[..., m - 1]]
+    for k in range(1, m):  # LDL^T pivots from the top and from the bottom
+        delta.append(a[..., k] - gb * gb / delta[-1])
+        eps.append(a[..., m - 1 - k] - gb * gb / eps[-1])
+    delta = torch.stack(delta, -1)
+    eps = torch.stack(eps[::-1], -1)
+    inv_diag = 1.0 / (delta + eps - a)
+    ratio = torch.log(gb / delta)
+    lf = torch.cat([torch.zeros_like(ratio[..., :1]), torch.cumsum(ratio[..., :-1], -1)], -1)
+    return inv_diag, lf, m
+
+
+def _column(d: torch.Tensor, inv_diag, lf, m: int, gb: float, ideal_bitline: bool):
+    """``Y`` [N, R, R] and ``c`` [N, R] of one column (``d`` [N, R], pivot data [N, m])."""
+    if ideal_bitline or m == 0:
+        return torch.diag_embed(d), d
+    R = d.shape[-1]
+    idx = torch.arange(m, device=d.device)
+    hi = torch.maximum(idx[:, None], idx[None, :])
+    lo = torch.minimum(idx[:, None], idx[None, :])
+    kinv = inv_diag[:, hi] * torch.exp(lf[:, hi] - lf[:, lo])  # [N, m, m]; lf falls with the index: no overflow
+    dc = d[:, :m]
+    y = torch.diag_embed(d) - torch.nn.functional.pad(dc[:, :, None] * kinv * dc[:, None, :], (0, R - m, 0, R - m))
+    c = gb * dc * kinv[:, :, m - 1]
+    if m < R:  # the last row's cell feeds the amplifier directly
+        c = torch.cat([c, d[:, m:]], -1)
+    return y, c
+
+
+def _spd_inverse(s: torch.Tensor) -> torch.Tensor:
+    return torch.cholesky_inverse(torch.linalg.cholesky(s))
+
+
+def _sweep(g: torch.Tensor, w: Wires) -> torch.Tensor:
+    """The operator of tiles ``g`` [N, R, C] (cell conductances, S; float64) with the sense amplifiers at the bottom."""
+    N, R, C = g.shape
+    d = g.transpose(1, 2)  # [N, C, R]: one bit line per column
+    ideal_b = w.r_bitline == 0
+    if ideal_b:
+        gb, inv_diag, lf, m = math.inf, None, None, 0
+    else:
+        gb = 1.0 / w.r_bitline
+        inv_diag, lf, m = _bitline(d, w)
+
+    def column(j):
+        return _column(d[:, j], None if ideal_b else inv_diag[:, j], None if ideal_b else lf[:, j], m, gb, ideal_b)
+
+    eye = torch.eye(R, dtype=g.dtype, device=g.device)
+    r_drv = w.driver_resistance()
+    g_drv = math.inf if r_drv == 0 else 1.0 / r_drv
+    both = w.drive == "both"
+
+    if w.r_wordline == 0:  # each word line is one node shared by all its cells
+        ys, cs = zip(*(column(j) for j in range(C)))
+        o = torch.stack(cs, -1)  # [N, R, C]
+        if math.isinf(g_drv):
+            return o
+        gt = g_drv * (2 if both else 1)
+        return gt * (_spd_inverse(sum(ys) + gt * eye) @ o)
+
+    gw = 1.0 / w.r_wordline
+    y, c = column(C - 1)
+    # Invariant after eliminating columns j..C-1, seen from the word-line nodes W_j of column j:
+    #   current drawn from W_j = S W_j - F V,   sense currents of columns j.. = O^T W_j + Q^T V.
+    if both and math.isinf(g_drv):
+        if C == 1:
+            return c[:, :, None]
+        # W_{C-1} is held at V: start one column earlier, linked to that known node
+        y2, c2 = column(C - 2)
+        s, f = y2 + gw * eye, gw * eye.expand(N, R, R)
+        o = torch.stack([c2, torch.zeros_like(c)], -1)  # column C-1 does not depend on W_{C-2}
+        q = torch.stack([torch.zeros_like(c2), c], -1)
+        first = C - 3
+    else:
+        g_r = g_drv if both else 0.0
+        s = y + g_r * eye
+        f = g_r * eye.expand(N, R, R) if both else None
+        o, q = c[:, :, None], None
+        first = C - 2
+    for j in range(first, -1, -1):
+        h = _spd_inverse(s + gw * eye)
+        ho = h @ o
+        y, c = column(j)
+        if f is not None:
+            hf = h @ f
+            q_new = hf.transpose(1, 2) @ o + (q if q is not None else 0.0)
+            q = torch.cat([torch.zeros_like(c[:, :, None]), q_new], -1)
+            f = gw * hf
+        o = torch.cat([c[:, :, None], gw * ho], -1)
+        s = y + gw * eye - (gw * gw) * h
+    if math.isinf(g_drv):  # the first cell's node is the source itself
+        a = o
+    else:
+        gl = g_drv * eye
+        p = _spd_inverse(s + gl) @ (gl + f if f is not None else gl)  # W_0 = P V
+        a = p.transpose(1, 2) @ o
+    return a if q is None else a + q
+
+
+def operator_bytes(n_tiles: int, rows: int, cols: int, grad: bool = False) -> int:
+    """Peak working memory of :func:`tile_operator` in bytes (float64), estimated from the sweep's tensors."""
+    chunk = min(n_tiles, GRAD_CHUNK) if grad else n_tiles
+    per_tile = 8 * (8 * rows * rows + 4 * rows * cols)       # column terms, Schur complement, inverse, O, Q
+    saved = 8 * cols * 10 * rows * rows if grad else 0        # autograd's saved tensors of one checkpointed chunk
+    return n_tiles * 8 * rows * cols * 2 + chunk * (per_tile + saved)
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(n_tiles: int, rows: int, cols: int, grad: bool = False, device="cpu") -> int:
+    """Raise before allocating when the operator precompute will not fit in memory; returns the estimate."""
+    need = operator_bytes(n_tiles, rows, cols, grad)
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        have = free
+    else:
+        have = _available_bytes()
+    if have is not None and need > 0.8 * have:
+        raise ParameterError("tile size", f"{n_tiles} tile(s) of {rows}x{cols}",
+                             f"a precompute that fits in memory (needs ~{need / 2**30:.2f} GiB, "
+                             f"{have / 2**30:.2f} GiB available)",
+                             "use smaller tiles, fewer tiles at once, or a machine with more memory")
+    return need
+
+
+def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.Tensor:
+    """The operator ``A`` [..., rows, cols] of tiles of memristor conductances ``g`` [..., rows, cols] (S).
+
+    Column currents for word-line voltages ``V`` [..., rows] are ``V @ A`` (A), exactly, for the circuit's
+    wires and layout; 1T1R cells include the access transistor as a series conductance at ``v_gate``.
+    Differentiable with respect to ``g``. Computed in float64; returned in ``g``'s dtype.
+    """
+    from .solver import check_conductance_positive, effective_conductance
+    if g.dim() < 2:
+        raise ParameterError("conductance.shape", tuple(g.shape), "[..., rows, cols]", "pass one or more tiles")
+    if not torch.isfinite(g).all():
+        raise ParameterError("conductance", "NaN/inf entries", "finite values", "remove NaN/inf before solving")
+    check_conductance_positive(g)
+    rows, cols = g.shape[-2:]
+    lead = g.shape[:-2]
+    geff = effective_conductance(g.to(torch.float64), circuit, v_gate)
+    w = circuit.wires
+    if w.ideal:
+        return geff.to(g.dtype)
+    g3 = geff.reshape(-1, rows, cols)
+    if w.sense_end == "top":  # the bit lines' orientation is the only thing that distinguishes the rows
+        g3 = g3.flip(-2)
+    grad = torch.is_grad_enabled() and g3.requires_grad
+    check_memory(g3.shape[0], rows, cols, grad, g3.device)
+    if grad:
+        parts = [checkpoint(_sweep, g3[k:k + GRAD_CHUNK], w, use_reentrant=False)
+                 for k in range(0, g3.shape[0], GRAD_CHUNK)]
+        a = torch.cat(parts, 0)
+    else:
+        a = _sweep(g3, w)
+    if w.sense_end == "top":
+        a = a.flip(-2)
+    return a.reshape(*lead, rows, cols).to(g.dtype)
+
+
+def sparse_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.Tensor:
+    """The same operator from the sparse nodal solve (one LU per tile, ``rows`` unit inputs); no gradient."""
+    from .solver import factor_tile
+    rows, cols = g.shape[-2:]
+    out = []
+    eye = torch.eye(rows, dtype=torch.float64).numpy()
+    for tile in g.detach().to(torch.float64).cpu().reshape(-1, rows, cols):
+        f = factor_tile(tile, circuit, v_gate)
+        out.append(torch.from_numpy(f.out(f.solve(eye), eye).copy()))
+    return torch.stack(out).reshape(g.shape).to(g.dtype)
