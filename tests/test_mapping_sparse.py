@@ -176,3 +176,20 @@ def test_masked_linear_keeps_pruned_weights_zero_in_training():
     eff = (xb.weight * xb.weight_mask)
     assert int((eff == 0).sum()) == 60
     assert math.isclose(float(xb.weight_mask.mean()), 0.5)
+
+
+def test_random_block_sparse_never_more_tiles_and_exact():
+    gen = torch.Generator().manual_seed(3)
+    for trial in range(6):
+        out, inp = (int(v) for v in torch.randint(20, 150, (2,), generator=gen))
+        keep = torch.rand(math.ceil(out / 8), math.ceil(inp / 8), generator=gen) < 0.3
+        mask = keep.repeat_interleave(8, 0).repeat_interleave(8, 1)[:out, :inp]
+        w = torch.randn(out, inp, generator=gen, dtype=torch.float64) * mask
+        for rows, cols in ((16, 16), (64, 64), (32, 64)):
+            sg, tg = SparseGrid(out, inp, rows, cols, mask=w), TileGrid(out, inp, rows, cols)
+            assert sg.n_tiles <= tg.n_tiles
+            assert sg.nonzero_cells == 2 * int((w != 0).sum())
+            x = torch.randn(3, inp, dtype=torch.float64)
+            gs = [1 + w.clamp_min(0), 1 + (-w).clamp_min(0)]
+            i = torch.einsum("bri,rcij->brcj", sg.pack_inputs(x), sg.pack(gs, 1.0, 1.5))
+            assert torch.allclose(sg.combine(sg.column_signal(i)), x @ w.T, rtol=1e-9, atol=1e-9)

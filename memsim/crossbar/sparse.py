@@ -10,7 +10,7 @@ places only the blocks that hold non-zero weights:
   the matrix into aligned ``block = (bo, bi)`` rectangles (default 8 x 8), keeps those with a non-zero
   entry and joins horizontally adjacent kept blocks of one block row into runs. Blocks larger than a tile
   are cut into tile-sized pieces (their partial sums are added after the ADC, as in dense tiling).
-* **Packing.** Two packings are tried and the one with fewer tiles kept (ties: the first).
+* **Packing.** Three packings are tried and the one with the fewest tiles kept (ties: the first).
   (1) Best-fit decreasing (:func:`pack_blocks`): pieces sorted by area (largest first) go into the open
   tile where they add the fewest new rows and outputs (a tile holds a set of input rows and a set of
   output columns; pieces with the same inputs share word lines, pieces with the same outputs share bit
@@ -18,7 +18,8 @@ places only the blocks that hold non-zero weights:
   reconstructs the dense tiling when the matrix has no zero blocks. (2) Band packing
   (:func:`pack_stream`): blocks fill bands of ``outputs_per_tile`` outputs and are stacked along the
   rows, cut at tile boundaries - better when blocks are taller than half a tile (e.g. 4 groups of
-  36 inputs on 64-row tiles: 3 tiles instead of 4).
+  36 inputs on 64-row tiles: 3 tiles instead of 4). (3) Aligned packing (:func:`pack_aligned`): the dense
+  tiling's grid with only the non-zero pieces placed, so sparse mapping never needs more tiles than dense.
 * **Layout in the crossbar engine.** Every tile is its own tile row (``n_col_tiles = 1``), with its own
   gathered inputs (:meth:`pack_inputs`; unused rows get 0 V) and its own output list; :meth:`combine`
   scatter-adds the digitised tile outputs into the layer outputs (``index_add``). A cell holds its weight
@@ -40,7 +41,8 @@ import torch
 from ..errors import ParameterError
 from .tiling import TileInfo, check_tile_size
 
-__all__ = ["Block", "SparseGrid", "detect_blocks", "split_blocks", "pack_blocks", "pack_stream", "DEFAULT_BLOCK"]
+__all__ = ["Block", "SparseGrid", "detect_blocks", "split_blocks", "pack_blocks", "pack_stream", "pack_aligned",
+           "DEFAULT_BLOCK"]
 
 #: default block size (outputs, inputs) of :func:`detect_blocks`
 DEFAULT_BLOCK = (8, 8)
@@ -204,6 +206,23 @@ def pack_stream(blocks: list[Block], rows: int, outputs: int) -> list[_Tile]:
     return [t for t in tiles if t.pieces]
 
 
+def pack_aligned(blocks: list[Block], rows: int, outputs: int) -> list[_Tile]:
+    """The dense tiling's grid with only the non-zero pieces placed: blocks cut at the dense tile boundaries,
+    one tile per dense tile that holds any. Never more tiles than dense mapping (the bound the others meet)."""
+    tiles: dict[tuple[int, int], _Tile] = {}
+    for b in blocks:
+        o = b.o0
+        while o < b.o1:
+            o_end = min(b.o1, (o // outputs + 1) * outputs)
+            i = b.i0
+            while i < b.i1:
+                i_end = min(b.i1, (i // rows + 1) * rows)
+                tiles.setdefault((i // rows, o // outputs), _Tile()).place(Block(o, o_end, i, i_end))
+                i = i_end
+            o = o_end
+    return [tiles[k] for k in sorted(tiles)]
+
+
 class SparseGrid:
     """A layout of the non-zero blocks of an ``[out, in]`` matrix on ``(rows, cols)`` tiles (see module doc).
 
@@ -235,8 +254,8 @@ class SparseGrid:
         mask_bool = None if mask is None else (mask.detach() != 0).cpu()
         opt = self.outputs_per_tile
         fit = pack_blocks(split_blocks(self.blocks, rows, opt), rows, opt)
-        stream = pack_stream(self.blocks, rows, opt)
-        self._layout(stream if len(stream) < len(fit) else fit, mask_bool)
+        layouts = [fit, pack_stream(self.blocks, rows, opt), pack_aligned(self.blocks, rows, opt)]
+        self._layout(min(layouts, key=len), mask_bool)  # fewest tiles; ties: the earlier
 
     # -- construction ----------------------------------------------------------
     def _layout(self, tiles: list[_Tile], mask: torch.Tensor | None) -> None:
