@@ -51,7 +51,10 @@ def device_checks(names: list[str] | None = None) -> Iterable[Check]:
     from .library import list_cards, load_card
     from .simulate import SPICE_STEP_FRACTION, compare, spice_trace, standard_stimuli, torch_trace
 
-    for name in names or list_cards():
+    known = list_cards()
+    for name in names or known:
+        if name not in known and not str(name).endswith(".toml"):
+            continue  # a neuron or crossbar name given to `memsim verify --model`
         card = load_card(name)
         for std in standard_stimuli(card):
             def run(card=card, std=std) -> CheckResult:

@@ -245,3 +245,20 @@ def test_own_files_in_mnist_format_with_verify_false(tmp_path):
         load_datasets(cfg)
     train_set, _ = load_datasets(cfg.with_overrides(["data.verify=false"]))
     assert torch.equal(train_set.labels, torch.from_numpy(data["train"][1].astype(np.int64)))
+
+
+def test_verify_typo_names_the_closest_model(capsys):
+    assert main(["verify", "--model", "hp_tio2_joglekr", "--quiet"]) == 2
+    assert "did you mean ['hp_tio2_joglekar']" in capsys.readouterr().err
+
+
+def test_verify_table_states_units_per_kind():
+    from memsim.verify import CheckResult, format_table
+    rows = [CheckResult("device", "a", "sine", "max|i - i_spice| / max|i_spice| (RK4)", 5e-6, 1e-3),
+            CheckResult("neuron", "b", "step", "max|v - v_spice| / spike amplitude", 3e-5, 1e-2,
+                        "spike shift=2.000 dt (tol 1)", also_ok=False)]
+    text = format_table(rows)
+    assert "5.00e-06" in text and "3.00e-05" in text            # both kinds as fractions, not per cent
+    assert "1 passed, 1 failed" in text                          # the spike-time criterion fails the neuron row
+    assert "error and tol are fractions" in text
+    assert "device   error = max|i - i_spice| / max|i_spice|" in text and "neuron   error = max|v - v_spice|" in text

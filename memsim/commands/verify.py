@@ -23,8 +23,16 @@ def run(args) -> int:
 
     checks = collect(args.kind, args.model)
     if not checks:
-        raise MemsimError(f"no checks match --kind {args.kind or 'any'} --model {args.model or 'any'}. Fix: name "
-                          f"a model of that kind (memsim device list, memsim neuron --list, memsim crossbar list)")
+        import difflib
+
+        from ..crossbar.presets import list_presets
+        from ..library import list_cards
+        known = list_cards(kind=None) + list_presets()
+        near = sorted({c for m in args.model or [] for c in difflib.get_close_matches(m, known, n=1)})
+        hint = f"did you mean {near}? " if near else ""
+        raise MemsimError(f"no checks match --kind {args.kind or 'any'} --model {args.model or 'any'}. Fix: {hint}"
+                          f"name a model of that kind (memsim device list, memsim neuron --list, memsim crossbar "
+                          f"list)")
     results = run_checks(checks, progress=not args.quiet)
     print(format_table(results))
     if args.json:
