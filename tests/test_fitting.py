@@ -177,3 +177,52 @@ def test_fit_that_does_not_converge_reports_and_writes_no_card(tmp_path, capsys)
     assert rc == 2
     assert "did not converge" in err and "best NRMSE" in err
     assert not out.exists() and not out.with_suffix(".lib").exists()
+
+
+# ---------------------------------------------------------------- variation and model selection (slow)
+
+@pytest.mark.slow
+@pytest.mark.spice
+def test_variation_recovers_d2d_and_c2c_spread(tmp_path, capsys):
+    """Two devices x three cycles of an MSS device whose R_on varies: the preset's d2d (lognormal sigma of the
+    devices' ON conductance) and program noise (within-device std of G_on / window) match the hidden spread,
+    computed independently from the hidden R_on values; the preset loads with the fitted card."""
+    card = load_card("mss_mif")
+    r_on = {("a", "1"): 1200.0, ("a", "2"): 1260.0, ("a", "3"): 1150.0,
+            ("b", "1"): 1500.0, ("b", "2"): 1430.0, ("b", "3"): 1560.0}
+    parts, dev, cyc = [], [], []
+    for (d, c), r in r_on.items():
+        part = iv_sweep(card, {"R_on": r}, points=100, noise=0.005, seed=len(parts))
+        parts.append(part)
+        dev += [d] * 100
+        cyc += [c] * 100
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    csv = write_csv(tmp_path / "cycles.csv", cols, {"device": np.array(dev), "cycle": np.array(cyc)})
+    out = tmp_path / "dev.toml"
+    rc = main(["device", "fit", str(csv), "--family", "metastable_switch", "--free", "R_on,v_on,tau", "-o", str(out),
+               "--starts", "4", "--max-iter", "20", "--variation", "--no-spice", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    from memsim.crossbar.presets import load_preset
+    preset = load_preset(tmp_path / "dev_preset.toml")
+    assert preset.card.parameters == load_card(out).parameters
+    g_on = {k: 1 / r for k, r in r_on.items()}  # MSS at x = 1: G = 1/R_on (linear, any read voltage)
+    d2d = np.std([np.log(np.mean([g for (d, _), g in g_on.items() if d == dd])) for dd in "ab"], ddof=1)
+    g_min, g_max = preset.g_min, preset.g_max
+    within = [np.var([g for (d, _), g in g_on.items() if d == dd], ddof=1) for dd in "ab"]
+    program = np.sqrt(np.mean(within)) / (g_max - g_min)
+    assert preset.noise.d2d == pytest.approx(d2d, rel=0.1)
+    assert preset.noise.program == pytest.approx(program, rel=0.15)
+
+
+@pytest.mark.slow
+@pytest.mark.spice
+def test_family_auto_ranks_the_true_family_first(tmp_path, capsys):
+    card = load_card("mss_mif")
+    csv = write_csv(tmp_path / "mss.csv", iv_sweep(card, {"R_on": 1300.0, "v_on": 0.12}, points=200, seed=5))
+    rc = main(["device", "fit", str(csv), "--family", "auto", "-o", str(tmp_path / "best.toml"), "--starts", "8",
+               "--max-iter", "30", "--no-spice", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    first = next(line for line in text.splitlines() if line.strip().startswith("1 "))
+    assert "metastable_switch" in first, text
+    assert tomllib.loads((tmp_path / "best.toml").read_text())["family"] == "metastable_switch"

@@ -144,17 +144,21 @@ def overlay_figure(meas: Measurement, traces: list, title: str, max_groups: int 
         scale, unit = _current_scale(peak)
         t_end = max(float(g.columns["time"][-1] - g.columns["time"][0]) for g in groups)
         tscale, tunit = _time_scale(t_end)
+        drawn: list[np.ndarray] = []
         for k, (g, (ym, ys)) in enumerate(zip(groups, traces)):
-            c = f"C{k}"
             v, i, t = g.columns["voltage"], g.columns["current"], g.columns["time"] - g.columns["time"][0]
-            lab = f" ({g.label})" if len(groups) > 1 else ""
             axes[0].plot(v, i * scale, ".", ms=2.5, color="0.55", label="measured" if k == 0 else None)
-            axes[0].plot(v, ym * scale, "-", lw=1.2, color=c, label=f"torch fit{lab}")
-            if ys is not None:
-                axes[0].plot(v, ys * scale, "--", lw=1.0, color="k", label="ngspice" if k == 0 else None)
             axes[1].plot(t * tscale, i * scale, ".", ms=2.5, color="0.55")
+            # groups driven by the same stimulus share one model trace (the fit is joint)
+            if any(len(d) == len(ym) and np.array_equal(d, ym) for d in drawn):
+                continue
+            drawn.append(ym)
+            c = f"C{len(drawn) - 1}"
+            lab = f" ({g.label})" if len(groups) > 1 and len(drawn) > 1 else ""
+            axes[0].plot(v, ym * scale, "-", lw=1.2, color=c, label=f"torch fit{lab}")
             axes[1].plot(t * tscale, ym * scale, "-", lw=1.2, color=c)
             if ys is not None:
+                axes[0].plot(v, ys * scale, "--", lw=1.0, color="k", label="ngspice" if len(drawn) == 1 else None)
                 axes[1].plot(t * tscale, ys * scale, "--", lw=1.0, color="k")
         axes[0].set(xlabel="voltage (V)", ylabel=f"current ({unit})", title="I-V")
         axes[1].set(xlabel=f"time ({tunit})", ylabel=f"current ({unit})", title="I(t)")

@@ -37,9 +37,10 @@ class Variation:
 
     def table(self) -> str:
         rows = [f"{'parameter':10s} {'mean':>12s} {'std':>11s} {'CV':>7s} {'sigma ln':>9s} {'d2d CV':>7s} {'c2c CV':>7s}"]
+        pct = lambda v: f"{v:7.2%}" if v is not None and math.isfinite(v) else f"{'-':>7s}"
         for k, s in self.spread.items():
-            rows.append(f"{k:10s} {s['mean']:12.5g} {s['std']:11.4g} {s['cv']:7.2%} {s['sigma_log']:9.4f} "
-                        f"{s.get('d2d_cv', float('nan')):7.2%} {s.get('c2c_cv', float('nan')):7.2%}")
+            rows.append(f"{k:10s} {s['mean']:12.5g} {s['std']:11.4g} {pct(s['cv'])} {s['sigma_log']:9.4f} "
+                        f"{pct(s.get('d2d_cv'))} {pct(s.get('c2c_cv'))}")
         rows.append(f"crossbar noise: program = {self.noise['program']:.4g} (of g_max - g_min), "
                     f"d2d = {self.noise['d2d']:.4g} (lognormal sigma)")
         return "\n".join(rows)
