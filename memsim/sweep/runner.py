@@ -133,7 +133,7 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
 
     def finish(key, point, rec):
         nonlocal n_new, n_err
-        rec = {"key": key, "axes": point, **rec}
+        rec = {"key": key, "axes": point, **rec, "finished_at": time.time()}
         rd.write(key, rec)
         n_new += 1
         n_err += rec["status"] != "ok"
