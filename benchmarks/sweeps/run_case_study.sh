@@ -8,5 +8,6 @@ for name in ${SPECS:-fashion_mlp fashion_msnn fashion_mlp_wires fashion_vgg fash
   while [ ! -f "$ck" ]; do echo "$(date -u +%T) waiting for $ck"; sleep 60; done
   echo "$(date -u +%T) start $name"
   python3 -m memsim sweep run "$HERE/$name.toml" --out "$OUT/$name" --workers ${WORKERS:-2} --yes
-  echo "$(date -u +%T) end $name (rc $?)"
+  rc=$?
+  echo "$(date -u +%T) end $name (rc $rc)"
 done
