@@ -99,6 +99,10 @@ def load_datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
 
 def prepare(cfg: Config) -> None:
     """Every check that can fail on bad input, before any data is loaded or any training runs."""
+    if cfg.network.kind == "ann":
+        from .ann.train import check_ann_config
+        check_ann_config(cfg)
+        return
     check_references(cfg)
     if cfg.hardware.aware and is_ideal(cfg.network.crossbar):
         raise ConfigError(f"{cfg.source}: hardware.aware = true needs a crossbar preset, but network.crossbar is "
