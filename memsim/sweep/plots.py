@@ -49,6 +49,9 @@ def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None):
             ax.errorbar(m[tc], 100 * m["mean"], yerr=100 * m["std"].fillna(0), marker="o", capsize=3,
                         label="-" if lv is None else f"{noise} = {lv:g}")
         ax.set_xscale("log", base=2)
+        ticks = sorted(dg[tc].dropna().unique())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel(f"{tc} (cells)")
         ax.set_title("" if g is None else f"{group} = {g}")
         ax.grid(alpha=0.3)
@@ -94,6 +97,8 @@ def plot_pareto(df, path, color="arch"):
     front = pareto_front(d).sort_values("energy")
     ax.step(front["energy"] * 1e9, 100 * front["accuracy"], where="post", color="k", lw=1.2, label="Pareto front")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("energy per inference (nJ)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)

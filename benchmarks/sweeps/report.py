@@ -1,0 +1,114 @@
+"""Merge the case-study sweeps into one table and draw the figures of benchmarks/sweeps.md.
+
+    python benchmarks/sweeps/report.py [--results /work/runs_shared/sweeps] [--out benchmarks/sweeps]
+
+Writes results.csv (every finished point of every sweep), accuracy_vs_tile.png (one panel per network, one line
+per programming-noise level), heatmap_*.png, pareto_accuracy_energy.png, and prints the markdown tables."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from memsim.sweep.plots import pareto_front, plot_accuracy_vs_tile, plot_heatmap, plot_pareto  # noqa: E402
+from memsim.sweep.results import table  # noqa: E402
+
+NAMES = {"fashion_msnn": "MSNN", "fashion_mlp": "MLP", "fashion_mlp_wires": "MLP (IR drop)",
+         "fashion_vgg": "VGG", "fashion_vgg_dw": "VGG-dw"}
+
+
+def md(df: pd.DataFrame, floatfmt="{:.2f}") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(floatfmt.format(v) if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default="/work/runs_shared/sweeps")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
+    a = ap.parse_args()
+    res, out = Path(a.results), Path(a.out)
+    frames = []
+    for name, label in NAMES.items():
+        if (res / name / "sweep.json").is_file():
+            d = table(res / name)
+            if len(d):
+                d.insert(0, "network", label)
+                d.insert(0, "study", name)
+                frames.append(d)
+    df = pd.concat(frames, ignore_index=True)
+    keep = ["study", "network", "status", "mapping", "prune", "tile.size", "wires.r", "noise.program", "adc.bits",
+            "mode", "chips", "limit", "accuracy", "accuracy_std", "accuracy_per_chip", "output_error", "tiles",
+            "utilisation", "nonzero_utilisation", "energy", "energy_array", "energy_dac", "energy_adc", "latency",
+            "area", "elapsed_s", "error", "key"]
+    df = df[[c for c in keep if c in df.columns]]
+    df.to_csv(out / "results.csv", index=False)
+    ok = df[df["status"] == "ok"].copy()
+    print(f"{len(df)} points ({len(ok)} ok) in {df['study'].nunique()} sweeps: "
+          + ", ".join(f"{k} {v}" for k, v in df.groupby("study").size().items()))
+    main_runs = ok[ok["study"] != "fashion_mlp_wires"]
+    plot_accuracy_vs_tile(main_runs, out / "accuracy_vs_tile.png", group="network")
+    for net in ("MSNN", "MLP"):
+        d = main_runs[main_runs["network"] == net]
+        if len(d):
+            plot_heatmap(d, out / f"heatmap_{net.lower()}_tile_noise.png", "tile.size", "noise.program")
+    w = ok[ok["study"] == "fashion_mlp_wires"]
+    if len(w):
+        plot_heatmap(w, out / "heatmap_mlp_irdrop_tile_wires.png", "tile.size", "wires.r")
+    plot_pareto(main_runs, out / "pareto_accuracy_energy.png", color="network")
+
+    print("\n### Mean accuracy (%) by network, programming noise and tile size (mean over the other axes)\n")
+    for net, d in main_runs.groupby("network"):
+        pv = d.pivot_table(index="noise.program", columns="tile.size", values="accuracy", aggfunc="mean") * 100
+        best = pv.idxmax(axis=1)
+        pv.columns = [f"tile {c}" for c in pv.columns]
+        pv["best tile"] = best.astype(int).astype(str)
+        print(f"**{net}**\n\n" + md(pv.reset_index()) + "\n")
+    print("\n### Cost by network and tile size (dense mapping, mean over the other axes)\n")
+    d = main_runs[main_runs["mapping"] == "dense"]
+    c = d.groupby(["network", "tile.size"]).agg(tiles=("tiles", "mean"), utilisation=("utilisation", "mean"),
+                                                energy_nJ=("energy", lambda x: 1e9 * x.mean()),
+                                                latency_us=("latency", lambda x: 1e6 * x.mean()),
+                                                area_mm2=("area", lambda x: 1e6 * x.mean())).reset_index()
+    print(md(c, "{:.3g}"))
+    if main_runs["mapping"].nunique() > 1:
+        print("\n### Dense vs sparse mapping\n")
+        g = main_runs.groupby(["network", "prune", "mapping"]).agg(
+            points=("accuracy", "size"), accuracy=("accuracy", lambda x: 100 * x.mean()),
+            tiles=("tiles", "mean"), utilisation=("utilisation", "mean"),
+            energy_nJ=("energy", lambda x: 1e9 * x.mean()), area_mm2=("area", lambda x: 1e6 * x.mean())).reset_index()
+        print(md(g, "{:.3g}"))
+        # noise sensitivity: accuracy drop from 0 to 10 % programming noise, per mapping
+        s = main_runs.pivot_table(index=["network", "mapping"], columns="noise.program", values="accuracy",
+                                  aggfunc="mean") * 100
+        s.columns = [f"noise {c:g}" for c in s.columns]
+        print("\nAccuracy (%) against programming noise, by mapping:\n\n" + md(s.reset_index()))
+    if len(w):
+        print("\n### MLP with exact IR drop: accuracy (%) by wire resistance and tile size\n")
+        pv = w.pivot_table(index="wires.r", columns="tile.size", values="accuracy", aggfunc="mean") * 100
+        pv.columns = [f"tile {c}" for c in pv.columns]
+        print(md(pv.reset_index()))
+        pe = w.pivot_table(index="wires.r", columns="tile.size", values="output_error", aggfunc="mean")
+        pe.columns = [f"tile {c}" for c in pe.columns]
+        print("\nOutput error (relative RMS of the crossbar product):\n\n" + md(pe.reset_index(), "{:.3f}"))
+    print("\n### ADC bits (mean accuracy %, all tiles and noise levels)\n")
+    pv = main_runs.pivot_table(index="network", columns="adc.bits", values="accuracy", aggfunc="mean") * 100
+    pv.columns = [f"{c}-bit" for c in pv.columns]
+    print(md(pv.reset_index()))
+    front = pareto_front(main_runs)
+    print("\n### Pareto front (accuracy vs energy)\n")
+    print(md(front[["network", "mapping", "tile.size", "noise.program", "adc.bits", "accuracy", "energy"]]
+             .assign(accuracy=lambda x: 100 * x["accuracy"], energy=lambda x: 1e9 * x["energy"])
+             .rename(columns={"energy": "energy_nJ"}).sort_values("energy_nJ"), "{:.3g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
