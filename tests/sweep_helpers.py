@@ -17,3 +17,10 @@ def write_spec(folder: Path, ckpt: Path, axes: str, base_extra: str = "", name: 
     p.write_text(f'name = "{name}"\n[base]\ncheckpoint = "{ckpt}"\npreset = "hfox_1t1r_64"\nmode = "noisy"\n'
                  f'chips = 2\nlimit = 120\n{base_extra}\n[axes]\n{axes}\n')
     return p
+
+
+def tiny_ann_checkpoint(folder: Path) -> Path:
+    cfg = parse_config({"network": {"kind": "ann", "layers": [64, 16, 10]},
+                        "training": {"epochs": 1, "batch_size": 64},
+                        "output": {"dir": str(folder / "ann"), "plot": False}}, source="tiny ann")
+    return Path(train(cfg, progress=False, log=lambda *_: None, max_batches=6).checkpoint)

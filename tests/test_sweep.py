@@ -10,7 +10,7 @@ from memsim.sweep import SweepError, load_spec
 from memsim.sweep.runner import ResultsDir, check_ray_address, run_sweep
 from memsim.sweep.spec import parse_spec
 
-from sweep_helpers import tiny_checkpoint, write_spec
+from sweep_helpers import tiny_ann_checkpoint, tiny_checkpoint, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,20 @@ def test_resume_errors_and_other_spec(tmp_path, ckpt):
     other = load_spec(write_spec(tmp_path, ckpt, '"tile.size" = [16]', name="other"))
     with pytest.raises(SweepError, match="holds the results of another spec"):
         run_sweep(other, out, workers=1, progress=False)
+
+
+def test_mapping_that_does_not_apply_fails_its_point_only(tmp_path):
+    """A per-layer mapping naming a layer that is not a crossbar layer (the MLP's ReLU, net.1) is reported for that
+    point; the valid per-layer mapping of the same sweep runs."""
+    ann = tiny_ann_checkpoint(tmp_path)
+    with pytest.raises(SweepError, match="mapping = 'net.0=spares' is invalid"):
+        load_spec(write_spec(tmp_path, ann, 'mapping = ["net.0=spares"]'))
+    spec = load_spec(write_spec(tmp_path, ann, 'mapping = ["net.0=sparse", "net.1=sparse"]'))
+    r = run_sweep(spec, tmp_path / "out", workers=1, progress=False)
+    assert (r["ran"], r["failed"]) == (2, 1)
+    df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("mapping")
+    assert df.loc["net.0=sparse", "status"] == "ok" and df.loc["net.0=sparse", "accuracy"] > 0.3
+    assert "does not apply to layer 'net.1'" in df.loc["net.1=sparse", "error"]
 
 
 def test_local_pool_and_ray_identical(tmp_path, ckpt):

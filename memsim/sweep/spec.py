@@ -21,7 +21,7 @@ Layout::
     "wires.r" = [0.1, 1.0]           # word and bit line (or "wires.r_wordline", ...)
     "noise.program" = [0.0, 0.05]
     "adc.bits" = [4, 6, 8]
-    mapping = ["dense", "sparse"]    # weight layout on tiles
+    mapping = ["dense", "sparse"]    # weight layout on tiles; per layer: "features.3=sparse,classifier.0=dense"
     prune = [0.0, 0.5]               # magnitude-pruning fraction before deployment
     model = ["msnn", "mlp"]          # keys of base.models
 
@@ -371,7 +371,13 @@ def _check_references(spec: SweepSpec) -> None:
         if ax in b:
             vals.append(b[ax])
         for v in vals:
-            if v not in allowed:
+            if ax == "mapping" and "=" in v:  # per layer: "LAYER=sparse,LAYER2=dense" (layer names checked per point)
+                for part in v.split(","):
+                    name, _, scheme = part.partition("=")
+                    if not name.strip() or scheme.strip() not in LAYOUTS:
+                        raise SweepError(f"{src}: mapping = {v!r} is invalid: allowed one of {list(LAYOUTS)} or "
+                                         f"'LAYER=scheme[,LAYER=scheme]' with a scheme in {list(LAYOUTS)}")
+            elif v not in allowed:
                 raise SweepError(f"{src}: {ax} = {v!r} is invalid: allowed one of {list(allowed)}")
     prunes = list(spec.axes.get("prune", [])) + [p["prune"] for p in spec.design.get("points", []) or []
                                                   if "prune" in p] + ([b["prune"]] if "prune" in b else [])

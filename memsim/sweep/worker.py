@@ -60,7 +60,10 @@ def _set_threads():
 
 def _deploy(resolved: dict, checkpoint: str, preset):
     """accuracy etc. and the recorded activity of one deployed checkpoint."""
-    kw = dict(mapping=resolved["mapping"], prune=resolved["prune"], mode=resolved["mode"], seeds=resolved["chips"],
+    mapping = resolved["mapping"]
+    if "=" in mapping:  # per layer; a layer it does not apply to fails this point only
+        mapping = {k.strip(): v.strip() for k, v in (part.partition("=")[::2] for part in mapping.split(","))}
+    kw = dict(mapping=mapping, prune=resolved["prune"], mode=resolved["mode"], seeds=resolved["chips"],
               limit=resolved["limit"] or None, batch_size=resolved["batch_size"], split=resolved["split"])
     with record_activity() as made:
         try:
