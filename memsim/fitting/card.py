@@ -122,13 +122,18 @@ def write_card(data: dict, out: str | Path) -> tuple[Path, Path]:
     return path, lib
 
 
-def spice_check(result: FitResult, meas: Measurement, *, timing: PulseTiming | None = None) -> tuple[float, list]:
-    """NRMSE of the fitted card in ngspice on the measured stimulus, and per group (model, spice) arrays."""
-    protos = protocols(meas, timing=timing)
+def torch_observations(result: FitResult, meas: Measurement, *, timing: PulseTiming | None = None) -> list:
+    """Per group, the fitted card's torch observations on the measured stimulus."""
     problem = Problem(meas, result.card, coordinates(result.family, result.params, result.free[:1]), timing=timing)
     z = torch.tensor([[problem.coords[0].z(result.params[result.free[0]])]], dtype=torch.float64)
-    torch_obs = [y[:, 0].numpy() for y in problem.model(z)]
-    spice_obs = [spice_observe(result.card, p) for p in protos]
+    with torch.no_grad():
+        return [y[:, 0].numpy() for y in problem.model(z)]
+
+
+def spice_check(result: FitResult, meas: Measurement, *, timing: PulseTiming | None = None) -> tuple[float, list]:
+    """NRMSE of the fitted card in ngspice on the measured stimulus, and per group (torch, ngspice) arrays."""
+    torch_obs = torch_observations(result, meas, timing=timing)
+    spice_obs = [spice_observe(result.card, p) for p in protocols(meas, timing=timing)]
     measured = meas.values(meas.target)
     return nrmse(np.concatenate(spice_obs), measured), list(zip(torch_obs, spice_obs))
 

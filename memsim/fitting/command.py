@@ -59,7 +59,7 @@ def run_fit(args) -> int:
 
     from ..library import load_card
     from ..plots import save
-    from .card import card_data, overlay_figure, spice_check, write_card
+    from .card import card_data, overlay_figure, spice_check, torch_observations, write_card
     from .data import UnitsWarning, read_measurement
     from .fit import FitError
     from .protocol import PulseTiming
@@ -117,13 +117,8 @@ def run_fit(args) -> int:
     data = card_data(result, meas, out, nrmse_spice=nrmse_spice, timing=timing, init_name=init.name)
     path, lib = write_card(data, out)
     print(f"wrote {path} and {lib}")
-    if traces is None:
-        from .card import nrmse  # noqa: F401  (torch-only overlay)
-        from .fit import Problem, coordinates
-        import torch
-        pr = Problem(meas, result.card, coordinates(result.family, result.params, result.free[:1]), timing=timing)
-        z = torch.tensor([[pr.coords[0].z(result.params[result.free[0]])]], dtype=torch.float64)
-        traces = [(y[:, 0].numpy(), None) for y in pr.model(z)]
+    if traces is None:  # --no-spice: measured and torch only
+        traces = [(y, None) for y in torch_observations(result, meas, timing=timing)]
     spice_txt = f", ngspice {nrmse_spice:.2%}" if nrmse_spice is not None else ""
     fig = overlay_figure(meas, traces, f"{path.name}: {result.family.name} fitted to {Path(args.data).name} "
                                        f"(NRMSE torch {result.nrmse:.2%}{spice_txt})")

@@ -29,14 +29,13 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ..errors import MemsimError, ParameterError
 from ..families import DeviceFamily
 from ..library import Card, with_parameters
 from .data import DataError, Measurement
-from .protocol import Protocol, PulseTiming, protocols, simulate
+from .protocol import PulseTiming, protocols, simulate
 
 #: default free parameters per family: the ones that set the I-V shape; parameters that enter only in a fixed
 #: combination with another (D with mu_v or k; Ea with Vel0 at a fixed T) stay at the card's value
@@ -94,6 +93,12 @@ class Coord:
 def coordinates(family: DeviceFamily, init: dict[str, float], free: list[str], span: float = 10.0,
                 bounds: dict[str, tuple[float, float]] | None = None) -> list[Coord]:
     specs = {q.name: q for q in family.all_params()}
+    if not (isinstance(span, (int, float)) and span > 1 and math.isfinite(span)):
+        raise ParameterError("--span", span, "a factor > 1", "e.g. --span 10 (one decade each way)")
+    stray = [n for n in (bounds or {}) if n not in free]
+    if stray:
+        raise ParameterError("--bounds", stray[0], f"one of the free parameters {free}",
+                             f"add {stray[0]} to --free or drop its bounds")
     out = []
     for name in free:
         q, p0 = specs[name], init[name]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParameterError
 from .data import DataError, Measurement
 from .fit import FitResult, fit
 
@@ -117,8 +116,5 @@ def write_preset(variation: Variation, card_path: Path, base: str, out: str | Pa
     noise = dict(data.get("noise", {}))
     noise.update({"program": round(variation.noise["program"], 6), "d2d": round(variation.noise["d2d"], 6)})
     data["noise"] = noise
-    try:
-        parse_preset(data, source=out.stem, path=out)
-    except ParameterError:
-        raise
+    parse_preset(data, source=out.stem, path=out)  # validated before it is written
     return atomic_write_text(out, toml_text(data))
