@@ -128,6 +128,24 @@ def test_mapping_that_does_not_apply_fails_its_point_only(tmp_path):
     assert "does not apply to layer 'net.1'" in df.loc["net.1=sparse", "error"]
 
 
+def test_finetune_per_point(tmp_path, ckpt):
+    """base.config + finetune_epochs: each point trains hardware-aware on its own preset (from the checkpoint), then
+    is evaluated; on a 20 %-noise preset that beats deploying the (briefly trained) checkpoint as it is."""
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[network]\nlayers = [64, 12, 10]\ntime_steps = 6\n[training]\nbatch_size = 64\n")
+    common = {"mode": "noisy", "chips": 2, "limit": 120}
+    axes = {"noise.program": [0.2]}
+    ft = parse_spec({"base": {"config": str(cfg), "checkpoint": str(ckpt), "finetune_epochs": 1, **common},
+                     "axes": axes})
+    as_is = parse_spec({"base": {"checkpoint": str(ckpt), **common}, "axes": axes})
+    a = run_sweep(ft, tmp_path / "ft", workers=1, progress=False)
+    b = run_sweep(as_is, tmp_path / "as_is", workers=1, progress=False)
+    assert a["failed"] == b["failed"] == 0
+    acc_ft = pd.read_csv(tmp_path / "ft" / "results.csv")["accuracy"][0]
+    acc_as_is = pd.read_csv(tmp_path / "as_is" / "results.csv")["accuracy"][0]
+    assert acc_ft > acc_as_is + 0.03
+
+
 def test_local_pool_and_ray_identical(tmp_path, ckpt):
     spec = load_spec(write_spec(tmp_path, ckpt, '"noise.program" = [0.0, 0.1]'))
     serial = run_sweep(spec, tmp_path / "serial", workers=1, progress=False)

@@ -137,14 +137,14 @@ def _data(cfg):
 
 def _finetune(resolved: dict, workdir: Path) -> str:
     """Hardware-aware fine-tuning of the base config on the point's preset: the checkpoint it ends with."""
-    from ..config import load_config, apply_overrides
+    from ..config import load_config
     from ..training import train
     ppath = workdir / "preset.toml"
     ppath.write_text(preset_toml(preset_data(resolved)))
-    cfg = load_config(resolved["config"])
-    cfg = apply_overrides(cfg, [f"network.crossbar={ppath}", f"training.epochs={resolved['finetune_epochs']}",
-                                "hardware.aware=true", f"hardware.mode={resolved['mode']}",
-                                f"output.dir={workdir / 'run'}"])
+    cfg = load_config(resolved["config"], {"network.crossbar": str(ppath),
+                                           "training.epochs": resolved["finetune_epochs"],
+                                           "hardware.aware": True, "hardware.mode": resolved["mode"],
+                                           "output.dir": str(workdir / "run"), "output.plot": False})
     res = train(cfg, init=resolved["checkpoint"], progress=False, log=lambda *_: None)
     return str(res.checkpoint)
 
