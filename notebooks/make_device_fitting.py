@@ -29,14 +29,14 @@ assert spice.available(), "this notebook makes its data in ngspice"
 work = Path(tempfile.mkdtemp(prefix="device_fitting_"))
 card = load_card("mss_mif")
 hidden = {"R_on": 1300.0, "R_off": 90000.0, "v_on": 0.12, "v_off": 0.006, "k": 0.017, "tau": 0.0009}
-data = iv_sweep(card, hidden, points=250, noise=0.01, seed=7)       # ngspice, 100 Hz sine, 2 cycles
+data = iv_sweep(card, hidden, points=200, noise=0.01, seed=7)       # ngspice, 100 Hz sine, 2 cycles
 csv = write_csv(work / "measured.csv", data)
 print(open(csv).read()[:200])"""),
     new_markdown_cell("""## 1. Fit
 The same command a user runs. The loss is NRMSE = RMS(I_model - I_measured) / (max - min of I_measured);
 bounds are one decade around the library card (log space) for positive parameters."""),
     new_code_cell("""out = work / "my_mss.toml"
-rc = main(["device", "fit", str(csv), "--family", "metastable_switch", "--starts", "8", "--max-iter", "30",
+rc = main(["device", "fit", str(csv), "--family", "metastable_switch", "--starts", "6", "--max-iter", "25",
            "-o", str(out), "--quiet"])
 assert rc == 0
 display(Image(filename=str(work / "my_mss_fit.png")))"""),

@@ -160,8 +160,8 @@ def overlay_figure(meas: Measurement, traces: list, title: str, max_groups: int 
             drawn.append(ym)
             c = f"C{len(drawn) - 1}"
             lab = f" ({g.label})" if len(groups) > 1 and len(drawn) > 1 else ""
-            axes[0].plot(v, ym * scale, "-", lw=1.2, color=c, label=f"torch fit{lab}")
-            axes[1].plot(t * tscale, ym * scale, "-", lw=1.2, color=c)
+            axes[0].plot(v, ym * scale, "-", lw=2.6, alpha=0.75, color=c, label=f"torch fit{lab}")
+            axes[1].plot(t * tscale, ym * scale, "-", lw=2.6, alpha=0.75, color=c)
             if ys is not None:
                 axes[0].plot(v, ys * scale, "--", lw=1.0, color="k", label="ngspice" if len(drawn) == 1 else None)
                 axes[1].plot(t * tscale, ys * scale, "--", lw=1.0, color="k")
@@ -175,7 +175,7 @@ def overlay_figure(meas: Measurement, traces: list, title: str, max_groups: int 
         for k, (g, (ym, ys)) in enumerate(zip(groups, traces)):
             n = np.arange(start, start + len(ym))
             ax.plot(n, g.columns["conductance"] * 1e6, "o", ms=3, color="0.55", label="measured" if k == 0 else None)
-            ax.plot(n, ym * 1e6, "-", color=f"C{k}", label="torch fit" if k == 0 else None)
+            ax.plot(n, ym * 1e6, "-", lw=2.6, alpha=0.75, color=f"C{k}", label="torch fit" if k == 0 else None)
             if ys is not None:
                 ax.plot(n, ys * 1e6, "--", color="k", lw=1.0, label="ngspice" if k == 0 else None)
             start += len(ym)
