@@ -95,16 +95,29 @@ def test_unknown_free_parameter_and_family():
         get_family("vteem", field="--family")
 
 
-def test_xlsx_without_reader_is_a_clear_error(tmp_path):
-    try:
-        import openpyxl  # noqa: F401
-        pytest.skip("openpyxl is installed")
-    except ImportError:
-        pass
+def test_xlsx_without_reader_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # as if the optional reader were not installed
     path = tmp_path / "d.xlsx"
     path.write_bytes(b"PK")
     with pytest.raises(DataError, match=r"memsim\[xlsx\]"):
         read_measurement(path)
+
+
+def test_xlsx_reads_like_csv(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    header, rows = _iv_table(n=40)
+    rows = [[float(c) for c in r] for r in rows]
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Time (s)", "Voltage (V)", "Current (uA)"])
+    for r in rows:
+        ws.append([r[0], r[1], r[2] * 1e6])
+    wb.save(tmp_path / "sweep.xlsx")
+    m = read_measurement(tmp_path / "sweep.xlsx")
+    assert m.kind == "iv" and m.n_points == 40
+    np.testing.assert_allclose(m.values("current"), [r[2] for r in rows], rtol=1e-12)
+    np.testing.assert_allclose(m.values("time"), [r[0] for r in rows], rtol=1e-12)
 
 
 # ---------------------------------------------------------------- replay of the stimulus against ngspice
