@@ -239,3 +239,16 @@ def test_family_auto_ranks_the_true_family_first(tmp_path, capsys):
     first = next(line for line in text.splitlines() if line.strip().startswith("1 "))
     assert "metastable_switch" in first, text
     assert tomllib.loads((tmp_path / "best.toml").read_text())["family"] == "metastable_switch"
+
+
+def test_unipolar_data_and_variation_without_groups_stop_before_fitting(tmp_path, capsys):
+    t = np.linspace(0, 1, 50)
+    v = np.abs(np.sin(2 * np.pi * t))
+    csv = write_csv(tmp_path / "u.csv", {"time": t, "voltage": v, "current": v / 1e4})
+    assert main(["device", "fit", str(csv), "--family", "vteam", "-o", str(tmp_path / "c.toml")]) == 2
+    assert "both polarities" in capsys.readouterr().err
+    v = np.sin(2 * np.pi * t)
+    csv = write_csv(tmp_path / "b.csv", {"time": t, "voltage": v, "current": v / 1e4})
+    assert main(["device", "fit", str(csv), "--family", "vteam", "--variation", "-o", str(tmp_path / "c.toml")]) == 2
+    assert "at least 3 cycles or devices" in capsys.readouterr().err
+    assert not (tmp_path / "c.toml").exists()

@@ -60,7 +60,7 @@ def run_fit(args) -> int:
     from ..library import load_card
     from ..plots import save
     from .card import card_data, overlay_figure, spice_check, torch_observations, write_card
-    from .data import UnitsWarning, read_measurement
+    from .data import DataError, UnitsWarning, read_measurement
     from .fit import FitError
     from .protocol import PulseTiming
     from .select import default_card, rank, table
@@ -71,6 +71,13 @@ def run_fit(args) -> int:
     for w in caught:
         print(f"memsim: warning: {w.message}", file=sys.stderr)
     print(f"{args.data}: {meas.describe()}")
+    lo, hi = meas.voltage_range()
+    if not lo < 0 < hi:  # checked before fitting: a card's verification stimuli need both polarities
+        raise DataError(f"{args.data}: the voltages span [{lo:g}, {hi:g}] V; a device card needs data of both "
+                        "polarities (SET and RESET). Fix: include the other branch of the sweep or pulse train")
+    if args.variation and len(meas.groups) < 3:
+        raise DataError(f"{args.data}: --variation needs at least 3 cycles or devices told apart by a 'cycle' or "
+                        f"'device' column (or --group); the file has {len(meas.groups)}")
     timing = PulseTiming(v_read=args.v_read, gap=args.gap) if meas.kind == "pulse" else None
     options = dict(starts=args.starts, max_iter=args.max_iter, method=args.method, span=args.span,
                    bounds=_bounds(args.bounds), substeps=args.substeps, timing=timing, progress=not args.quiet)
