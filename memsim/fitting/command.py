@@ -27,6 +27,8 @@ def add_parser(dsub) -> None:
                    help="search factor around the initial value for open-ended positive parameters (default 10)")
     p.add_argument("--bounds", action="append", default=[], metavar="NAME=LO:HI", help="search range of a parameter")
     p.add_argument("--substeps", type=int, default=1, help="RK4 steps per measured interval (default 1)")
+    p.add_argument("--rse-limit", type=float, default=0.025,
+                   help="relative standard error above which a parameter is reported as not identified (0.025)")
     p.add_argument("--group", help="column telling cycles/devices apart (default: 'cycle' and/or 'device')")
     p.add_argument("--v-read", type=float, default=0.1, help="pulse data: read voltage in V (default 0.1)")
     p.add_argument("--gap", type=float, help="pulse data: time at 0 V between a pulse and its read (s; default: width)")
@@ -80,7 +82,8 @@ def run_fit(args) -> int:
                         f"'device' column (or --group); the file has {len(meas.groups)}")
     timing = PulseTiming(v_read=args.v_read, gap=args.gap) if meas.kind == "pulse" else None
     options = dict(starts=args.starts, max_iter=args.max_iter, method=args.method, span=args.span,
-                   bounds=_bounds(args.bounds), substeps=args.substeps, timing=timing, progress=not args.quiet)
+                   bounds=_bounds(args.bounds), substeps=args.substeps, timing=timing, rse_limit=args.rse_limit,
+                   progress=not args.quiet)
     free = [s.strip() for s in args.free.split(",") if s.strip()] if args.free else None
     if args.family == "auto":
         if free or args.init:
