@@ -259,7 +259,7 @@ def test_backpropagated_gradient_matches_the_finite_difference_jacobian():
     the Levenberg-Marquardt path uses: two independent derivatives of the same simulation."""
     from memsim.fitting.fit import Problem, _jacobian, coordinates
     card = load_card("mss_mif")
-    t = np.linspace(0, 0.01, 60)
+    t = np.linspace(0, 0.01, 40)
     v = 0.2 * np.sin(2 * np.pi * 100 * t)
     i = v / 5e3 * (1 + 0.5 * np.sin(2 * np.pi * 50 * t) ** 2)
     m = measurement_from_table(["time", "voltage", "current"], [[a, b, c] for a, b, c in zip(t, v, i)])
