@@ -17,9 +17,10 @@ How: block Gaussian elimination along the word lines (the array's banded structu
    a few large batched kernels per column rather than a sparse factorisation per tile.
 
 The precompute runs wherever ``g`` lives (CPU or CUDA), in float64. It is differentiable: autograd
-runs through the sweep, and with ``g.requires_grad`` the tiles are processed in chunks under
-activation checkpointing, so the memory of the backward pass stays bounded. The gradient with respect
-to the conductances is computed once per operator (once per optimiser step), not once per read.
+runs through the sweep (its backward costs about three forwards). When the tensors autograd keeps would
+take more than a quarter of the free memory, the tiles are processed in chunks under activation
+checkpointing instead (slower, bounded memory). The gradient with respect to the conductances is
+computed once per operator (once per optimiser step), not once per read.
 
 :func:`sparse_operator` computes the same matrix from the sparse nodal solve of
 :mod:`memsim.crossbar.solver` (one LU, ``rows`` right-hand sides); the tests check one against the other
@@ -36,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import ParameterError
 from .circuit import TileCircuit, Wires
 
-#: tiles per checkpointed chunk when the operator needs a gradient
+#: tiles per checkpointed chunk when the operator's gradient would not fit in memory otherwise
 GRAD_CHUNK = 16
 
 
@@ -70,19 +71,37 @@ def _bitline(d: torch.Tensor, w: Wires) -> tuple[torch.Tensor, torch.Tensor, tor
 
 def _column(d: torch.Tensor, inv_diag, lf, m: int, gb: float, ideal_bitline: bool):
     """``Y`` [N, R, R] and ``c`` [N, R] of one column (``d`` [N, R], pivot data [N, m])."""
+    N, R = d.shape
     if ideal_bitline or m == 0:
-        return torch.diag_embed(d), d
-    R = d.shape[-1]
-    idx = torch.arange(m, device=d.device)
-    hi = torch.maximum(idx[:, None], idx[None, :])
-    lo = torch.minimum(idx[:, None], idx[None, :])
-    kinv = inv_diag[:, hi] * torch.exp(lf[:, hi] - lf[:, lo])  # [N, m, m]; lf falls with the index: no overflow
+        y = d.new_zeros(N, R, R)
+        y.diagonal(dim1=1, dim2=2).copy_(d)
+        return y, d
+    upper = torch.ones(m, m, dtype=torch.bool, device=d.device).triu()
+    # K^-1[p, q] = inv_diag[q] exp(lf[q] - lf[p]) for p <= q (lf falls with the index). While the total fall is
+    # moderate (always, unless cells rival the bit line's own conductance over hundreds of rows) that is an
+    # outer product of exp(-lf) and inv_diag exp(lf); beyond, exp(-|lf[q] - lf[p]|) avoids the overflow.
+    if float(lf[:, -1].detach().min()) > -300.0:
+        u = inv_diag * torch.exp(lf)
+        kinv = torch.exp(-lf)[:, :, None] * u[:, None, :]
+        kinv = torch.where(upper, kinv, kinv.transpose(1, 2))
+    else:
+        kinv = torch.exp(-(lf[:, None, :] - lf[:, :, None]).abs())
+        kinv = kinv * torch.where(upper, inv_diag[:, None, :], inv_diag[:, :, None])
     dc = d[:, :m]
-    y = torch.diag_embed(d) - torch.nn.functional.pad(dc[:, :, None] * kinv * dc[:, None, :], (0, R - m, 0, R - m))
     c = gb * dc * kinv[:, :, m - 1]
+    yc = -(dc[:, :, None] * kinv * dc[:, None, :])
+    y = yc if m == R else torch.nn.functional.pad(yc, (0, R - m, 0, R - m))
+    y.diagonal(dim1=1, dim2=2).add_(d)
     if m < R:  # the last row's cell feeds the amplifier directly
         c = torch.cat([c, d[:, m:]], -1)
     return y, c
+
+
+def _add_diag(a: torch.Tensor, value: float) -> torch.Tensor:
+    """``a + value * I`` (batched), without materialising an identity."""
+    out = a.clone()
+    out.diagonal(dim1=-2, dim2=-1).add_(value)
+    return out
 
 
 def _spd_inverse(s: torch.Tensor) -> torch.Tensor:
@@ -103,7 +122,6 @@ def _sweep(g: torch.Tensor, w: Wires) -> torch.Tensor:
     def column(j):
         return _column(d[:, j], None if ideal_b else inv_diag[:, j], None if ideal_b else lf[:, j], m, gb, ideal_b)
 
-    eye = torch.eye(R, dtype=g.dtype, device=g.device)
     r_drv = w.driver_resistance()
     g_drv = math.inf if r_drv == 0 else 1.0 / r_drv
     both = w.drive == "both"
@@ -114,7 +132,7 @@ def _sweep(g: torch.Tensor, w: Wires) -> torch.Tensor:
         if math.isinf(g_drv):
             return o
         gt = g_drv * (2 if both else 1)
-        return gt * (_spd_inverse(sum(ys) + gt * eye) @ o)
+        return gt * (_spd_inverse(_add_diag(sum(ys), gt)) @ o)
 
     gw = 1.0 / w.r_wordline
     y, c = column(C - 1)
@@ -125,18 +143,18 @@ def _sweep(g: torch.Tensor, w: Wires) -> torch.Tensor:
             return c[:, :, None]
         # W_{C-1} is held at V: start one column earlier, linked to that known node
         y2, c2 = column(C - 2)
-        s, f = y2 + gw * eye, gw * eye.expand(N, R, R)
+        s, f = _add_diag(y2, gw), _add_diag(torch.zeros_like(y2), gw)
         o = torch.stack([c2, torch.zeros_like(c)], -1)  # column C-1 does not depend on W_{C-2}
         q = torch.stack([torch.zeros_like(c2), c], -1)
         first = C - 3
     else:
         g_r = g_drv if both else 0.0
-        s = y + g_r * eye
-        f = g_r * eye.expand(N, R, R) if both else None
+        s = _add_diag(y, g_r)
+        f = _add_diag(torch.zeros_like(y), g_r) if both else None
         o, q = c[:, :, None], None
         first = C - 2
     for j in range(first, -1, -1):
-        h = _spd_inverse(s + gw * eye)
+        h = _spd_inverse(_add_diag(s, gw))
         ho = h @ o
         y, c = column(j)
         if f is not None:
@@ -145,22 +163,29 @@ def _sweep(g: torch.Tensor, w: Wires) -> torch.Tensor:
             q = torch.cat([torch.zeros_like(c[:, :, None]), q_new], -1)
             f = gw * hf
         o = torch.cat([c[:, :, None], gw * ho], -1)
-        s = y + gw * eye - (gw * gw) * h
+        s = torch.add(y, h, alpha=-gw * gw)
+        s.diagonal(dim1=1, dim2=2).add_(gw)
     if math.isinf(g_drv):  # the first cell's node is the source itself
         a = o
     else:
-        gl = g_drv * eye
-        p = _spd_inverse(s + gl) @ (gl + f if f is not None else gl)  # W_0 = P V
+        p = _spd_inverse(_add_diag(s, g_drv))  # W_0 = P (g_drv V + F V)
+        p = g_drv * p if f is None else p @ _add_diag(f, g_drv)
         a = p.transpose(1, 2) @ o
     return a if q is None else a + q
 
 
-def operator_bytes(n_tiles: int, rows: int, cols: int, grad: bool = False) -> int:
-    """Peak working memory of :func:`tile_operator` in bytes (float64), estimated from the sweep's tensors."""
-    chunk = min(n_tiles, GRAD_CHUNK) if grad else n_tiles
+def _saved_bytes(rows: int, cols: int) -> int:
+    """Bytes autograd keeps per tile through the sweep (measured: ~7 R x R float64 tensors per column)."""
+    return 8 * cols * 8 * rows * rows
+
+
+def operator_bytes(n_tiles: int, rows: int, cols: int, grad: bool = False, chunk: int | None = None) -> int:
+    """Peak working memory of :func:`tile_operator` in bytes (float64), estimated from the sweep's tensors.
+
+    ``chunk``: tiles whose autograd tensors are alive at once (all of them unless checkpointed)."""
     per_tile = 8 * (8 * rows * rows + 4 * rows * cols)       # column terms, Schur complement, inverse, O, Q
-    saved = 8 * cols * 10 * rows * rows if grad else 0        # autograd's saved tensors of one checkpointed chunk
-    return n_tiles * 8 * rows * cols * 2 + chunk * (per_tile + saved)
+    saved = _saved_bytes(rows, cols) * (n_tiles if chunk is None else min(chunk, n_tiles)) if grad else 0
+    return n_tiles * (8 * rows * cols * 2 + per_tile) + saved
 
 
 def _available_bytes() -> int | None:
@@ -177,14 +202,16 @@ def _available_bytes() -> int | None:
         return None
 
 
-def check_memory(n_tiles: int, rows: int, cols: int, grad: bool = False, device="cpu") -> int:
-    """Raise before allocating when the operator precompute will not fit in memory; returns the estimate."""
-    need = operator_bytes(n_tiles, rows, cols, grad)
+def _free_bytes(device) -> int | None:
     if torch.device(device).type == "cuda":
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        have = free
-    else:
-        have = _available_bytes()
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    return _available_bytes()
+
+
+def check_memory(n_tiles: int, rows: int, cols: int, grad: bool = False, device="cpu", chunk: int | None = None) -> int:
+    """Raise before allocating when the operator precompute will not fit in memory; returns the estimate."""
+    need = operator_bytes(n_tiles, rows, cols, grad, chunk)
+    have = _free_bytes(device)
     if have is not None and need > 0.8 * have:
         raise ParameterError("tile size", f"{n_tiles} tile(s) of {rows}x{cols}",
                              f"a precompute that fits in memory (needs ~{need / 2**30:.2f} GiB, "
@@ -216,8 +243,11 @@ def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.T
     if w.sense_end == "top":  # the bit lines' orientation is the only thing that distinguishes the rows
         g3 = g3.flip(-2)
     grad = torch.is_grad_enabled() and g3.requires_grad
-    check_memory(g3.shape[0], rows, cols, grad, g3.device)
-    if grad:
+    n = g3.shape[0]
+    free = _free_bytes(g3.device)
+    chunked = grad and free is not None and _saved_bytes(rows, cols) * n > free / 4
+    check_memory(n, rows, cols, grad, g3.device, GRAD_CHUNK if chunked else None)
+    if chunked:
         parts = [checkpoint(_sweep, g3[k:k + GRAD_CHUNK], w, use_reentrant=False)
                  for k in range(0, g3.shape[0], GRAD_CHUNK)]
         a = torch.cat(parts, 0)

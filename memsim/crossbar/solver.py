@@ -279,7 +279,7 @@ def solve_approx(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit, *, tol:
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ParameterError("max_iter", max_iter, "an integer >= 1", "give the iteration budget, e.g. 1000")
     check_inputs(g, v)
-    floor = 100 * torch.finfo(v.dtype).eps
+    floor = 50 * torch.finfo(v.dtype).eps
     if tol < floor:
         raise ParameterError("tol", tol, f">= {floor:.1g} for {v.dtype} inputs (the iteration cannot resolve less)",
                              "pass float64 voltages for a tighter tolerance, or raise tol")
