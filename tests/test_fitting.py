@@ -225,6 +225,10 @@ def test_variation_recovers_d2d_and_c2c_spread(tmp_path, capsys):
     program = np.sqrt(np.mean(within)) / (g_max - g_min)
     assert preset.noise.d2d == pytest.approx(d2d, rel=0.1)
     assert preset.noise.program == pytest.approx(program, rel=0.15)
+    table = tomllib.loads((tmp_path / "dev_variation.toml").read_text())
+    assert set(table["groups"]) == {f"{d}/{c}" for d, c in r_on}
+    for (d, c), r in r_on.items():  # each device/cycle's own R_on comes back
+        assert table["groups"][f"{d}/{c}"]["R_on"] == pytest.approx(r, rel=0.02)
 
 
 @pytest.mark.slow

@@ -135,7 +135,7 @@ def run_fit(args) -> int:
     plot = save(fig, args.plot or out.with_name(out.stem + "_fit.png"))
     print(f"wrote {plot}")
     if args.variation:
-        from .variation import fit_variation, write_preset
+        from .variation import fit_variation, write_preset, write_variation
         from ..crossbar.presets import load_preset
         v_read = load_preset(args.preset_base).v_read
         lo, hi = meas.voltage_range()
@@ -146,4 +146,7 @@ def run_fit(args) -> int:
         preset = write_preset(var, path, args.preset_base, args.preset_out or out.with_name(out.stem + "_preset.toml"),
                               v_read=v_read)
         print(f"wrote {preset}")
+        table_path = write_variation(var, out.with_name(out.stem + "_variation.toml"),
+                                     f"per-group fits of {Path(args.data).name} (sha256 {meas.sha256})")
+        print(f"wrote {table_path}")
     return 0

@@ -118,3 +118,17 @@ def write_preset(variation: Variation, card_path: Path, base: str, out: str | Pa
     data["noise"] = noise
     parse_preset(data, source=out.stem, path=out)  # validated before it is written
     return atomic_write_text(out, toml_text(data))
+
+
+def write_variation(variation: Variation, out: str | Path, source: str) -> Path:
+    """The per-group fits and the spread statistics as TOML (next to the card)."""
+    from ..io import atomic_write_text
+    from .card import toml_text
+
+    clean = lambda d: {k: v for k, v in d.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    data = {"source": source, "levels": "/".join(variation.levels),
+            "noise": dict(variation.noise),
+            "spread": {k: clean(s) for k, s in variation.spread.items()},
+            "groups": {lab: {**p, "nrmse": variation.nrmse[lab], "g_on": variation.g_on[lab]}
+                       for lab, p in variation.per_group.items()}}
+    return atomic_write_text(out, toml_text(data))
