@@ -47,12 +47,13 @@ def main() -> int:
                         "training": {"epochs": 2, "batch_size": 64},
                         "output": {"dir": str(work / "run"), "plot": False}})
     ckpt = train(cfg, progress=False, log=lambda *_: None).checkpoint
-    axes = {"tile.size": [8, 16, 32, 64], "noise.program": [0.0, 0.05], "adc.bits": [4, 8], "mapping": ["dense", "sparse"]}
-    keys = list(axes)
-    n_axes = {4: 2, 8: 3, 16: 4, 32: 4}[args.points]
-    axes = {k: axes[k] for k in keys[:n_axes]}
-    if args.points == 32:
-        axes["prune"] = [0.0, 0.5]
+    axes = {"tile.size": [16, 32], "noise.program": [0.0, 0.05]}                      # 4 points
+    if args.points >= 8:
+        axes["adc.bits"] = [4, 8]
+    if args.points >= 16:
+        axes["tile.size"] = [8, 16, 32, 64]
+    if args.points >= 32:
+        axes["mapping"] = ["dense", "sparse"]
     spec = parse_spec({"name": "bench", "base": {"checkpoint": str(ckpt), "mode": "noisy", "chips": 3,
                                                  "limit": args.limit}, "axes": axes})
     n = len(spec.points())
@@ -60,14 +61,23 @@ def main() -> int:
     runs = [("serial", dict(workers=1)), ("pool2", dict(workers=2))]
     if not args.skip_ray:
         runs.append(("ray2", dict(workers=2, backend="ray")))
+    import resource
+
+    def cpu_s():  # this process and its finished children (the pool's workers), user + system
+        a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
     for name, kw in runs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_s()
         r = run_sweep(spec, work / name, progress=False, **kw)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, cpu_s() - c0
         assert r["failed"] == 0, r
-        res[name] = {"s": dt, "pt_per_min": n / dt * 60, "steady_pt_per_min": steady_rate(work / name)}
+        res[name] = {"s": dt, "pt_per_min": n / dt * 60, "steady_pt_per_min": steady_rate(work / name),
+                     "cores_used": dc / dt}
         print(f"{name:7s} {n} points in {dt:6.1f} s: {n / dt * 60:6.1f} pt/min "
-              f"(steady state {res[name]['steady_pt_per_min']:6.1f} pt/min)", flush=True)
+              f"(steady state {res[name]['steady_pt_per_min']:6.1f} pt/min); CPU time / wall time = "
+              f"{dc / dt:.2f} cores" + (" (Ray workers are not children: not counted)" if name == "ray2" else ""),
+              flush=True)
     s, p = res["serial"], res["pool2"]
     res["pool_vs_serial"] = p["pt_per_min"] / s["pt_per_min"]
     res["pool_vs_serial_steady"] = p["steady_pt_per_min"] / s["steady_pt_per_min"]
