@@ -1,42 +1,45 @@
-"""Crossbar tile solve with wire resistance: memsim vs ngspice .op vs a dense torch.linalg.solve, in one run.
+"""Crossbar speed and accuracy, each figure a ratio against a baseline measured in the same run (one thread).
 
-For each tile size N (N x N, 0T1R, random conductances in the HfOx card window of ``hfox_0t1r_32``,
-1 Ohm word/bit-line segments, 10 Ohm drivers) and a batch of B input vectors:
+Sections (``--only NAME ...`` to run some):
 
-* memsim exact (``solve_linear``): sparse LU (scipy splu) of the nodal matrix, factored once and applied
-  to the whole batch; the forward, and forward + backward (adjoint solve with the same factors);
-* memsim approx (``solve_approx``): the fixed-point estimate used for fast training, and its error;
-* memsim nonlinear (``solve_nonlinear``, the card's sinh I-V, Newton) on a few vectors;
-* ngspice ``.op`` of the same tile (the netlist of ``memsim crossbar export``), one input vector
-  (ngspice solves one vector per run), linear cells, and nonlinear cells at N <= --spice-nonlinear-max;
-* dense ``torch.linalg.solve`` of the same nodal system (what simple simulators do), at N <= --dense-max.
+* ``layers``     - one SGD step (forward + backward) of a 784-256-10 MLP at batch 128 with memsim's crossbar
+                   layers on ``hfox_1t1r_64`` (ideal, noisy, irdrop) against the same MLP of ``nn.Linear``;
+                   and an eval-mode read of a programmed chip (irdrop: operator cached) against noisy.
+* ``reads``      - exact reads after the precompute: ``V @ A`` for a batch of 128 vectors on one 64x64 and one
+                   128x128 tile (1 Ohm wires, 10 Ohm drivers, HfOx window), its error against the per-vector
+                   sparse solve, and the operator's speed-up over the per-vector solve for B*T = 128*25 reads.
+* ``precompute`` - the operator of a 784x256 layer on 64x64 tiles (differential: 104 tiles), its cache size,
+                   single tiles of 128..512, and the factorisation choices measured per tile: the banded sweep
+                   against scipy's SuperLU (COLAMD and MMD(A^T+A) orderings) with ``rows`` right-hand sides.
+* ``approx``     - the fixed-point iteration stopped at 1e-9 against the operator, same reads, same error target.
+* ``linearised`` - the operator of the chord conductances at v_read against Newton with the card's own sinh I-V,
+                   on the realistic presets (random weights, inputs up to v_max).
+* ``spice``      - the operator against ngspice .op on one tile of each size.
 
-Every time is reported per input vector (memsim amortised over the batch) with the ratios, and the
-error of each against ngspice. Memory: LU factor size vs the dense matrix, and peak RSS growth.
-
-    python benchmarks/bench_crossbar.py                      # N = 64 and 128, batch 128 (~3-4 minutes)
-    python benchmarks/bench_crossbar.py --sizes 32 64 --dense-max 32
+    python benchmarks/bench_crossbar.py                    # everything (~5-10 minutes on 2 cores)
+    python benchmarks/bench_crossbar.py --only reads precompute
 """
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
+import scipy.sparse.linalg as spla
 import torch
+from torch import nn
 
-from memsim import spice
-from memsim.crossbar import TileCircuit, Wires, load_preset, solve_approx, solve_linear, solve_nonlinear
-from memsim.crossbar.netlist import column_currents, tile_netlist
-from memsim.crossbar.solver import _Factored, _matrix, _pair, _topology, _wire_coo, relative_error
+from memsim.crossbar import CrossbarArray, TileCircuit, Wires, load_preset, solve_linear
+from memsim.crossbar.operator import sparse_operator, tile_operator
+from memsim.crossbar.solver import _Factored, _serial_blas, relative_error, solve_approx, solve_nonlinear
+from memsim.errors import ConvergenceError
+from memsim.nn import CrossbarLinear
+
+WIRES = TileCircuit(Wires(1.0, 1.0, 10.0))
+SECTIONS = ("layers", "reads", "precompute", "approx", "linearised", "spice")
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def best_of(fn, repeats: int) -> float:
+def best_of(fn, repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
@@ -45,124 +48,179 @@ def best_of(fn, repeats: int) -> float:
     return best
 
 
-def dense_matrix(g: np.ndarray, circuit: TileCircuit) -> tuple[np.ndarray, object]:
-    rows, cols = g.shape
-    w, b, _, n = _topology(rows, cols, False)
-    parts, _, _ = _wire_coo(rows, cols, circuit, False)
-    parts.append(_pair(w, b, g))
-    return _matrix(n, parts).toarray(), n
+def hfox_tile(n: int, cols: int | None = None, seed: int = 0, batch: int = 128):
+    p = load_preset("hfox_0t1r_32")
+    gen = torch.Generator().manual_seed(seed)
+    g = p.g_min + (p.g_max - p.g_min) * torch.rand(n, cols or n, generator=gen, dtype=torch.float64)
+    v = p.v_max * (2 * torch.rand(batch, n, generator=gen, dtype=torch.float64) - 1)
+    return g, v
 
 
-def run_size(n: int, batch: int, repeats: int, spice_nl_max: int, dense_max: int, no_spice: bool) -> dict:
-    preset = load_preset("hfox_0t1r_32")
-    circuit = TileCircuit(Wires(1.0, 1.0, 10.0), "0T1R")
-    gen = torch.Generator().manual_seed(n)
-    g = preset.g_min + (preset.g_max - preset.g_min) * torch.rand(n, n, generator=gen, dtype=torch.float64)
-    x = torch.rand(n, n, generator=gen, dtype=torch.float64)
-    v = preset.v_max * (2 * torch.rand(batch, n, generator=gen, dtype=torch.float64) - 1)
-    r: dict = {"N": n, "batch": batch, "nodes": 2 * n * n}
+# ------------------------------------------------------------------------------------------------------------
+def section_layers(args):
+    x = torch.rand(128, 784)
+    y = torch.randint(0, 10, (128,))
 
-    rss0 = rss_mb()
-    i_exact = solve_linear(g, v, circuit)
-    r["memsim_fwd"] = best_of(lambda: solve_linear(g, v, circuit), repeats)
+    def mlp(mode=None):
+        torch.manual_seed(0)
+        if mode is None:
+            return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+        return nn.Sequential(CrossbarLinear(784, 256, preset="hfox_1t1r_64", mode=mode), nn.ReLU(),
+                             CrossbarLinear(256, 10, preset="hfox_1t1r_64", mode=mode))
 
-    def fwd_bwd():
-        gg, vv = g.clone().requires_grad_(), v.clone().requires_grad_()
-        solve_linear(gg, vv, circuit).sum().backward()
-    r["memsim_fwd_bwd"] = best_of(fwd_bwd, repeats)
-    f = _Factored(g.numpy(), circuit)
-    r["lu_nnz"] = int(f.lu.L.nnz + f.lu.U.nnz)
-    r["lu_mb"] = r["lu_nnz"] * 12 / 2**20  # float64 value + int32 index per entry
-    r["dense_mb"] = r["nodes"] ** 2 * 8 / 2**20
-    r["factor_s"] = best_of(lambda: _Factored(g.numpy(), circuit), repeats)
-    try:
-        i_apx = solve_approx(g, v, circuit, 3)
-        r["approx_fwd"] = best_of(lambda: solve_approx(g, v, circuit, 3), repeats)
-        r["approx_err"] = relative_error(i_apx.numpy(), i_exact.numpy())
-    except Exception as exc:  # the fixed point diverges on this tile
-        r["approx_fwd"], r["approx_err"] = float("nan"), float("nan")
-        print(f"  approx: {exc}")
-    nl_vectors = 4
-    t = time.perf_counter()
-    i_nl = solve_nonlinear(preset.card, x, v[:nl_vectors], circuit)
-    r["newton_per_vec"] = (time.perf_counter() - t) / nl_vectors
-    r["rss_memsim_mb"] = rss_mb() - rss0
+    def step_time(model, repeats):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
-    if not no_spice and spice.available():
-        t = time.perf_counter()
-        ref = column_currents(spice.run(tile_netlist(v[0].numpy(), circuit, g=g.numpy())), n)
-        r["spice_lin"] = time.perf_counter() - t
-        r["err_lin"] = relative_error(i_exact[0].numpy(), ref)
-        if n <= spice_nl_max:
-            t = time.perf_counter()
-            ref = column_currents(spice.run(tile_netlist(v[0].numpy(), circuit, card=preset.card, x=x.numpy())), n)
-            r["spice_nl"] = time.perf_counter() - t
-            r["err_nl"] = relative_error(i_nl[0].numpy(), ref)
-    if n <= dense_max:
-        a, nn = dense_matrix(g.numpy(), circuit)
-        at = torch.from_numpy(a)
-        w, b, _, _ = _topology(n, n, False)
-        rhs = torch.zeros(nn, batch, dtype=torch.float64)
-        rhs[torch.from_numpy(w[:, 0])] = (1.0 / (circuit.wires.r_source + circuit.wires.r_wordline)) * v.T
-        rss1 = rss_mb()
-        t = time.perf_counter()
-        u = torch.linalg.solve(at, rhs)
-        r["dense_fwd"] = time.perf_counter() - t
-        i_dense = (u[torch.from_numpy(b[-1, :])] / circuit.wires.r_bitline).T
-        r["err_dense_vs_sparse"] = relative_error(i_dense.numpy(), i_exact.numpy())
-        r["rss_dense_mb"] = rss_mb() - rss1
-        del a, at, u
-    return r
+        def step():
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        step()
+        return best_of(step, repeats)
+
+    base = step_time(mlp(), 20)
+    print(f"\n== layers: one SGD step of a 784-256-10 MLP, batch 128 (nn.Linear: {base * 1e3:.2f} ms) ==")
+    for mode, reps in (("ideal", 20), ("noisy", 5), ("irdrop", 2)):
+        t = step_time(mlp(mode), reps)
+        print(f"  memsim {mode:7s} train step {t * 1e3:9.2f} ms = {t / base:7.1f}x nn.Linear")
+    # eval reads of a programmed chip: T = 25 time steps of batch 128 through the first layer
+    xs = torch.rand(25 * 128, 784)
+    for mode in ("noisy", "irdrop"):
+        layer = CrossbarLinear(784, 256, preset="hfox_1t1r_64", mode=mode).eval()
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            layer(xs[:128])                       # programs the chip (and computes the operators for irdrop)
+            first = time.perf_counter() - t0
+            t = best_of(lambda: layer(xs), 3)
+        print(f"  eval {mode:6s}: programming{' + operator' if mode == 'irdrop' else ''} {first:.2f} s once; "
+              f"3200 reads {t * 1e3:.1f} ms")
 
 
-def report(rs: list[dict]) -> str:
-    out = []
-    for r in rs:
-        n, b = r["N"], r["batch"]
-        per = r["memsim_fwd"] / b
-        out.append(f"\n== {n}x{n} tile ({r['nodes']} nodes), batch {b}, 1 Ohm segments, 10 Ohm drivers ==")
-        out.append(f"memsim exact (splu once, batched): forward {r['memsim_fwd']:.3f} s/batch = {per * 1e3:.3f} ms/vector;"
-                   f" forward+backward {r['memsim_fwd_bwd']:.3f} s/batch; factorisation alone {r['factor_s']:.3f} s")
-        out.append(f"memsim approx (3 fixed-point iterations): {r['approx_fwd']:.4f} s/batch, "
-                   f"max error vs exact {r['approx_err']:.2e} (relative to the peak current)")
-        out.append(f"memsim nonlinear (Newton, sinh cells): {r['newton_per_vec']:.3f} s/vector")
-        if "spice_lin" in r:
-            out.append(f"ngspice .op linear: {r['spice_lin']:.2f} s/vector; memsim error vs ngspice {r['err_lin']:.1e}; "
-                       f"speed-up per vector {r['spice_lin'] / per:,.0f}x")
-        if "spice_nl" in r:
-            out.append(f"ngspice .op nonlinear: {r['spice_nl']:.2f} s/vector; memsim Newton error {r['err_nl']:.1e}; "
-                       f"speed-up {r['spice_nl'] / r['newton_per_vec']:,.1f}x")
-        if "dense_fwd" in r:
-            out.append(f"dense torch.linalg.solve (same system, same batch): {r['dense_fwd']:.2f} s/batch; "
-                       f"memsim sparse is {r['dense_fwd'] / r['memsim_fwd']:,.0f}x faster; "
-                       f"dense vs sparse error {r['err_dense_vs_sparse']:.1e}")
-        else:
-            out.append(f"dense torch.linalg.solve: not run (the matrix alone is {r['dense_mb']:,.0f} MB)")
-        out.append(f"memory: LU factors {r['lu_nnz']:,} nonzeros = {r['lu_mb']:.1f} MB vs dense matrix "
-                   f"{r['dense_mb']:,.0f} MB ({r['dense_mb'] / r['lu_mb']:,.0f}x); peak RSS growth memsim "
-                   f"{r['rss_memsim_mb']:.0f} MB" + (f", dense solve {r['rss_dense_mb']:.0f} MB" if "rss_dense_mb" in r else ""))
-    return "\n".join(out)
+def section_reads(args):
+    print("\n== reads after the precompute: batch of 128 vectors, 1 Ohm wires, 10 Ohm drivers ==")
+    for n in (64, 128):
+        g, v = hfox_tile(n)
+        a = tile_operator(g, WIRES)
+        t_read = best_of(lambda: v @ a, 20)
+        err = relative_error((v @ a).numpy(), solve_linear(g, v, WIRES).numpy())
+        print(f"  {n}x{n}: V @ A {t_read * 1e3:.3f} ms per batch of 128; error vs per-vector solve {err:.1e}")
+    print("  operator vs per-vector sparse solve (one LU, B*T = 3200 right-hand sides), same tile:")
+    for n in (64, 128, 256):
+        g, v = hfox_tile(n, batch=3200)
+        t_op = best_of(lambda: tile_operator(g, WIRES), 1)
+        a = tile_operator(g, WIRES)
+        t_mm = best_of(lambda: v @ a, 3)
+        nb = 3200 if n < 256 else 320  # at 256 the per-vector solve is timed on 320 vectors and scaled
+        t0 = time.perf_counter()
+        f = _Factored(g.numpy(), WIRES)
+        i_pv = f.out(f.solve(v[:nb].numpy()))
+        t_pv = (time.perf_counter() - t0) * 3200 / nb
+        err = relative_error((v[:nb] @ a).numpy(), i_pv)
+        print(f"  {n}x{n}: operator {t_op:.3f} s + reads {t_mm * 1e3:.1f} ms; per-vector {t_pv:.2f} s"
+              f"{' (scaled from 320)' if nb < 3200 else ''}; speed-up {t_pv / (t_op + t_mm):.1f}x; error {err:.1e}")
+
+
+def section_precompute(args):
+    print("\n== precompute ==")
+    p = load_preset("hfox_1t1r_64")
+    arr = CrossbarArray(p, 256, 784, mode="irdrop")
+    torch.manual_seed(0)
+    g, _ = arr.conductances(torch.randn(256, 784))
+    g = g.double()
+    t = best_of(lambda: tile_operator(g, p.circuit), 2)
+    mb = g.numel() * 4 / 2**20
+    print(f"  784x256 layer on {arr.grid.n_row_tiles}x{arr.grid.n_col_tiles} = {arr.grid.n_tiles} tiles of 64x64 "
+          f"(1T1R): {t:.2f} s; cache {mb:.1f} MB per layer in float32 ({2 * mb:.1f} MB float64)")
+    gg = g.clone().requires_grad_()
+    t0 = time.perf_counter()
+    tile_operator(gg, p.circuit).sum().backward()
+    print(f"  the same with its gradient (forward + backward): {time.perf_counter() - t0:.2f} s")
+    print("  one tile, rows right-hand sides: banded sweep vs SuperLU orderings (factor + solve)")
+    for n in args.sizes:
+        g1, _ = hfox_tile(n)
+        t_sweep = best_of(lambda: tile_operator(g1[None], WIRES), 1 if n >= 256 else 2)
+        row = f"  {n}x{n}: sweep {t_sweep:.2f} s"
+        if n <= args.superlu_max:
+            eye = np.eye(n)
+            for spec in ("COLAMD", "MMD_AT_PLUS_A"):
+                t0 = time.perf_counter()
+                base = _Factored(g1.numpy(), WIRES)  # assembles and factors with COLAMD
+                if spec != "COLAMD":
+                    nf = base.net.n_free
+                    with _serial_blas():
+                        base.lu = spla.splu(base.L[:nf, :nf].tocsc(), permc_spec=spec)
+                base.out(base.solve(eye))
+                row += f"; SuperLU {spec} {time.perf_counter() - t0:.2f} s"
+        print(row)
+
+
+def section_approx(args):
+    print("\n== fixed-point iteration (tol 1e-9) vs operator, B*T = 3200 reads of one tile ==")
+    for n, r in ((64, 1.0), (128, 1.0), (128, 2.5)):
+        g, v = hfox_tile(n, batch=3200)
+        c = TileCircuit(Wires(r, r, 10.0))
+        t0 = time.perf_counter()
+        a = tile_operator(g, c)
+        i_op = v @ a
+        t_op = time.perf_counter() - t0
+        ref = solve_linear(g, v[:16], c).numpy()
+        try:
+            t0 = time.perf_counter()
+            i_ap, info = solve_approx(g, v, c, tol=1e-9, return_info=True)
+            t_ap = time.perf_counter() - t0
+            print(f"  {n}x{n}, {r} Ohm: approx {t_ap:.2f} s ({info['iterations']} iterations, error "
+                  f"{relative_error(i_ap[:16].numpy(), ref):.1e}); operator {t_op:.2f} s (error "
+                  f"{relative_error(i_op[:16].numpy(), ref):.1e}); operator {t_ap / t_op:.0f}x faster")
+        except ConvergenceError as exc:
+            print(f"  {n}x{n}, {r} Ohm: approx fails ({exc}); operator {t_op:.2f} s")
+
+
+def section_linearised(args):
+    print("\n== linearised (operator of chord conductances at v_read) vs Newton (card I-V), realistic presets ==")
+    for name in ("hfox_1t1r_64", "hfox_0t1r_32"):
+        p = load_preset(name)
+        arr = CrossbarArray(p.replace(noise=p.noise.off()), 40, p.rows, mode="irdrop")
+        torch.manual_seed(1)
+        g, _ = arr.conductances(torch.randn(40, p.rows, dtype=torch.float64))
+        g = g[0, 0].double()
+        v = p.v_max * torch.rand(4, p.rows, dtype=torch.float64)
+        from memsim.crossbar.mapping import state_for_conductance
+        x = state_for_conductance(p.card, g.clamp(p.g_min, p.g_max), p.v_read).detach()
+        t0 = time.perf_counter()
+        i_nl = solve_nonlinear(p.card, x, v, p.circuit)
+        t_nl = (time.perf_counter() - t0) / len(v)
+        i_lin = v @ tile_operator(g, p.circuit)
+        print(f"  {name} ({p.rows}x{p.cols} {p.circuit.access}, {p.card.name}): max error "
+              f"{relative_error(i_lin.numpy(), i_nl.numpy()):.2%} of the peak current; Newton {t_nl:.2f} s/vector")
+
+
+def section_spice(args):
+    from memsim import spice
+    from memsim.crossbar.netlist import run_tile
+    if not spice.available():
+        print("\n== spice: ngspice not available, skipped ==")
+        return
+    print("\n== operator vs ngspice .op (linear cells) ==")
+    for n in (16, 64):
+        for access in ("0T1R", "1T1R"):
+            g, v = hfox_tile(n, batch=1)
+            c = TileCircuit(Wires(1.0, 1.0, 10.0), access)
+            t0 = time.perf_counter()
+            ref = run_tile(v[0].numpy(), c, g=g.numpy())
+            t_sp = time.perf_counter() - t0
+            print(f"  {n}x{n} {access}: error {relative_error((v[0] @ tile_operator(g, c)).numpy(), ref):.1e}; "
+                  f"ngspice {t_sp:.2f} s per vector")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3, help="memsim timings: best of this many")
-    ap.add_argument("--spice-nonlinear-max", type=int, default=64, help="largest N for the nonlinear ngspice run")
-    ap.add_argument("--dense-max", type=int, default=64, help="largest N for the dense solve (128: 8.6 GB)")
-    ap.add_argument("--no-spice", action="store_true")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (default 1: on a shared 2-core machine more threads made every "
-                         "torch op ~20x slower; ngspice and SuperLU run on one thread too)")
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512], help="tile sizes (precompute)")
+    ap.add_argument("--superlu-max", type=int, default=256, help="largest tile for the SuperLU comparison")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; SuperLU with one BLAS thread")
-    rs = []
-    for n in args.sizes:
-        rs.append(run_size(n, args.batch, args.repeats, args.spice_nonlinear_max, args.dense_max, args.no_spice))
-        print(report(rs[-1:]), flush=True)
-    return rs
+    torch.set_num_threads(1)
+    for name in args.only:
+        globals()[f"section_{name}"](args)
 
 
 if __name__ == "__main__":

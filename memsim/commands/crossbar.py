@@ -1,7 +1,12 @@
 """``memsim crossbar``: list presets, tile reports, SPICE netlist export, IR-drop maps."""
 from __future__ import annotations
 
+import argparse
 import sys
+
+import numpy as np
+
+from .argtypes import plot_file
 
 
 def register(sub) -> None:
@@ -28,11 +33,18 @@ def register(sub) -> None:
     ex.add_argument("--seed", type=int, default=0, help="seed of the random conductances/states and inputs")
     ex.set_defaults(func=run_export)
 
-    ir = csub.add_parser("irdrop", help="voltage-drop heatmap and output error vs ideal (random and all-ON weights)")
-    ir.add_argument("preset")
-    ir.add_argument("--plot", metavar="FILE", help="output figure (.png or .svg)")
-    ir.add_argument("--cells", choices=("linear", "nonlinear"), default="linear")
-    ir.add_argument("--seed", type=int, default=0)
+    ir = csub.add_parser("irdrop", help="voltage-drop heatmap and output error vs ideal (random and all-ON weights); "
+                                        "with --sizes, the error per tile size and wire resistance")
+    ir.add_argument("preset", help="preset name or path")
+    ir.add_argument("--plot", metavar="FILE", type=plot_file, help="output figure (.png or .svg)")
+    ir.add_argument("--cells", choices=("linear", "nonlinear"), default="linear",
+                    help="heatmaps: linear cells (chord conductance at v_read) or the card's own I-V (Newton)")
+    ir.add_argument("--seed", type=int, default=0, help="seed of the random weight pattern")
+    ir.add_argument("--sizes", type=_int_list, metavar="N,N,...",
+                    help="tile sizes for a table of the column-current error against the ideal product, e.g. "
+                         "16,32,64,128,256,512 (exact operator; all inputs at v_max, random weights)")
+    ir.add_argument("--wires", type=_float_list, default=[0.1, 1.0, 2.5], metavar="R,R,...",
+                    help="wire resistances per segment in Ohm for --sizes (default 0.1,1,2.5)")
     ir.set_defaults(func=run_irdrop)
 
 
@@ -96,10 +108,38 @@ def run_export(args) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers (e.g. 16,32,64)")
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': give tile sizes >= 1, e.g. 16,32,64")
+    return vals
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers (e.g. 0.1,1,2.5)")
+    if not vals or min(vals) < 0 or not all(np.isfinite(vals)):
+        raise argparse.ArgumentTypeError(f"'{text}': give finite wire resistances >= 0 Ohm, e.g. 0.1,1,2.5")
+    return vals
+
+
 def run_irdrop(args) -> int:
-    from ..crossbar.irdrop import PATTERNS, irdrop_figure, irdrop_map
+    from ..crossbar.irdrop import PATTERNS, irdrop_figure, irdrop_map, size_sweep, size_sweep_figure
     from ..crossbar.presets import load_preset
     p = load_preset(args.preset)
+    if args.sizes:
+        sweep = size_sweep(p, args.sizes, args.wires, seed=args.seed, progress=True)
+        print(f"{p.summary()}\ncolumn-current error of a random-weight tile, all inputs at {p.v_max} V:")
+        print(sweep.table())
+        if args.plot:
+            from ..plots import save
+            print(f"wrote {save(size_sweep_figure(sweep), args.plot)}")
+        return 0
     maps = [irdrop_map(p, pat, args.seed, args.cells) for pat in PATTERNS]
     print(p.summary())
     for m in maps:

@@ -87,6 +87,7 @@ class CrossbarArray:
         """Restart the per-programming and per-read noise streams from the seed."""
         self._gen_program = generator(self.noise.seed, "program")
         self._gen_read = generator(self.noise.seed, "read")
+        self._gen_read_device: dict = {}
         self.version += 1
 
     def reseed(self, seed: int) -> None:
@@ -159,7 +160,8 @@ class CrossbarArray:
         if not torch.isfinite(x).all():
             raise ParameterError("input", "NaN/inf entries", "finite inputs", "check the previous layer")
         if self.mode == "ideal" and g is None:
-            self._check_weight(weight)
+            if weight.shape != (self.grid.out_features, self.grid.in_features):
+                self._check_weight(weight)
             return torch.nn.functional.linear(x, weight)
         if g is None:
             g, w_scale = self.conductances(weight)
@@ -189,8 +191,15 @@ class CrossbarArray:
     def _read_noise(self, like: torch.Tensor) -> torch.Tensor:
         """Standard normal draws of the read-noise stream, shaped and placed like ``like``.
 
-        The stream is a CPU generator (reproducible across devices); a CUDA layer gets the draws copied once."""
-        return torch.randn(like.shape, generator=self._gen_read, dtype=like.dtype).to(like.device)
+        On CUDA the draws come from a generator on the GPU (seeded like the CPU stream, so a run is reproducible
+        on its device; CPU and GPU streams differ)."""
+        if like.device.type == "cpu":
+            return torch.randn(like.shape, generator=self._gen_read, dtype=like.dtype)
+        gen = self._gen_read_device.get(like.device)
+        if gen is None:
+            gen = self._gen_read_device[like.device] = torch.Generator(like.device).manual_seed(
+                self._gen_read.initial_seed())
+        return torch.randn(like.shape, generator=gen, dtype=like.dtype, device=like.device)
 
     def _tiles(self, g: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
         """Column currents [B, n_row_tiles, n_col_tiles, cols] of every tile for word-line voltages vt [B, n_row_tiles, rows]."""

@@ -92,3 +92,71 @@ def irdrop_figure(preset: Preset, maps: list[IRDropMap]):
                  f"{w.r_wordline:g}/{w.r_bitline:g} Ohm per segment, driver {w.r_source:g} Ohm")
     fig.tight_layout()
     return fig
+
+
+@dataclass
+class SizeSweep:
+    """Column-current error against the ideal product per tile size and wire resistance, with precompute times."""
+
+    preset: str
+    sizes: list[int]
+    wires: list[float]
+    error: np.ndarray        # [len(wires), len(sizes)]: max_j |I_j - I_ideal_j| / max|I_ideal|
+    seconds: np.ndarray      # [len(wires), len(sizes)]: the operator's precompute time (s)
+    cache_mb: list[float]    # per size: one tile's operator in float64 (MB)
+
+    def table(self) -> str:
+        head = f"{'tile':>9} | " + " | ".join(f"error @ {r:g} Ohm" for r in self.wires) + \
+               " | precompute (s) | operator (MB)"
+        lines = [head, "-" * len(head)]
+        for k, n in enumerate(self.sizes):
+            errs = " | ".join(f"{self.error[a, k]:>13.3%}" for a in range(len(self.wires)))
+            lines.append(f"{n:>4}x{n:<4} | {errs} | {self.seconds[:, k].mean():>14.3f} | {self.cache_mb[k]:>13.2f}")
+        return "\n".join(lines)
+
+
+def size_sweep(preset: Preset | str, sizes, wires=(0.1, 1.0, 2.5), pattern: str = "random", seed: int = 0,
+               progress: bool = False) -> SizeSweep:
+    """IR-drop error of one ``pattern`` tile of each size (all inputs at ``v_max``) through the exact operator."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .operator import check_memory, tile_operator
+    preset = load_preset(preset)
+    sizes, wires = [int(n) for n in sizes], [float(r) for r in wires]
+    for n in sizes:
+        check_memory(1, n, n)  # before any work: a clear error for a tile that will not fit
+    err = np.zeros((len(wires), len(sizes)))
+    sec = np.zeros_like(err)
+    tile_operator(pattern_conductance(preset.replace(rows=2, cols=2), pattern, seed), preset.circuit)  # warm-up
+    jobs = [(a, k) for a in range(len(wires)) for k in range(len(sizes))]
+    for a, k in tqdm(jobs, desc="IR drop per tile size", disable=not progress):
+        p = preset.replace(rows=sizes[k], cols=sizes[k], r_wire=wires[a])
+        g = pattern_conductance(p, pattern, seed)
+        v = torch.full((1, p.rows), p.v_max, dtype=torch.float64)
+        t0 = time.perf_counter()
+        op = tile_operator(g, p.circuit)
+        sec[a, k] = time.perf_counter() - t0
+        err[a, k] = float(((v @ op - solve_ideal(g, v, p.circuit)).abs().max() /
+                           solve_ideal(g, v, p.circuit).abs().max()))
+    return SizeSweep(preset.name, sizes, wires, err, sec, [n * n * 8 / 2**20 for n in sizes])
+
+
+def size_sweep_figure(s: SizeSweep):
+    from ..plots import plt
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for a, r in enumerate(s.wires):
+        ax.plot(s.sizes, 100 * s.error[a], "o-", label=f"{r:g} Ohm per segment")
+    ax.set(xscale="log", yscale="log", xlabel="tile size N (N x N)", ylabel="max |I - I_ideal| / max |I_ideal| (%)",
+           title=f"{s.preset}: column-current error from IR drop")
+    for a_ in (ax, bx):
+        a_.set_xticks(s.sizes, [str(n) for n in s.sizes])
+        a_.xaxis.set_minor_locator(plt.NullLocator())
+    ax.legend()
+    bx.plot(s.sizes, s.seconds.mean(0), "s-", color="k", label="exact operator (banded sweep)")
+    bx.set(xscale="log", yscale="log", xlabel="tile size N (N x N)", ylabel="precompute per tile (s)",
+           title="precompute time (one core)")
+    bx.legend()
+    fig.tight_layout()
+    return fig

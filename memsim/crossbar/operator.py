@@ -268,3 +268,24 @@ def sparse_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch
         f = factor_tile(tile, circuit, v_gate)
         out.append(torch.from_numpy(f.out(f.solve(eye), eye).copy()))
     return torch.stack(out).reshape(g.shape).to(g.dtype)
+
+
+def linearised_operator(card, x: torch.Tensor, circuit: TileCircuit, v_read, v_gate=None) -> torch.Tensor:
+    """The operator of nonlinear cells linearised at their read voltage: each cell of ``card`` at state ``x``
+    [..., rows, cols] becomes its chord conductance ``I(v_read, x) / v_read``. Exact for linear cards; for a
+    nonlinear card (e.g. the sinh of Stanford-PKU) its error against Newton with the card's own I-V grows with
+    the IR drop, which moves cells away from ``v_read`` (benchmarks/crossbar.md gives figures per preset)."""
+    import math as _math
+
+    from ..device import DeviceArray
+    if v_read is None or isinstance(v_read, bool) or not isinstance(v_read, (int, float)) \
+            or not _math.isfinite(v_read) or v_read == 0:
+        raise ParameterError("v_read", v_read, "a non-zero read voltage in V inside the card's range "
+                             f"{list(card.voltage_range)}",
+                             "give the voltage at which the cells are linearised (a preset's device.v_read)")
+    lo, hi = card.voltage_range
+    if not lo <= v_read <= hi:
+        raise ParameterError("v_read", v_read, f"inside the card's range {list(card.voltage_range)} V",
+                             "choose a read voltage the card is valid at")
+    dev = DeviceArray.from_card(card, shape=tuple(x.shape), dtype=torch.float64)
+    return tile_operator(dev.conductance(x.to(torch.float64), float(v_read)), circuit, v_gate)
