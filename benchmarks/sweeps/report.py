@@ -64,13 +64,20 @@ def main() -> int:
         plot_heatmap(w, out / "heatmap_mlp_irdrop_tile_wires.png", "tile.size", "wires.r")
     plot_pareto(main_runs, out / "pareto_accuracy_energy.png", color="network")
 
-    print("\n### Mean accuracy (%) by network, programming noise and tile size (mean over the other axes)\n")
-    for net, d in main_runs.groupby("network"):
-        pv = d.pivot_table(index="noise.program", columns="tile.size", values="accuracy", aggfunc="mean") * 100
-        best = pv.idxmax(axis=1)
-        pv.columns = [f"tile {c}" for c in pv.columns]
-        pv["best tile"] = best.astype(int).astype(str)
-        print(f"**{net}**\n\n" + md(pv.reset_index()) + "\n")
+    print("\n### Mean accuracy (%) by network, ADC bits, programming noise and tile size "
+          "(mean over mapping / pruning where swept; n = points per cell)\n")
+    for net, d in main_runs.groupby("network", sort=False):
+        for bits in sorted(d["adc.bits"].dropna().unique(), reverse=True):
+            db = d[d["adc.bits"] == bits]
+            pv = db.pivot_table(index="noise.program", columns="tile.size", values="accuracy", aggfunc="mean") * 100
+            cnt = db.pivot_table(index="noise.program", columns="tile.size", values="accuracy", aggfunc="size")
+            best = pv.idxmax(axis=1)
+            out_t = pv.copy()
+            for c in pv.columns:
+                out_t[c] = [f"{v:.1f} (n={int(k)})" if v == v else "-" for v, k in zip(pv[c], cnt[c].fillna(0))]
+            out_t.columns = [f"tile {c}" for c in pv.columns]
+            out_t["best tile"] = best.astype(int).astype(str)
+            print(f"**{net}, {int(bits)}-bit ADC**\n\n" + md(out_t.reset_index()) + "\n")
     print("\n### Cost by network and tile size (dense mapping, mean over the other axes)\n")
     d = main_runs[main_runs["mapping"] == "dense"]
     c = d.groupby(["network", "tile.size"]).agg(tiles=("tiles", "mean"), utilisation=("utilisation", "mean"),

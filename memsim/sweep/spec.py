@@ -11,8 +11,7 @@ Layout::
     # config = "configs/x.toml"; finetune_epochs = 1        # hardware-aware fine-tuning per point (from checkpoint)
     preset = "hfox_1t1r_64"          # the crossbar preset the axes modify
     mode = "auto"                    # auto (irdrop: the exact IR-drop solve) | noisy | irdrop | approx
-    chips = 3                        # chips (noise seeds) per point: accuracy is their mean and spread
-    chip_seed = 0                    # first chip seed
+    chips = 3                        # chips per point (noise seeds 0..chips-1): accuracy is their mean and spread
     limit = 1000                     # evaluate on the first N test images (0 = all)
     max_points = 2000                # more points than this needs --yes
 
@@ -68,10 +67,10 @@ _PRESET_SECTIONS = {
 PRESET_KEYS = {f"{s}.{k}": t for s, ks in _PRESET_SECTIONS.items() for k, t in ks.items()}
 LAYOUTS = ("dense", "sparse")
 MODES = ("auto", "noisy", "irdrop", "approx")
-SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "chip_seed": int, "mode": str}
+SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "mode": str}
 AXES = {**PRESET_KEYS, **SWEEP_AXES}
 DESIGNS = ("grid", "random", "lhs", "points")
-_BASE_KEYS = {"checkpoint", "models", "config", "finetune_epochs", "preset", "mode", "chips", "chip_seed", "limit",
+_BASE_KEYS = {"checkpoint", "models", "config", "finetune_epochs", "preset", "mode", "chips", "limit",
               "split", "batch_size", "max_points", "cost_model", "mapping", "prune"}
 _TOP_KEYS = {"name", "description", "base", "axes", "design"}
 _DESIGN_KEYS = {"kind", "n", "seed", "points"}
@@ -182,7 +181,7 @@ class SweepSpec:
             "prune": float(point.get("prune", b.get("prune", 0.0))),
             "mode": mode,
             "chips": int(b.get("chips", 3)),
-            "chip_seed": int(point.get("chip_seed", b.get("chip_seed", 0))),
+            "chip_seed": 0,  # chips are the noise seeds 0..chips-1 (memsim evaluate's protocol)
             "limit": int(b.get("limit", 0)),
             "split": str(b.get("split", "test")),
             "batch_size": int(b.get("batch_size", 256)),
@@ -278,12 +277,12 @@ def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, ch
                          f"(several), or 'config' with 'finetune_epochs' (hardware-aware fine-tuning per point)")
     if "models" in base and (not isinstance(base["models"], dict) or not base["models"]):
         raise SweepError(f"{source}.base.models must be a non-empty table name = checkpoint path")
-    for k, kind in (("finetune_epochs", int), ("chips", int), ("chip_seed", int), ("limit", int),
+    for k, kind in (("finetune_epochs", int), ("chips", int), ("limit", int),
                     ("batch_size", int), ("max_points", int), ("preset", str), ("mode", str), ("split", str),
                     ("cost_model", str), ("checkpoint", str), ("config", str), ("mapping", str), ("prune", float)):
         if k in base:
             _check_type(f"{source}.base.{k}", base[k], kind)
-    for k, lo in (("chips", 1), ("chip_seed", 0), ("limit", 0), ("batch_size", 1), ("max_points", 1),
+    for k, lo in (("chips", 1), ("limit", 0), ("batch_size", 1), ("max_points", 1),
                   ("finetune_epochs", 0)):
         if k in base and base[k] < lo:
             raise SweepError(f"{source}.base.{k} = {base[k]} is invalid: allowed an integer >= {lo}")
