@@ -259,3 +259,33 @@ def test_linearised_operator_needs_a_read_voltage_and_is_exact_for_linear_cards(
     v = 0.1 * torch.rand(3, 6, dtype=torch.float64)
     g = DeviceArray.from_card(hp, shape=(6, 5), dtype=torch.float64).conductance(x, 0.1)
     assert relative_error((v @ linearised_operator(hp, x, c, 0.1)).numpy(), solve_linear(g, v, c).numpy()) < 1e-12
+
+
+def test_preset_schema_carries_the_layout(tmp_path):
+    text = (CROSSBAR_TOML := """name = "t"
+provenance = "test"
+[tile]
+rows = 8
+cols = 8
+[wires]
+r_wordline = 1.0
+r_bitline = 1.0
+sense_segment = false
+sense_end = "top"
+drive = "both"
+[device]
+card = "hp_tio2_joglekar"
+v_read = 0.1
+[mapping]
+scheme = "differential"
+""")
+    f = tmp_path / "t.toml"
+    f.write_text(text)
+    w = load_preset(f).circuit.wires
+    assert (w.sense_segment, w.sense_end, w.drive, w.driver_segment) == (False, "top", "both", True)
+    f.write_text(CROSSBAR_TOML.replace('"top"', '"side"'))
+    with pytest.raises(ParameterError, match="t.wires.sense_end"):
+        load_preset(f)
+    f.write_text(CROSSBAR_TOML.replace("drive =", "drives ="))
+    with pytest.raises(Exception, match="drive"):
+        load_preset(f)

@@ -9,7 +9,8 @@ Layout::
 
     name = "..."; description = "..."; provenance = "..."
     [tile]       rows, cols, access ("0T1R" | "1T1R")
-    [wires]      r_wordline, r_bitline (Ohm per cell segment, > 0), r_source (Ohm, >= 0)
+    [wires]      r_wordline, r_bitline (Ohm per cell segment, >= 0), r_source (Ohm, >= 0), and the layout:
+                 driver_segment, sense_segment (true/false), sense_end ("bottom" | "top"), drive ("left" | "both")
     [transistor] k (S/V), v_th (V), g_off (S), v_gate (V)          1T1R only, optional
     [device]     card (device card name), v_read (V)
     [mapping]    scheme ("differential" | "offset"), levels (0 = analog, or >= 2)
@@ -40,7 +41,7 @@ CROSSBAR_DIR = data_dir("crossbar")
 _KEYS = {
     "": {"name", "description", "provenance", "tile", "wires", "transistor", "device", "mapping", "dac", "adc", "noise"},
     "tile": {"rows", "cols", "access"},
-    "wires": {"r_wordline", "r_bitline", "r_source"},
+    "wires": {"r_wordline", "r_bitline", "r_source", "driver_segment", "sense_segment", "sense_end", "drive"},
     "transistor": {"k", "v_th", "g_off", "v_gate"},
     "device": {"card", "v_read"},
     "mapping": {"scheme", "levels"},
@@ -204,7 +205,7 @@ def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
     access = tile.get("access", "0T1R")
     w = _construct(source, Wires, {"r_wordline": _need(wires, "r_wordline", f"{source}.wires"),
                                    "r_bitline": _need(wires, "r_bitline", f"{source}.wires"),
-                                   "r_source": wires.get("r_source", 0.0)})
+                                   **{k: v for k, v in wires.items() if k not in ("r_wordline", "r_bitline")}})
     if trans is not None and access != "1T1R":
         raise CardError(f"{source}: [transistor] is only meaningful with tile.access = '1T1R' (got '{access}')")
     t = _construct(source, Transistor, trans) if trans is not None else None
