@@ -18,6 +18,7 @@ from memsim.sweep.plots import pareto_front, plot_accuracy_vs_tile, plot_heatmap
 from memsim.sweep.results import table  # noqa: E402
 
 NAMES = {"fashion_msnn": "MSNN", "fashion_mlp": "MLP", "fashion_mlp_wires": "MLP (IR drop)",
+         "fashion_msnn_wires": "MSNN (IR drop)",
          "fashion_vgg": "VGG", "fashion_vgg_dw": "VGG-dw"}
 
 
@@ -53,15 +54,18 @@ def main() -> int:
     ok = df[df["status"] == "ok"].copy()
     print(f"{len(df)} points ({len(ok)} ok) in {df['study'].nunique()} sweeps: "
           + ", ".join(f"{k} {v}" for k, v in df.groupby("study").size().items()))
-    main_runs = ok[ok["study"] != "fashion_mlp_wires"]
+    wire_studies = ("fashion_mlp_wires", "fashion_msnn_wires")
+    main_runs = ok[~ok["study"].isin(wire_studies)]
     plot_accuracy_vs_tile(main_runs, out / "accuracy_vs_tile.png", group="network")
     for net in ("MSNN", "MLP"):
         d = main_runs[main_runs["network"] == net]
         if len(d):
             plot_heatmap(d, out / f"heatmap_{net.lower()}_tile_noise.png", "tile.size", "noise.program")
-    w = ok[ok["study"] == "fashion_mlp_wires"]
-    if len(w):
-        plot_heatmap(w, out / "heatmap_mlp_irdrop_tile_wires.png", "tile.size", "wires.r")
+    w = ok[ok["study"].isin(wire_studies)]
+    for study in wire_studies:
+        ws = w[w["study"] == study]
+        if len(ws):
+            plot_heatmap(ws, out / f"heatmap_{study.split('_')[1]}_irdrop_tile_wires.png", "tile.size", "wires.r")
     plot_pareto(main_runs, out / "pareto_accuracy_energy.png", color="network")
 
     print("\n### Mean accuracy (%) by network, ADC bits, programming noise and tile size "
@@ -97,12 +101,12 @@ def main() -> int:
                                   aggfunc="mean") * 100
         s.columns = [f"noise {c:g}" for c in s.columns]
         print("\nAccuracy (%) against programming noise, by mapping:\n\n" + md(s.reset_index()))
-    if len(w):
-        print("\n### MLP with exact IR drop: accuracy (%) by wire resistance and tile size\n")
-        pv = w.pivot_table(index="wires.r", columns="tile.size", values="accuracy", aggfunc="mean") * 100
+    for study, ws in w.groupby("study"):
+        print(f"\n### {NAMES[study]}: accuracy (%) by wire resistance and tile size (mean over noise)\n")
+        pv = ws.pivot_table(index="wires.r", columns="tile.size", values="accuracy", aggfunc="mean") * 100
         pv.columns = [f"tile {c}" for c in pv.columns]
         print(md(pv.reset_index()))
-        pe = w.pivot_table(index="wires.r", columns="tile.size", values="output_error", aggfunc="mean")
+        pe = ws.pivot_table(index="wires.r", columns="tile.size", values="output_error", aggfunc="mean")
         pe.columns = [f"tile {c}" for c in pe.columns]
         print("\nOutput error (relative RMS of the crossbar product):\n\n" + md(pe.reset_index(), "{:.3f}"))
     print("\n### ADC bits (mean accuracy %, all tiles and noise levels)\n")
