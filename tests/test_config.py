@@ -115,7 +115,7 @@ def test_misspelt_or_misplaced_keys_name_the_closest_valid_key(data, key, needle
     ("training", "grad_clip", -1.0, "a finite number >= 0"),
     ("training", "optimizer", "adma", "one of ['adam', 'adamw', 'sgd']"),
     ("training", "momentum", 1.0, "a finite number in [0, 1)"),
-    ("data", "dataset", "cifar10", "one of ['digits', 'mnist', 'fashion_mnist']"),
+    ("data", "dataset", "imagenet", f"one of {list(C.DATASETS)}"),  # the names memsim.data can load
     ("data", "test_fraction", 1.0, "a finite number in (0, 1)"),
     ("hardware", "aware", "yes", "true or false"),
 ])
