@@ -19,6 +19,11 @@ def register(sub) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test", help="data split to evaluate (default test)")
     p.add_argument("--substeps", type=positive_int, metavar="N",
                    help="neuron integration sub-steps per time step, N >= 1 (default: as trained)")
+    p.add_argument("--mapping", choices=("dense", "sparse"), default="dense",
+                   help="weights on tiles: dense (whole matrices, zeros included) or sparse (only non-zero blocks, "
+                        "packed; memsim.ann.deploy)")
+    p.add_argument("--prune", type=float, default=0.0, metavar="F",
+                   help="zero this fraction of each crossbar layer's weights by magnitude before mapping, 0 <= F < 1")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -26,12 +31,26 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..training import evaluate_checkpoint
 
-    r = evaluate_checkpoint(args.checkpoint, preset=args.preset, seeds=args.seeds, mode=args.mode, split=args.split,
-                            limit=args.limit, progress=True, substeps=args.substeps)
+    if args.mapping != "dense" or args.prune:
+        from ..ann.deploy import evaluate_deployed
+        from ..checkpoint import read_checkpoint
+        from ..config import parse_config
+        cfg = parse_config(read_checkpoint(args.checkpoint).config, source=args.checkpoint)
+        r = evaluate_deployed(args.checkpoint, args.preset or cfg.hardware.eval_preset or cfg.network.crossbar,
+                              mapping=args.mapping, prune=args.prune, mode=args.mode or cfg.hardware.mode,
+                              seeds=args.seeds or cfg.hardware.eval_seeds, split=args.split, limit=args.limit,
+                              progress=True)
+    else:
+        r = evaluate_checkpoint(args.checkpoint, preset=args.preset, seeds=args.seeds, mode=args.mode,
+                                split=args.split, limit=args.limit, progress=True, substeps=args.substeps)
     if args.json:
         print(json.dumps(r, indent=2))
     else:
         per = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
         print(f"{r['checkpoint']} on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
               f"+- {100 * r['std']:.2f} over {r['seeds']} seed(s) [{per}], {r['samples']} {args.split} samples")
+        if r.get("tiles"):
+            print(f"{r['mapping']} mapping, prune {r['prune']:g}: {r['tiles']} tiles, utilisation "
+                  f"{100 * r['utilisation']:.1f} % ({100 * r['nonzero_utilisation']:.1f} % non-zero), "
+                  f"{r['zero_cells']} zero cells programmed, product error {r['output_error']:.3g}")
     return 0
