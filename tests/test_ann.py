@@ -106,3 +106,14 @@ def test_deploy_reports_tiles_reads_and_noise(trained):
     assert len(r["per_seed"]) == 2 and r["samples"] == 100
     assert 0.0 < r["output_error"] < 1.0
     assert r["tiles"] == rep["tiles"] and r["zero_cells"] == 0
+
+
+def test_cli_evaluate_with_mapping(trained, capsys):
+    from memsim.cli import main
+    _, result = trained["vgg_dw"]
+    assert main(["evaluate", str(result.checkpoint), "--preset", "hfox_1t1r_64", "--mode", "noisy",
+                 "--mapping", "sparse", "--prune", "0.5", "--seeds", "1", "--limit", "40"]) == 0
+    out = capsys.readouterr().out
+    rep = mapping_report(result.checkpoint, "hfox_1t1r_64", mapping="sparse", prune=0.5)
+    assert f"sparse mapping, prune 0.5: {rep['tiles']} tiles" in out and "40 test samples" in out
+    assert f"{rep['zero_cells']} zero cells programmed" in out
