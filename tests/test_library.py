@@ -79,7 +79,7 @@ def test_ron_not_below_roff():
 def test_negative_or_nonfinite_parameter(value):
     data = card_data()
     data["parameters"]["R_on"] = value
-    with pytest.raises(ParameterError, match=r"R_on.*allowed \(0, inf\] Ohm"):
+    with pytest.raises(ParameterError, match=r"R_on.*allowed \(0, inf\) Ohm"):
         parse_card(data, "bad")
 
 

@@ -72,7 +72,7 @@ def test_e1_not_below_e2_is_rejected():
                                              ({"M1_tau": 0.0}, "tau"), ({"M1_tau": -1e-3}, "tau"),
                                              ({"tau_s": 0.0}, "tau_s")])
 def test_nonpositive_capacitance_or_tau_is_rejected(override, field):
-    with pytest.raises(ParameterError, match=rf"\.{field} = .*allowed \(0, inf\]"):
+    with pytest.raises(ParameterError, match=rf"\.{field} = .*allowed \(0, inf\)"):
         MIFNeuron(**override)
 
 
