@@ -82,22 +82,25 @@ for a, card in zip(ax, cards.values()):
     amps = np.linspace(0.0, 3.0, 25) * card.verify.train_amplitude
     current, rate = fi_curve(card, amps)
     a.plot(current * 1e6, rate, "o-", color="C2")
-    a.set(title=f"{card.name}: f-I", xlabel="mean input current (uA)", ylabel="output rate (Hz)")
+    a.set(title=f"{card.name}: f-I", xlabel="mean input current (µA)", ylabel="output rate (Hz)")
     assert rate[0] == 0 and rate.max() > 0          # silent without input, fires with it
     assert rate[len(rate) // 3] > rate[1]           # the rate grows with the input at first
 fig.tight_layout()"""),
     new_markdown_cell("""## 3. Phase portrait
 The MIF under the irregular spike train: membrane voltage against each memristor state. Each spike is a loop:
 V rises with x1 low, M1 turns ON (x1 rises) and pulls V down, then x1 relaxes. For the vLIF the same in (V, x).
-The trajectories come from a torch run at dt/10 (the same held input, each sample repeated 10 times), so the fast
-upstroke is resolved; at dt/10 the layer needs 10x fewer sub-steps, so this costs about as much as the run at dt."""),
+The trajectories come from a run at dt/10 (the same held input, each sample repeated 10 times), so the fast
+upstroke is resolved. One neuron over many steps is the scalar path's job (`memsim.scalar.neuron_trace`: the same
+circuit equations rendered to one Python loop, the layer's RK4 sub-steps, checked against ngspice by the tests);
+it must retrace the torch layer's trajectory at dt."""),
     new_code_cell("""from memsim.neurons.simulate import NeuronStimulus
+from memsim.scalar import neuron_trace
 fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
 for a, card in zip(ax, cards.values()):
     stim = standard_stimuli(card)[2]
     label = stim.label
     fine = NeuronStimulus(label, np.repeat(stim.current, 10), stim.synapse)
-    tr = torch_trace(card, fine, dt=card.dt / 10)
+    tr = neuron_trace(card, fine.current, dt=card.dt / 10, synapse=fine.synapse)
     coarse = traces[(card.name, label)]
     assert np.abs(tr.v[::10] - coarse.v).max() < 0.01 * (coarse.v.max() - coarse.v.min())   # same trajectory
     for j, name in enumerate(card.circuit.state_names[1:], start=1):
