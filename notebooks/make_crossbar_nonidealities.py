@@ -89,7 +89,7 @@ assert a == b and a != c"""),
     new_markdown_cell("""## 2. IR drop against tile size and wire resistance
 One tile of random conductances in the HfOx window (0T1R, no driver resistance), every input at 0.2 V; error of the
 column currents of the exact IR-drop operator (`V @ A`, `mode="irdrop"`) against the ideal `V G`, checked against
-the per-vector nodal solve. Beside it: how many iterations the fixed-point solve (`mode="approx"`) needs to
+the per-vector nodal solve. Beside it: how many iterations the fixed-point solve (`solve_approx`) needs to
 reach the same accuracy (1e-9), and where it cannot."""),
     new_code_cell("""p0 = load_preset("hfox_0t1r_32")
 sizes = [16, 32, 64, 128]

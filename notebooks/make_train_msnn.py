@@ -96,11 +96,11 @@ assert acc[steps.index(20)] > acc[0]"""),
 
 The weights of the ideal run are programmed onto a preset's tiles (once per seed, kept for the whole test set,
 as on a chip) and the test set is run through the array model: `noisy` = quantised conductance levels, DAC/ADC,
-programming and read noise, device variation, stuck-at faults, drift; `approx` adds the IR drop of the wires.
+programming and read noise, device variation, stuck-at faults, drift; `irdrop` adds the exact IR drop of the wires.
 `hfox_1t1r_64` is the realistic target of the benchmarks (64x64 1T1R tiles, 1 Ohm wire segments, 6-bit ADC,
 5 % programming noise); `hfox_0t1r_32` is a passive array with sneak paths and 16 levels."""),
     new_code_cell("""ckpt = result.checkpoint
-cases = [("ideal", None), ("hfox_1t1r_64", "noisy"), ("hfox_1t1r_64", "approx"), ("hfox_0t1r_32", "noisy")]
+cases = [("ideal", None), ("hfox_1t1r_64", "noisy"), ("hfox_1t1r_64", "irdrop"), ("hfox_0t1r_32", "noisy")]
 rows = []
 for preset, mode in cases:
     r = evaluate_checkpoint(ckpt, preset=preset, mode=mode, seeds=2)

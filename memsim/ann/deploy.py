@@ -34,7 +34,7 @@ from ..nn.grouped import (GroupedCrossbarConv2d, MappedCrossbarLinear, _Mapped, 
 
 __all__ = ["evaluate_deployed", "mapping_report", "resolve_checkpoint", "deploy_model"]
 
-_MODES = ("ideal", "noisy", "approx", "irdrop")
+_MODES = ("ideal", "noisy", "irdrop")
 _TOTALS = ("tiles", "cells", "used_cells", "nonzero_cells", "zero_cells", "tile_reads_per_inference",
            "adc_conversions_per_inference")
 
@@ -265,7 +265,7 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
     ``source``: checkpoint file, run directory, or Config / TOML config (its output.dir). ``preset``: name,
     ``.toml`` path, :class:`memsim.crossbar.Preset`, or ``"ideal"`` (exact product; one seed).
     ``mapping``: ``"dense"`` | ``"sparse"`` (or a ``{layer_name: scheme}`` dict for ANNs); ``prune``: fraction
-    of each crossbar layer's weights zeroed by magnitude; ``mode``: ideal | noisy | approx | irdrop;
+    of each crossbar layer's weights zeroed by magnitude; ``mode``: ideal | noisy | irdrop;
     ``seeds``: chips averaged; ``limit``: first N samples. Returned keys: see ``/work/coord/ANN_API.md`` /
     the README (accuracy, std, per_seed, output_error, tiles, cells, used/nonzero/zero cells, utilisation,
     nonzero_utilisation, tile_reads_per_inference, adc_conversions_per_inference, layers, ...).

@@ -13,8 +13,8 @@ def register(sub) -> None:
     p.add_argument("--preset", help="crossbar preset name or .toml path, or 'ideal' (default: the run's "
                                     "hardware.eval_preset, else its network.crossbar)")
     p.add_argument("--seeds", type=positive_int, help="noise seeds to average (default: the run's hardware.eval_seeds)")
-    p.add_argument("--mode", choices=("noisy", "approx", "irdrop"),
-                   help="crossbar simulation: noisy (ideal wires), approx (fast IR-drop estimate), irdrop (exact)")
+    p.add_argument("--mode", choices=("noisy", "irdrop"),
+                   help="crossbar simulation: noisy (ideal wires) or irdrop (exact IR drop through each tile's operator)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N samples only (N >= 1)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="data split to evaluate (default test)")
     p.add_argument("--substeps", type=positive_int, metavar="N",

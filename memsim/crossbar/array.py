@@ -18,7 +18,6 @@
      read-voltage chord conductance, :func:`memsim.crossbar.operator.tile_operator`) is computed once per
      programmed state and cached, and each read is ``V @ A``. For a nonlinear card this is the
      linearised model (chord conductances at ``v_read``);
-   * ``approx``  - as ``irdrop`` but with the fixed-point IR-drop iteration per read, to a tolerance;
    * ``nonlinear`` - as ``irdrop`` with the card's own I-V (Newton per input vector; slow, exact);
 
 5. add read noise, subtract the pair/reference columns, digitise each tile column with
@@ -36,13 +35,18 @@ from .mapping import state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
 from .presets import Preset, load_preset
 from .operator import tile_operator
-from .solver import effective_conductance, memristor_for_cell, solve_approx, solve_nonlinear
+from .solver import effective_conductance, memristor_for_cell, solve_nonlinear
 from .tiling import TileGrid
 
-MODES = ("ideal", "noisy", "irdrop", "approx", "nonlinear")
+MODES = ("ideal", "noisy", "irdrop", "nonlinear")
 
 
 def check_mode(mode: str) -> str:
+    if mode == "approx":  # a fixed-point estimate per read: slower than irdrop at equal error (benchmarks/crossbar.md)
+        raise ParameterError("mode", mode, f"one of {list(MODES)}",
+                             "use 'irdrop': exact IR drop through each tile's cached operator, faster than the "
+                             "fixed-point estimate that 'approx' was (memsim.crossbar.solve_approx remains for "
+                             "one-off reads)")
     if mode not in MODES:
         raise ParameterError("mode", mode, f"one of {list(MODES)}", "choose how the array is simulated")
     return mode
@@ -52,8 +56,7 @@ class CrossbarArray:
     """An ``(out_features, in_features)`` weight matrix on the tiles of ``preset``."""
 
     def __init__(self, preset: Preset | str, out_features: int, in_features: int, *, mode: str = "noisy",
-                 noise: NonIdealities | None = None, approx_iterations: int = 1000, approx_tol: float | None = None,
-                 grid=None):
+                 noise: NonIdealities | None = None, grid=None):
         self.preset = load_preset(preset)
         self.mode = check_mode(mode)
         #: bumped whenever the chip's conductances for the same weights change (reseed, new defects, new noise),
@@ -67,7 +70,6 @@ class CrossbarArray:
         self.grid = grid if grid is not None else TileGrid(out_features, in_features, self.preset.rows,
                                                            self.preset.cols, self.preset.scheme)
         self.mapping = self.preset.mapping()
-        self.approx_iterations, self.approx_tol = approx_iterations, approx_tol
         self._operator: tuple | None = None  # (programmed g, its _version, operators A) of the last irdrop read
 
     @property
@@ -215,12 +217,8 @@ class CrossbarArray:
         for r in range(nr):
             row = []
             for c in range(nc):
-                if mode == "approx":
-                    row.append(solve_approx(g[r, c], vt[:, r], circuit, tol=self.approx_tol,
-                                            max_iter=self.approx_iterations))
-                else:
-                    x = state_for_conductance(self.preset.card, g[r, c].clamp(self.preset.g_min, self.preset.g_max),
-                                              self.preset.v_read)
-                    row.append(solve_nonlinear(self.preset.card, x, vt[:, r].double(), circuit).to(vt.dtype))
+                x = state_for_conductance(self.preset.card, g[r, c].clamp(self.preset.g_min, self.preset.g_max),
+                                          self.preset.v_read)
+                row.append(solve_nonlinear(self.preset.card, x, vt[:, r].double(), circuit).to(vt.dtype))
             out.append(torch.stack(row, 1))
         return torch.stack(out, 1)

@@ -8,9 +8,8 @@ solve with wire resistance (adjoint backward). That is hardware-aware training.
 
 Modes: ``ideal`` (exact product through the mapping), ``noisy`` (quantised levels,
 DAC/ADC, the preset's noise, ideal wires), ``irdrop`` (``noisy`` + exact IR drop through
-each tile's cached linear operator: a matmul per read), ``approx`` (``noisy`` + a fixed-point
-IR-drop iteration per read, to a tolerance), ``nonlinear`` (exact IR drop with the card's own
-I-V; slow).
+each tile's cached linear operator: a matmul per read), ``nonlinear`` (exact IR drop with the
+card's own I-V; slow).
 
 Inputs are scaled to the DAC range by a running maximum of |x| (updated in
 training, frozen in eval). In eval mode the programmed conductances are drawn once
@@ -33,10 +32,9 @@ from ..errors import ParameterError
 
 
 class _CrossbarCore(nn.Module):
-    def _init_core(self, preset, out_features, in_features, mode, noise, approx_iterations, scale_momentum):
+    def _init_core(self, preset, out_features, in_features, mode, noise, scale_momentum):
         self.preset = load_preset(preset)
-        self.array = CrossbarArray(self.preset, out_features, in_features, mode=check_mode(mode), noise=noise,
-                                   approx_iterations=approx_iterations)
+        self.array = CrossbarArray(self.preset, out_features, in_features, mode=check_mode(mode), noise=noise)
         self.scale_momentum = scale_momentum
         self.register_buffer("input_scale", torch.zeros(()))
         self._programmed = None
@@ -93,10 +91,10 @@ class CrossbarLinear(_CrossbarCore):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal", noise: NonIdealities | None = None,
-                 approx_iterations: int = 1000, scale_momentum: float = 0.9, device=None, dtype=None):
+                 scale_momentum: float = 0.9, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self._init_core(preset, out_features, in_features, mode, noise, approx_iterations, scale_momentum)
+        self._init_core(preset, out_features, in_features, mode, noise, scale_momentum)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
         self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
@@ -140,7 +138,7 @@ class CrossbarConv2d(_CrossbarCore):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  bias: bool = True, *, preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal",
-                 noise: NonIdealities | None = None, approx_iterations: int = 1000, scale_momentum: float = 0.9,
+                 noise: NonIdealities | None = None, scale_momentum: float = 0.9,
                  device=None, dtype=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -148,7 +146,7 @@ class CrossbarConv2d(_CrossbarCore):
         self.stride, self.padding, self.dilation = _pair(stride, "stride"), _pair(padding, "padding"), \
             _pair(dilation, "dilation")
         fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        self._init_core(preset, out_channels, fan_in, mode, noise, approx_iterations, scale_momentum)
+        self._init_core(preset, out_channels, fan_in, mode, noise, scale_momentum)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size, **kw))
         self.bias = nn.Parameter(torch.empty(out_channels, **kw)) if bias else None

@@ -98,7 +98,7 @@ class _Mapped(_CrossbarCore):
                               block=self.block or DEFAULT_BLOCK)
         old = self.array
         self.array = CrossbarArray(p, out, inp, mode=old.mode, noise=old.noise,
-                                   approx_iterations=old.approx_iterations, grid=grid)
+                                   grid=grid)
         self._programmed = None
         self._unrolled = None
 
@@ -116,11 +116,11 @@ class MappedCrossbarLinear(_Mapped):
     """``y = x (W * mask)^T + b`` on crossbar tiles with a dense or sparse mapping (parameters as nn.Linear)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, preset="hfox_1t1r_64",
-                 mode: str = "ideal", mapping: str = "dense", block=None, noise=None, approx_iterations: int = 3,
+                 mode: str = "ideal", mapping: str = "dense", block=None, noise=None,
                  scale_momentum: float = 0.9, device=None, dtype=None, _remap: bool = True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self._init_core(preset, out_features, in_features, mode, noise, approx_iterations, scale_momentum)
+        self._init_core(preset, out_features, in_features, mode, noise, scale_momentum)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
         self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
@@ -161,7 +161,7 @@ class GroupedCrossbarConv2d(_Mapped):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, *, preset="hfox_1t1r_64", mode: str = "ideal",
-                 mapping: str = "dense", block=None, noise=None, approx_iterations: int = 3,
+                 mapping: str = "dense", block=None, noise=None,
                  scale_momentum: float = 0.9, device=None, dtype=None, _remap: bool = True):
         super().__init__()
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 \
@@ -173,7 +173,7 @@ class GroupedCrossbarConv2d(_Mapped):
         self.stride, self.padding, self.dilation = _pair(stride, "stride"), _pair(padding, "padding"), \
             _pair(dilation, "dilation")
         kh, kw = self.kernel_size
-        self._init_core(preset, out_channels, in_channels * kh * kw, mode, noise, approx_iterations, scale_momentum)
+        self._init_core(preset, out_channels, in_channels * kh * kw, mode, noise, scale_momentum)
         kw_ = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw, **kw_))
         self.bias = nn.Parameter(torch.empty(out_channels, **kw_)) if bias else None

@@ -10,7 +10,7 @@ Layout::
     # models = { msnn = "a.pt", mlp = "b.pt" }             # several networks: the axis "model" picks one
     # config = "configs/x.toml"; finetune_epochs = 1        # hardware-aware fine-tuning per point (from checkpoint)
     preset = "hfox_1t1r_64"          # the crossbar preset the axes modify
-    mode = "auto"                    # auto (irdrop: the exact IR-drop solve) | noisy | irdrop | approx
+    mode = "auto"                    # auto (irdrop: the exact IR-drop solve) | noisy | irdrop
     chips = 3                        # chips per point (noise seeds 0..chips-1): accuracy is their mean and spread
     limit = 1000                     # evaluate on the first N test images (0 = all)
     max_points = 2000                # more points than this needs --yes
@@ -66,7 +66,7 @@ _PRESET_SECTIONS = {
 }
 PRESET_KEYS = {f"{s}.{k}": t for s, ks in _PRESET_SECTIONS.items() for k, t in ks.items()}
 LAYOUTS = ("dense", "sparse")
-MODES = ("auto", "noisy", "irdrop", "approx")
+MODES = ("auto", "noisy", "irdrop")
 SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "mode": str}
 AXES = {**PRESET_KEYS, **SWEEP_AXES}
 DESIGNS = ("grid", "random", "lhs", "points")
