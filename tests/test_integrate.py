@@ -49,7 +49,7 @@ def test_vector_state_harmonic_oscillator(method):
     w = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
     f = lambda t, y: torch.stack([y[..., 1], -(w ** 2) * y[..., 0]], dim=-1)
     y0 = torch.stack([torch.ones(3, dtype=F64), torch.zeros(3, dtype=F64)], -1)
-    n, dt = 1000, 1e-3
+    n, dt = (1000 if method == "rk4" else 250), 1e-3   # the implicit steps' Newton solves cost more per step
     traj = odeint(f, y0, dt, n, method=method, state_dim=2)
     tol = {"rk4": 1e-11, "trapezoid": 1e-5, "backward_euler": 1e-2}[method]
     assert (traj[-1, :, 0] - torch.cos(w * n * dt)).abs().max().item() < tol

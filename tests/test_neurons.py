@@ -277,20 +277,21 @@ def test_weight_gradient_matches_finite_differences():
     torch.testing.assert_close(W.grad, fd, rtol=1e-5, atol=1e-9 * fd.abs().max().item())
 
 
-def test_gradients_finite_over_1000_steps():
+@pytest.mark.parametrize("steps", [pytest.param(1000, marks=pytest.mark.slow), 250])
+def test_gradients_finite_over_long_sequences(steps):
     layer = MIFNeuron(synapse=True)  # float32, the training dtype
     g = torch.Generator().manual_seed(3)
-    spikes = (torch.rand(1000, 1, 4, generator=g) < 0.05).float()
+    spikes = (torch.rand(steps, 1, 4, generator=g) < 0.05).float()
     w = torch.full((4,), 3e-4, requires_grad=True)
     out = layer(spikes * w)
-    assert out.spikes.sum() > 10  # it really spikes along the way
+    assert out.spikes.sum() > steps // 100  # it really spikes along the way
     out.v.pow(2).sum().backward()
     assert torch.isfinite(w.grad).all() and w.grad.abs().max() > 0
 
 
 # --------------------------------------------------------------------------- numerical robustness
 @pytest.mark.parametrize("cls", [MIFNeuron, VLIFNeuron])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.float64, marks=pytest.mark.slow)])
 def test_input_range_sweep_stays_finite_and_accurate(cls, dtype):
     """The documented input range incl. its extremes (0 and the maximum) and a log sweep between, batched.
 
