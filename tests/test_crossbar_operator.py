@@ -305,3 +305,25 @@ def test_hand_written_adjoint_equals_autograd_on_every_one_sided_layout():
             d = torch.randn(g.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(100 + k))
             fd = (f(g.detach() + 1e-9 * d) - f(g.detach() - 1e-9 * d)) / 2e-9
             assert abs(float((grad * d).sum() - fd)) < 1e-6 * abs(float(fd)), (layout, r_bl, access)
+
+
+def test_cli_irdrop_sizes_table_against_the_ideal_product(tmp_path, capsys):
+    """`memsim crossbar irdrop PRESET --sizes`: one table row per size, errors growing with size and wire R,
+    equal to an independent per-vector solve of the same tile; a plot file."""
+    from memsim.cli import main
+    from memsim.crossbar.irdrop import pattern_conductance
+    out = tmp_path / "sizes.png"
+    assert main(["crossbar", "irdrop", "hfox_0t1r_32", "--sizes", "8,16", "--wires", "0.5,2", "--plot", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "memory:" in text and out.stat().st_size > 10_000
+    rows = [line for line in text.splitlines() if line.strip().startswith(("8x8", "16x16"))]
+    errs = [[float(x.strip().rstrip("%")) for x in r.split("|")[1:3]] for r in rows]
+    assert errs[0][0] < errs[0][1] and errs[0][0] < errs[1][0]  # grows with wire R and with size
+    p = load_preset("hfox_0t1r_32").replace(rows=16, cols=16, r_wire=2.0)
+    g = pattern_conductance(p, "random", 0)
+    v = torch.full((1, 16), p.v_max, dtype=torch.float64)
+    ref = solve_linear(g, v, p.circuit)
+    ideal = solve_ideal(g, v, p.circuit)
+    assert abs(100 * float((ref - ideal).abs().max() / ideal.abs().max()) - errs[1][1]) < 1e-3
+    with pytest.raises(SystemExit):  # a bad size list stops argparse before any work
+        main(["crossbar", "irdrop", "hfox_0t1r_32", "--sizes", "8,x"])

@@ -133,6 +133,9 @@ def run_irdrop(args) -> int:
     from ..crossbar.presets import load_preset
     p = load_preset(args.preset)
     if args.sizes:
+        from ..crossbar.operator import operator_bytes
+        big = max(args.sizes)
+        print(f"memory: the operator precompute of one {big}x{big} tile needs ~{operator_bytes(1, big, big) / 2**20:.0f} MB")
         sweep = size_sweep(p, args.sizes, args.wires, seed=args.seed, progress=True)
         print(f"{p.summary()}\ncolumn-current error of a random-weight tile, all inputs at {p.v_max} V:")
         print(sweep.table())
