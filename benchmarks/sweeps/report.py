@@ -56,7 +56,11 @@ def main() -> int:
           + ", ".join(f"{k} {v}" for k, v in df.groupby("study").size().items()))
     wire_studies = ("fashion_mlp_wires", "fashion_msnn_wires")
     main_runs = ok[~ok["study"].isin(wire_studies)]
-    plot_accuracy_vs_tile(main_runs, out / "accuracy_vs_tile.png", group="network")
+    for bits in (8, 6):
+        d = main_runs[main_runs["adc.bits"] == bits]
+        if len(d):
+            plot_accuracy_vs_tile(d, out / f"accuracy_vs_tile_adc{bits}.png", group="network",
+                                  title=f"{bits}-bit ADC; error bars: spread over the 3 chips and the other axes")
     for net in ("MSNN", "MLP"):
         d = main_runs[main_runs["network"] == net]
         if len(d):

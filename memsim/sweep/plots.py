@@ -32,7 +32,7 @@ def pareto_front(df, x="energy", y="accuracy"):
     return df.loc[keep]
 
 
-def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None):
+def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None, title: str = ""):
     from ..plots import plt, save
     d = _ok(df)
     tc = _tile_col(d)
@@ -45,8 +45,12 @@ def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None):
         levels = sorted(dg[noise].dropna().unique()) if noise in dg.columns else [None]
         for lv in levels:
             dl = dg if lv is None else dg[dg[noise] == lv]
-            m = dl.groupby(tc)["accuracy"].agg(["mean", "std"]).reset_index()
-            ax.errorbar(m[tc], 100 * m["mean"], yerr=100 * m["std"].fillna(0), marker="o", capsize=3,
+            # error bar: the chips' spread and the spread over the other axes, in quadrature
+            m = dl.groupby(tc).agg(mean=("accuracy", "mean"), std=("accuracy", "std"),
+                                   chip=("accuracy_std", lambda x: float((x.fillna(0) ** 2).mean() ** 0.5)))
+            m = m.reset_index()
+            err = (m["std"].fillna(0) ** 2 + m["chip"] ** 2) ** 0.5
+            ax.errorbar(m[tc], 100 * m["mean"], yerr=100 * err, marker="o", capsize=3,
                         label="-" if lv is None else f"{noise} = {lv:g}")
         ax.set_xscale("log", base=2)
         ticks = sorted(dg[tc].dropna().unique())
@@ -56,6 +60,8 @@ def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None):
         ax.set_title("" if g is None else f"{group} = {g}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%), mean over the other axes")
+    if title:
+        fig.suptitle(title, fontsize=9)
     axes[0][-1].legend(fontsize=7)
     return save(fig, path)
 
