@@ -153,14 +153,14 @@ fig.tight_layout()"""),
 The MIF response to one synaptic input pulse (100 uA for one step, just above its firing level) while one parameter is varied (the others at the card's values):
 the membrane capacitance C, the upper reversal potential E2, the memristors' switching time constant tau, and
 their ON threshold v_on (both memristors). Then the vLIF's load resistor and capacitance (pulse 300 uA). Every variant is a
-re-validated card (`NeuronCard.with_parameters`), so an invalid value is refused with an error."""),
+re-validated card (`NeuronCard.with_parameters`), so an invalid value is refused with an error. One neuron at a time,
+so the runs use the scalar path (`memsim.scalar.neuron_trace`, the same equations as the layer)."""),
     new_code_cell("""def one_pulse(cls, amp, T=150, t1=20, **over):
-    layer = cls(synapse=True, dtype=torch.float64, **over)
-    x = torch.zeros(T, 1, 1, dtype=torch.float64)
+    card = cards["mif_neuron" if cls is MIFNeuron else "vlif_neuron"].with_parameters(**over)
+    x = np.zeros(T)
     x[t1] = amp
-    with torch.no_grad():
-        v = layer(x).v[:, 0, 0].numpy()
-    return np.arange(1, T + 1) * layer.dt * 1e3, v
+    tr = neuron_trace(card, x, synapse=True)      # index 0 is the initial state; the layer reports steps 1..T
+    return tr.t[1:] * 1e3, tr.v[1:]
 
 sweeps = [(MIFNeuron, 1e-4, "C", [0.25e-9, 1e-9, 4e-9], "F"),
           (MIFNeuron, 1e-4, "E2", [0.03, 0.05, 0.08], "V"),
