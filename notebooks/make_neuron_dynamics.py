@@ -80,7 +80,7 @@ swept (one batched torch run per card)."""),
     new_code_cell("""fig, ax = plt.subplots(1, 2, figsize=(12, 4))
 for a, card in zip(ax, cards.values()):
     amps = np.linspace(0.0, 3.0, 25) * card.verify.train_amplitude
-    current, rate = fi_curve(card, amps)
+    current, rate = fi_curve(card, amps, duration=5e-3)
     a.plot(current * 1e6, rate, "o-", color="C2")
     a.set(title=f"{card.name}: f-I", xlabel="mean input current (µA)", ylabel="output rate (Hz)")
     assert rate[0] == 0 and rate.max() > 0          # silent without input, fires with it
