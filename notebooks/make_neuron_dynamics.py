@@ -150,9 +150,9 @@ ax[2].set(title="recovery of the second response", xlabel="interval (ms)",
 ax[2].legend()
 fig.tight_layout()"""),
     new_markdown_cell("""## 5. Parameter effects
-The MIF response to one synaptic input pulse (100 uA for one step, just above its firing level) while one parameter is varied (the others at the card's values):
+The MIF response to one synaptic input pulse (100 µA for one step, just above its firing level) while one parameter is varied (the others at the card's values):
 the membrane capacitance C, the upper reversal potential E2, the memristors' switching time constant tau, and
-their ON threshold v_on (both memristors). Then the vLIF's load resistor and capacitance (pulse 300 uA). Every variant is a
+their ON threshold v_on (both memristors). Then the vLIF's load resistor and capacitance (pulse 300 µA). Every variant is a
 re-validated card (`NeuronCard.with_parameters`), so an invalid value is refused with an error. One neuron at a time,
 so the runs use the scalar path (`memsim.scalar.neuron_trace`, the same equations as the layer)."""),
     new_code_cell("""def one_pulse(cls, amp, T=150, t1=20, **over):
