@@ -70,6 +70,22 @@ def _bitline(d: torch.Tensor, w: Wires) -> tuple[torch.Tensor, torch.Tensor, tor
     return inv_diag, lf, m
 
 
+def _kinv(inv_diag: torch.Tensor, lf: torch.Tensor) -> torch.Tensor:
+    """The inverse [N, m, m] of the bit-line chain matrices from their pivot data (see :func:`_bitline`).
+
+    ``K^-1[p, q] = inv_diag[q] exp(lf[q] - lf[p])`` for p <= q (lf falls with the index). While the total fall is
+    moderate (always, unless cells rival the bit line's own conductance over hundreds of rows) that is an outer
+    product of exp(-lf) and inv_diag exp(lf); beyond, exp(-|lf[q] - lf[p]|) avoids the overflow."""
+    m = lf.shape[-1]
+    upper = torch.ones(m, m, dtype=torch.bool, device=lf.device).triu()
+    if float(lf[:, -1].detach().min()) > -300.0:
+        u = inv_diag * torch.exp(lf)
+        kinv = torch.exp(-lf)[:, :, None] * u[:, None, :]
+        return torch.where(upper, kinv, kinv.transpose(1, 2))
+    kinv = torch.exp(-(lf[:, None, :] - lf[:, :, None]).abs())
+    return kinv * torch.where(upper, inv_diag[:, None, :], inv_diag[:, :, None])
+
+
 def _column(d: torch.Tensor, inv_diag, lf, m: int, gb: float, ideal_bitline: bool):
     """``Y`` [N, R, R] and ``c`` [N, R] of one column (``d`` [N, R], pivot data [N, m])."""
     N, R = d.shape
@@ -77,17 +93,7 @@ def _column(d: torch.Tensor, inv_diag, lf, m: int, gb: float, ideal_bitline: boo
         y = d.new_zeros(N, R, R)
         y.diagonal(dim1=1, dim2=2).copy_(d)
         return y, d
-    upper = torch.ones(m, m, dtype=torch.bool, device=d.device).triu()
-    # K^-1[p, q] = inv_diag[q] exp(lf[q] - lf[p]) for p <= q (lf falls with the index). While the total fall is
-    # moderate (always, unless cells rival the bit line's own conductance over hundreds of rows) that is an
-    # outer product of exp(-lf) and inv_diag exp(lf); beyond, exp(-|lf[q] - lf[p]|) avoids the overflow.
-    if float(lf[:, -1].detach().min()) > -300.0:
-        u = inv_diag * torch.exp(lf)
-        kinv = torch.exp(-lf)[:, :, None] * u[:, None, :]
-        kinv = torch.where(upper, kinv, kinv.transpose(1, 2))
-    else:
-        kinv = torch.exp(-(lf[:, None, :] - lf[:, :, None]).abs())
-        kinv = kinv * torch.where(upper, inv_diag[:, None, :], inv_diag[:, :, None])
+    kinv = _kinv(inv_diag, lf)
     dc = d[:, :m]
     c = gb * dc * kinv[:, :, m - 1]
     yc = -(dc[:, :, None] * kinv * dc[:, None, :])
@@ -245,14 +251,7 @@ def _column_adjoint(d, ybar, cbar, inv_diag, lf, m: int, gb: float, ideal_bitlin
     """dL/dd [N, R] of one column from the gradients of its ``Y`` [N, R, R] and ``c`` [N, R] (see _column)."""
     if ideal_bitline or m == 0:
         return ybar.diagonal(dim1=1, dim2=2) + cbar
-    upper = torch.ones(m, m, dtype=torch.bool, device=d.device).triu()
-    if float(lf[:, -1].min()) > -300.0:
-        u = inv_diag * torch.exp(lf)
-        kinv = torch.exp(-lf)[:, :, None] * u[:, None, :]
-        kinv = torch.where(upper, kinv, kinv.transpose(1, 2))
-    else:
-        kinv = torch.exp(-(lf[:, None, :] - lf[:, :, None]).abs())
-        kinv = kinv * torch.where(upper, inv_diag[:, None, :], inv_diag[:, :, None])
+    kinv = _kinv(inv_diag, lf)
     out = ybar.diagonal(dim1=1, dim2=2) + cbar  # the direct terms (rows off the chain: all of it)
     dc = d[:, :m]
     yb = 0.5 * (ybar[:, :m, :m] + ybar[:, :m, :m].transpose(1, 2))
@@ -359,7 +358,7 @@ def sparse_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch
     eye = torch.eye(rows, dtype=torch.float64).numpy()
     for tile in g.detach().to(torch.float64).cpu().reshape(-1, rows, cols):
         f = factor_tile(tile, circuit, v_gate)
-        out.append(torch.from_numpy(f.out(f.solve(eye), eye).copy()))
+        out.append(torch.from_numpy(f.out(f.solve(eye)).copy()))
     return torch.stack(out).reshape(g.shape).to(g.dtype)
 
 

@@ -142,7 +142,7 @@ class _Factored:
         uf = self._solve_free(-(self.L_fk @ uk))
         return np.concatenate([uf, uk], 0)
 
-    def out(self, u: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+    def out(self, u: np.ndarray) -> np.ndarray:
         """Column currents [B, cols] (A) from the node voltages of :meth:`solve`."""
         return -(self.L_s @ u).T
 
