@@ -327,3 +327,12 @@ def test_cli_irdrop_sizes_table_against_the_ideal_product(tmp_path, capsys):
     assert abs(100 * float((ref - ideal).abs().max() / ideal.abs().max()) - errs[1][1]) < 1e-3
     with pytest.raises(SystemExit):  # a bad size list stops argparse before any work
         main(["crossbar", "irdrop", "hfox_0t1r_32", "--sizes", "8,x"])
+
+
+def test_an_empty_preset_library_is_an_error(monkeypatch, tmp_path):
+    import memsim.crossbar.presets as presets
+    from memsim.errors import CardError
+    monkeypatch.setattr(presets, "CROSSBAR_DIR", tmp_path / "none")
+    monkeypatch.setenv("MEMSIM_CROSSBAR_PATH", str(tmp_path))
+    with pytest.raises(CardError, match="no crossbar presets"):
+        presets.list_presets()

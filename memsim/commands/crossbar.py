@@ -17,7 +17,7 @@ def register(sub) -> None:
     lst.set_defaults(func=run_list)
 
     info = csub.add_parser("info", help="show a preset; with --shape, how a weight matrix tiles onto it")
-    info.add_argument("preset")
+    info.add_argument("preset", help="preset name (memsim crossbar list) or path to a preset .toml")
     info.add_argument("--shape", nargs=2, type=int, metavar=("OUT", "IN"), help="weight matrix shape to tile")
     info.set_defaults(func=run_info)
 

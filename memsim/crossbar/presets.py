@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,11 +134,15 @@ def search_path() -> list[Path]:
 
 
 def list_presets() -> list[str]:
+    """Names of the presets on the search path (user folders first). None at all is a broken install: an error."""
     names: dict[str, Path] = {}
     for d in search_path():
         if d.is_dir():
             for f in sorted(d.glob("*.toml")):
                 names.setdefault(f.stem, f)
+    if not names:
+        raise CardError(f"no crossbar presets found (searched {[str(d) for d in search_path()]}); reinstall memsim "
+                        "or point $MEMSIM_CROSSBAR_PATH at a folder of preset .toml files")
     return list(names)
 
 
