@@ -86,9 +86,9 @@ def main() -> int:
             out_t.columns = [f"tile {c}" for c in pv.columns]
             out_t["best tile"] = best.astype(int).astype(str)
             print(f"**{net}, {int(bits)}-bit ADC**\n\n" + md(out_t.reset_index()) + "\n")
-    print("\n### Cost by network and tile size (dense mapping, mean over the other axes)\n")
-    d = main_runs[main_runs["mapping"] == "dense"]
-    c = d.groupby(["network", "tile.size"]).agg(tiles=("tiles", "mean"), utilisation=("utilisation", "mean"),
+    print("\n### Cost per inference by network and tile size (dense mapping, unpruned, 8-bit ADC)\n")
+    d = main_runs[(main_runs["mapping"] == "dense") & (main_runs["prune"] == 0) & (main_runs["adc.bits"] == 8)]
+    c = d.groupby(["network", "tile.size"]).agg(points=("tiles", "size"), tiles=("tiles", "mean"), utilisation=("utilisation", "mean"),
                                                 energy_nJ=("energy", lambda x: 1e9 * x.mean()),
                                                 latency_us=("latency", lambda x: 1e6 * x.mean()),
                                                 area_mm2=("area", lambda x: 1e6 * x.mean())).reset_index()
@@ -115,7 +115,7 @@ def main() -> int:
         print("\nOutput error (relative RMS of the crossbar product):\n\n" + md(pe.reset_index(), "{:.3f}"))
     print("\n### ADC bits (mean accuracy %, all tiles and noise levels)\n")
     pv = main_runs.pivot_table(index="network", columns="adc.bits", values="accuracy", aggfunc="mean") * 100
-    pv.columns = [f"{c}-bit" for c in pv.columns]
+    pv.columns = [f"{int(c)}-bit" for c in pv.columns]
     print(md(pv.reset_index()))
     front = pareto_front(main_runs)
     print("\n### Pareto front (accuracy vs energy)\n")
