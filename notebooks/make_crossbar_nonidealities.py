@@ -93,7 +93,7 @@ the per-vector nodal solve. Beside it: how many iterations the fixed-point solve
 reach the same accuracy (1e-9), and where it cannot."""),
     new_code_cell("""p0 = load_preset("hfox_0t1r_32")
 sizes = [16, 32, 64, 128]
-wires = [0.1, 0.5, 1.0, 2.0, 5.0]
+wires = [0.1, 1.0, 5.0]
 from memsim.crossbar.operator import tile_operator
 from memsim.errors import ConvergenceError
 err = np.zeros((len(wires), len(sizes))); iters = np.full_like(err, np.nan)

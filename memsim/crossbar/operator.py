@@ -77,7 +77,8 @@ def _kinv(inv_diag: torch.Tensor, lf: torch.Tensor) -> torch.Tensor:
     moderate (always, unless cells rival the bit line's own conductance over hundreds of rows) that is an outer
     product of exp(-lf) and inv_diag exp(lf); beyond, exp(-|lf[q] - lf[p]|) avoids the overflow."""
     m = lf.shape[-1]
-    upper = torch.ones(m, m, dtype=torch.bool, device=lf.device).triu()
+    idx = torch.arange(m, device=lf.device)
+    upper = idx[:, None] <= idx[None, :]  # (bool .triu() is a slow path on the CPU)
     if float(lf[:, -1].detach().min()) > -300.0:
         u = inv_diag * torch.exp(lf)
         kinv = torch.exp(-lf)[:, :, None] * u[:, None, :]
