@@ -150,13 +150,13 @@ def size_sweep_figure(s: SizeSweep):
         ax.plot(s.sizes, 100 * s.error[a], "o-", label=f"{r:g} Ohm per segment")
     ax.set(xscale="log", yscale="log", xlabel="tile size N (N x N)", ylabel="max |I - I_ideal| / max |I_ideal| (%)",
            title=f"{s.preset}: column-current error from IR drop")
-    for a_ in (ax, bx):
-        a_.set_xticks(s.sizes, [str(n) for n in s.sizes])
-        a_.xaxis.set_minor_locator(plt.NullLocator())
     ax.legend()
     bx.plot(s.sizes, s.seconds.mean(0), "s-", color="k", label="exact operator (banded sweep)")
     bx.set(xscale="log", yscale="log", xlabel="tile size N (N x N)", ylabel="precompute per tile (s)",
-           title="precompute time (one core)")
+           title="operator precompute time per tile")
     bx.legend()
+    for a_ in (ax, bx):  # after the log scale, which would reset them
+        a_.set_xticks(s.sizes, [str(n) for n in s.sizes])
+        a_.xaxis.set_minor_locator(plt.NullLocator())
     fig.tight_layout()
     return fig
