@@ -314,11 +314,25 @@ def check_memory(n_tiles: int, rows: int, cols: int, grad: bool = False, device=
 
 
 def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.Tensor:
-    """The operator ``A`` [..., rows, cols] of tiles of memristor conductances ``g`` [..., rows, cols] (S).
+    r"""The operator ``A`` [..., rows, cols] of tiles of memristor conductances ``g`` [..., rows, cols] (S).
 
     Column currents for word-line voltages ``V`` [..., rows] are ``V @ A`` (A), exactly, for the circuit's
-    wires and layout; 1T1R cells include the access transistor as a series conductance at ``v_gate``.
-    Differentiable with respect to ``g``. Computed in float64; returned in ``g``'s dtype.
+    wires and layout; 1T1R cells include the access transistor as a series conductance at ``v_gate``:
+    :math:`A_{ij} = \partial I_j / \partial V_i` of the nodal system :math:`L(G) u = 0` with the word lines
+    driven at :math:`V` and the sense amplifiers at 0 V. Differentiable with respect to ``g``. Computed in
+    float64; returned in ``g``'s dtype. Raises :class:`ParameterError` before allocating when it will not fit.
+
+    Example:
+        >>> import torch
+        >>> from memsim.crossbar import TileCircuit, Wires, solve_linear
+        >>> g = 1e-6 + 1e-4 * torch.rand(16, 8, dtype=torch.float64)
+        >>> v = 0.2 * torch.rand(5, 16, dtype=torch.float64)
+        >>> circuit = TileCircuit(Wires(r_wordline=1.0, r_bitline=1.0, r_source=10.0))
+        >>> A = tile_operator(g, circuit)
+        >>> bool(torch.allclose(v @ A, solve_linear(g, v, circuit), rtol=1e-10, atol=0))
+        True
+        >>> bool(torch.equal(tile_operator(g, TileCircuit(Wires(0.0, 0.0, 0.0))), g))  # ideal wires: A = G
+        True
     """
     from .solver import check_conductance_positive, effective_conductance
     if g.dim() < 2:

@@ -87,7 +87,47 @@ def _copy_parameters(layer: nn.Module, new: nn.Module) -> nn.Module:
 
 
 class CrossbarLinear(_CrossbarCore):
-    """``y = x W^T + b`` computed on crossbar tiles; same parameters and init as ``nn.Linear``."""
+    r"""``y = x W^T + b`` computed on crossbar tiles; same parameters and init as ``nn.Linear``.
+
+    Each forward maps :math:`W` (weight units) to conductances (differential pairs
+    :math:`G^\pm = g_{min} + \Delta g\,\max(\pm W/\|W\|_\infty, 0)` or an offset column), programs them onto the
+    preset's tiles (levels, programming noise, defects, drift), drives the word lines with
+    :math:`V = v_{max}\,\mathrm{DAC}(x / s_x)` and reads every tile column
+
+    .. math::  I_{t,j} = \sum_i V_{t,i} A_{t,ij},\qquad A = G \ (\texttt{noisy}),\quad
+               A = A(G, \mathrm{wires})\ (\texttt{irdrop}, \text{exact nodal operator}),
+
+    adds read noise, subtracts the pair columns, digitises with the ADC, sums the tiles' partial outputs and scales
+    back: :math:`y = \frac{s_x \|W\|_\infty}{g\,v_{max}} \sum_t \mathrm{ADC}(I^+_t - I^-_t) + b`.
+
+    Args:
+        in_features, out_features: sizes of the weight matrix ``[out_features, in_features]``.
+        bias: add a learnable bias (weight units).
+        preset: crossbar preset name, path or :class:`memsim.crossbar.Preset` (tile size, wires, device card,
+            converters, noise).
+        mode: ``"ideal"`` (exact product), ``"noisy"`` (levels, converters, noise; ideal wires), ``"irdrop"``
+            (``noisy`` + exact IR drop through each tile's cached operator) or ``"nonlinear"`` (the card's own I-V,
+            Newton per input vector; slow).
+        noise: :class:`memsim.crossbar.NonIdealities` overriding the preset's (``None``: the preset's).
+        scale_momentum: momentum of the running input scale :math:`s_x` (the DAC range), updated in training.
+        device, dtype: as for ``nn.Linear``.
+
+    Shapes: input ``[..., in_features]`` (any units; scaled to the DAC range), output ``[..., out_features]`` in the
+    units of ``x W^T``. Conductances in S, voltages in V, currents in A inside.
+
+    Example:
+        >>> import torch
+        >>> from memsim.nn import CrossbarLinear
+        >>> _ = torch.manual_seed(0)
+        >>> layer = CrossbarLinear(100, 24, preset="hfox_1t1r_64", mode="ideal")
+        >>> x = torch.rand(8, 100)
+        >>> bool(torch.allclose(layer(x), x @ layer.weight.T + layer.bias, atol=1e-5))
+        True
+        >>> layer.mode = "irdrop"   # exact IR drop of the 64x64 1T1R tiles with 1 Ohm wires
+        >>> y = layer.eval()(x)
+        >>> tuple(y.shape), layer.array.grid.n_tiles
+        ((8, 24), 2)
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal", noise: NonIdealities | None = None,
@@ -134,7 +174,29 @@ def _pair(v, name):
 
 
 class CrossbarConv2d(_CrossbarCore):
-    """2-D convolution (groups = 1) as im2col + crossbar product; parameters and init as ``nn.Conv2d``."""
+    r"""2-D convolution (groups = 1) as im2col + crossbar product; parameters and init as ``nn.Conv2d``.
+
+    The kernel is unrolled to a ``[out_channels, in_channels * kh * kw]`` matrix on the preset's tiles and every
+    image patch is one read: :math:`y_{n,o,p} = \sum_k W_{o,k}\, \mathrm{patch}_{n,p,k} + b_o`, computed as in
+    :class:`CrossbarLinear` (same modes, non-idealities and units). Grouped and depthwise convolutions use
+    :class:`memsim.nn.grouped.GroupedCrossbarConv2d` (dense or sparse mapping).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias: as for ``nn.Conv2d``.
+        preset, mode, noise, scale_momentum, device, dtype: as for :class:`CrossbarLinear`.
+
+    Shapes: input ``[N, in_channels, H, W]``, output ``[N, out_channels, H_out, W_out]``.
+
+    Example:
+        >>> import torch
+        >>> from memsim.nn import CrossbarConv2d
+        >>> _ = torch.manual_seed(0)
+        >>> conv = CrossbarConv2d(3, 8, 3, padding=1, preset="hfox_1t1r_64", mode="ideal")
+        >>> x = torch.rand(2, 3, 10, 10)
+        >>> ref = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+        >>> bool(torch.allclose(conv(x), ref, atol=1e-5))
+        True
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  bias: bool = True, *, preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal",

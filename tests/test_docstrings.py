@@ -1,0 +1,13 @@
+"""The examples in the public layers' and solvers' docstrings run as written (doctest)."""
+import doctest
+
+import pytest
+
+import memsim.crossbar.operator
+import memsim.nn.crossbar
+
+
+@pytest.mark.parametrize("module", [memsim.nn.crossbar, memsim.crossbar.operator])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0, result
