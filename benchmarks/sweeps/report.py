@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from memsim.sweep.plots import pareto_front, plot_accuracy_vs_tile, plot_heatmap, plot_pareto  # noqa: E402
 from memsim.sweep.results import table  # noqa: E402
 
-NAMES = {"fashion_msnn": "MSNN", "fashion_mlp": "MLP", "fashion_mlp_wires": "MLP (IR drop)",
+NAMES = {"fashion_msnn": "MSNN", "fashion_mlp_full": "MLP", "fashion_mlp": "MLP", "fashion_mlp_wires": "MLP (IR drop)",
          "fashion_msnn_wires": "MSNN (IR drop)",
          "fashion_vgg": "VGG", "fashion_vgg_dw": "VGG-dw"}
 
@@ -38,6 +38,8 @@ def main() -> int:
     res, out = Path(a.results), Path(a.out)
     frames = []
     for name, label in NAMES.items():
+        if name == "fashion_mlp" and (res / "fashion_mlp_full" / "sweep.json").is_file():
+            continue  # the LHS half, contained in the full grid
         if (res / name / "sweep.json").is_file():
             d = table(res / name)
             if len(d):
@@ -100,6 +102,15 @@ def main() -> int:
             tiles=("tiles", "mean"), utilisation=("utilisation", "mean"),
             energy_nJ=("energy", lambda x: 1e9 * x.mean()), area_mm2=("area", lambda x: 1e6 * x.mean())).reset_index()
         print(md(g, "{:.3g}"))
+        t = main_runs[main_runs["network"].isin(
+            main_runs.groupby("network")["mapping"].nunique().loc[lambda x: x > 1].index)]
+        tt = t.pivot_table(index=["network", "prune", "tile.size"], columns="mapping", values="tiles", aggfunc="mean")
+        tu = t.pivot_table(index=["network", "prune", "tile.size"], columns="mapping", values="utilisation",
+                           aggfunc="mean")
+        tt.columns = [f"tiles {c}" for c in tt.columns]
+        tu.columns = [f"utilisation {c}" for c in tu.columns]
+        print("\nTiles and utilisation at the same tile size (deterministic: independent of noise and ADC):\n\n"
+              + md(tt.join(tu).reset_index(), "{:.3g}"))
         # noise sensitivity: accuracy drop from 0 to 10 % programming noise, per mapping
         s = main_runs.pivot_table(index=["network", "mapping"], columns="noise.program", values="accuracy",
                                   aggfunc="mean") * 100
