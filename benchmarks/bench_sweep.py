@@ -36,7 +36,9 @@ def steady_rate(out: Path) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--points", type=int, default=16, choices=(4, 8, 16, 32))
+    ap.add_argument("--points", type=int, default=16, choices=(4, 8, 16, 32, 64))
+    ap.add_argument("--checkpoint", help="deploy this checkpoint instead of a digits MSNN trained here (e.g. the "
+                                         "Fashion-MNIST MLP: longer points, so worker start-up weighs less)")
     ap.add_argument("--limit", type=int, default=360, help="test images per chip (digits: 360 in all)")
     ap.add_argument("--fashion", help="Fashion-MNIST MSNN checkpoint for the exact-IR-drop throughput")
     ap.add_argument("--fashion-limit", type=int, default=250)
@@ -46,7 +48,7 @@ def main() -> int:
     cfg = parse_config({"network": {"layers": [64, 64, 10], "time_steps": 25},
                         "training": {"epochs": 2, "batch_size": 64},
                         "output": {"dir": str(work / "run"), "plot": False}})
-    ckpt = train(cfg, progress=False, log=lambda *_: None).checkpoint
+    ckpt = args.checkpoint or train(cfg, progress=False, log=lambda *_: None).checkpoint
     axes = {"tile.size": [16, 32], "noise.program": [0.0, 0.05]}                      # 4 points
     if args.points >= 8:
         axes["adc.bits"] = [4, 8]
@@ -54,6 +56,8 @@ def main() -> int:
         axes["tile.size"] = [8, 16, 32, 64]
     if args.points >= 32:
         axes["mapping"] = ["dense", "sparse"]
+    if args.points >= 64:
+        axes["prune"] = [0.0, 0.5]
     spec = parse_spec({"name": "bench", "base": {"checkpoint": str(ckpt), "mode": "noisy", "chips": 3,
                                                  "limit": args.limit}, "axes": axes})
     n = len(spec.points())
