@@ -82,8 +82,9 @@ def plot_heatmap(df, path, x, y, value="accuracy"):
         for j in range(len(pv.columns)):
             v = pv.values[i, j] * scale
             if v == v:
+                bright = im.norm(v) > 0.6  # dark text on the bright end of viridis
                 ax.text(j, i, f"{v:.1f}" if value == "accuracy" else f"{v:.3g}", ha="center", va="center",
-                        fontsize=7, color="w")
+                        fontsize=7, color="k" if bright else "w")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     fig.colorbar(im, ax=ax, label=f"{value}{' (%)' if value == 'accuracy' else ''}, mean over the other axes")
