@@ -27,9 +27,9 @@ from pathlib import Path
 
 from ..errors import CardError, ParameterError
 from ..io import read_toml
-from ..library import REPO_ROOT
+from ..resources import data_dir
 
-COST_DIR = REPO_ROOT / "crossbar" / "cost"
+COST_DIR = data_dir("crossbar") / "cost"  # a wheel must carry crossbar/cost/*.toml (setup.py DATA)
 
 _SCHEMA = {
     "technology": {"feature_size"},
