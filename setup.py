@@ -10,7 +10,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DATA = {"devices": ("*.toml", "*.lib"), "crossbar": ("*.toml", "*.cir"), "configs": ("*.toml",)}
+DATA = {"devices": ("*.toml", "*.lib"), "crossbar": ("*.toml", "*.cir", "cost/*.toml"), "configs": ("*.toml",)}
 
 
 class build_py_with_data(build_py):
@@ -25,7 +25,9 @@ class build_py_with_data(build_py):
             target.mkdir(parents=True)
             for pattern in patterns:
                 for f in sorted((ROOT / kind).glob(pattern)):
-                    shutil.copy2(f, target / f.name)
+                    dest = target / f.relative_to(ROOT / kind)  # keeps sub-folders such as crossbar/cost/
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(f, dest)
 
 
 setup(cmdclass={"build_py": build_py_with_data})

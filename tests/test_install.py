@@ -55,7 +55,8 @@ def test_wheel_carries_the_whole_data_library(installed):
         files = [f for p in patterns for f in (ROOT / kind).glob(p)]
         assert files
         for f in files:
-            assert f"memsim/_data/{kind}/{f.name}" in names, f"{kind}/{f.name} missing from the wheel"
+            rel = f.relative_to(ROOT / kind).as_posix()
+            assert f"memsim/_data/{kind}/{rel}" in names, f"{kind}/{rel} missing from the wheel"
 
 
 def test_installed_memsim_runs_from_any_folder(installed):
@@ -69,6 +70,8 @@ def test_installed_memsim_runs_from_any_folder(installed):
     assert str(venv) in module and "site-packages" in module          # the wheel, not the repository
     assert devices.endswith(os.path.join("memsim", "_data", "devices"))
     assert preset == "64 64 stanford_pku_hfox_10k"
+    cost = _run([py, "-c", "from memsim.sweep.cost import cost_model_path, load_cost_model; load_cost_model(); print(cost_model_path())"], work, env)
+    assert "site-packages" in cost  # the sweep's cost model ships too
     listing = _run([memsim, "device", "list"], work, env)
     for card in (ROOT / "devices").glob("*.toml"):
         if "neuron" not in card.stem:
