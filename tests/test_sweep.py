@@ -158,3 +158,19 @@ def test_local_pool_and_ray_identical(tmp_path, ckpt):
     # noise costs accuracy or output error: the 10 % programming-noise points have the larger product error
     d = pd.read_csv(tmp_path / "serial" / "results.csv")
     assert d[d["noise.program"] == 0.1]["output_error"].min() > d[d["noise.program"] == 0.0]["output_error"].max()
+
+
+def test_chip_seed_axis_picks_other_chips(tmp_path, ckpt):
+    """chip_seed is an axis: a point's chips are the noise seeds chip_seed .. chip_seed + chips - 1, so chip_seed = 1
+    with one chip is exactly the second chip of chip_seed = 0 with two chips; negative seeds fail up front."""
+    spec = load_spec(write_spec(tmp_path, ckpt, "chip_seed = [0, 1]", base_extra="", name="seeds"))
+    out = tmp_path / "seeds"
+    run_sweep(spec, out, workers=1, progress=False)
+    df = pd.read_parquet(out / "results.parquet").set_index("chip_seed")
+    assert set(df.index) == {0, 1}
+    from memsim.ann.deploy import evaluate_deployed
+    two = evaluate_deployed(ckpt, "hfox_1t1r_64", mode="noisy", seeds=2, limit=120)
+    one = evaluate_deployed(ckpt, "hfox_1t1r_64", mode="noisy", seeds=1, limit=120, first_seed=1)
+    assert one["per_seed"] == two["per_seed"][1:]
+    with pytest.raises(SweepError, match="chip_seed"):
+        load_spec(write_spec(tmp_path, ckpt, "chip_seed = [-1]", name="neg"))

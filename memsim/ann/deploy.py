@@ -259,16 +259,18 @@ def mapping_report(source, preset, *, mapping: str = "dense", prune: float = 0.0
 
 def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 0.0, mode: str = "noisy",
                       seeds: int = 1, limit: int | None = None, batch_size: int = 256, split: str = "test",
-                      data_dir=None, block=None, progress: bool = False, calibration: int = 256) -> dict[str, Any]:
+                      data_dir=None, block=None, progress: bool = False, calibration: int = 256,
+                      first_seed: int = 0) -> dict[str, Any]:
     """Accuracy, product error and tile usage of a trained network deployed on ``preset``.
 
     ``source``: checkpoint file, run directory, or Config / TOML config (its output.dir). ``preset``: name,
     ``.toml`` path, :class:`memsim.crossbar.Preset`, or ``"ideal"`` (exact product; one seed).
     ``mapping``: ``"dense"`` | ``"sparse"`` (or a ``{layer_name: scheme}`` dict for ANNs); ``prune``: fraction
     of each crossbar layer's weights zeroed by magnitude; ``mode``: ideal | noisy | irdrop;
-    ``seeds``: chips averaged; ``limit``: first N samples. Returned keys: see ``/work/coord/ANN_API.md`` /
-    the README (accuracy, std, per_seed, output_error, tiles, cells, used/nonzero/zero cells, utilisation,
-    nonzero_utilisation, tile_reads_per_inference, adc_conversions_per_inference, layers, ...).
+    ``seeds``: chips averaged, the noise seeds ``first_seed .. first_seed + seeds - 1``; ``limit``: first N samples.
+    Returned keys (README, "Conventional networks"): accuracy, std, per_seed, output_error, tiles, cells,
+    used/nonzero/zero cells, utilisation, nonzero_utilisation, tile_reads_per_inference,
+    adc_conversions_per_inference, layers, ...
     """
     t0 = time.perf_counter()
     prune = _check(preset, mapping, prune, mode, seeds)
@@ -289,7 +291,10 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
         mode, seeds = "ideal", 1
     accs, errors, result_stats = [], [], None
     from tqdm.auto import tqdm
-    for s in tqdm(range(seeds), desc="chips", disable=not progress):
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise ParameterError("first_seed", first_seed, "an integer >= 0 (the first chip's noise seed)",
+                             "chips are the noise seeds first_seed .. first_seed + seeds - 1")
+    for s in tqdm(range(first_seed, first_seed + seeds), desc="chips", disable=not progress):
         net = target.network(preset, mode, mapping, prune, block, s)
         layers = _layers(net)
         if target.kind == "ann":

@@ -11,7 +11,8 @@ Layout::
     # config = "configs/x.toml"; finetune_epochs = 1        # hardware-aware fine-tuning per point (from checkpoint)
     preset = "hfox_1t1r_64"          # the crossbar preset the axes modify
     mode = "auto"                    # auto (irdrop: the exact IR-drop solve) | noisy | irdrop
-    chips = 3                        # chips per point (noise seeds 0..chips-1): accuracy is their mean and spread
+    chips = 3                        # chips per point (noise seeds chip_seed..chip_seed+chips-1): mean and spread
+    chip_seed = 0                    # the first chip's noise seed (also an axis: other chips, same design)
     limit = 1000                     # evaluate on the first N test images (0 = all)
     max_points = 2000                # more points than this needs --yes
 
@@ -23,6 +24,7 @@ Layout::
     mapping = ["dense", "sparse"]    # weight layout on tiles; per layer: "features.3=sparse,classifier.0=dense"
     prune = [0.0, 0.5]               # magnitude-pruning fraction before deployment
     model = ["msnn", "mlp"]          # keys of base.models
+    chip_seed = [0, 100]             # the first chip of each point's chips (a different set of chips)
 
     [design]
     kind = "grid"                    # grid | random | lhs (a subset of the grid, seeded) | points
@@ -67,11 +69,11 @@ _PRESET_SECTIONS = {
 PRESET_KEYS = {f"{s}.{k}": t for s, ks in _PRESET_SECTIONS.items() for k, t in ks.items()}
 LAYOUTS = ("dense", "sparse")
 MODES = ("auto", "noisy", "irdrop")
-SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "mode": str}
+SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "mode": str, "chip_seed": int}
 AXES = {**PRESET_KEYS, **SWEEP_AXES}
 DESIGNS = ("grid", "random", "lhs", "points")
 _BASE_KEYS = {"checkpoint", "models", "config", "finetune_epochs", "preset", "mode", "chips", "limit",
-              "split", "batch_size", "max_points", "cost_model", "mapping", "prune"}
+              "split", "batch_size", "max_points", "cost_model", "mapping", "prune", "chip_seed"}
 _TOP_KEYS = {"name", "description", "base", "axes", "design"}
 _DESIGN_KEYS = {"kind", "n", "seed", "points"}
 
@@ -181,7 +183,7 @@ class SweepSpec:
             "prune": float(point.get("prune", b.get("prune", 0.0))),
             "mode": mode,
             "chips": int(b.get("chips", 3)),
-            "chip_seed": 0,  # chips are the noise seeds 0..chips-1 (memsim evaluate's protocol)
+            "chip_seed": int(point.get("chip_seed", b.get("chip_seed", 0))),  # chips: seeds chip_seed.. + chips-1
             "limit": int(b.get("limit", 0)),
             "split": str(b.get("split", "test")),
             "batch_size": int(b.get("batch_size", 256)),
@@ -277,12 +279,12 @@ def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, ch
                          f"(several), or 'config' with 'finetune_epochs' (hardware-aware fine-tuning per point)")
     if "models" in base and (not isinstance(base["models"], dict) or not base["models"]):
         raise SweepError(f"{source}.base.models must be a non-empty table name = checkpoint path")
-    for k, kind in (("finetune_epochs", int), ("chips", int), ("limit", int),
+    for k, kind in (("finetune_epochs", int), ("chips", int), ("chip_seed", int), ("limit", int),
                     ("batch_size", int), ("max_points", int), ("preset", str), ("mode", str), ("split", str),
                     ("cost_model", str), ("checkpoint", str), ("config", str), ("mapping", str), ("prune", float)):
         if k in base:
             _check_type(f"{source}.base.{k}", base[k], kind)
-    for k, lo in (("chips", 1), ("limit", 0), ("batch_size", 1), ("max_points", 1),
+    for k, lo in (("chips", 1), ("chip_seed", 0), ("limit", 0), ("batch_size", 1), ("max_points", 1),
                   ("finetune_epochs", 0)):
         if k in base and base[k] < lo:
             raise SweepError(f"{source}.base.{k} = {base[k]} is invalid: allowed an integer >= {lo}")
@@ -383,6 +385,10 @@ def _check_references(spec: SweepSpec) -> None:
     for v in prunes:
         if not 0 <= v < 1:
             raise SweepError(f"{src}: prune = {v!r} is invalid: allowed a fraction in [0, 1)")
+    for v in list(spec.axes.get("chip_seed", [])) + [p["chip_seed"] for p in spec.design.get("points", []) or []
+                                                      if "chip_seed" in p]:
+        if v < 0:
+            raise SweepError(f"{src}: chip_seed = {v!r} is invalid: allowed an integer >= 0 (a noise seed)")
     from ..crossbar.presets import preset_path
     try:
         preset_path(b.get("preset", "hfox_1t1r_64"))

@@ -64,6 +64,7 @@ def _deploy(resolved: dict, checkpoint: str, preset):
     if "=" in mapping:  # per layer; a layer it does not apply to fails this point only
         mapping = {k.strip(): v.strip() for k, v in (part.partition("=")[::2] for part in mapping.split(","))}
     kw = dict(mapping=mapping, prune=resolved["prune"], mode=resolved["mode"], seeds=resolved["chips"],
+              first_seed=resolved.get("chip_seed", 0),
               limit=resolved["limit"] or None, batch_size=resolved["batch_size"], split=resolved["split"])
     with record_activity() as made:
         try:
@@ -78,7 +79,7 @@ def _deploy(resolved: dict, checkpoint: str, preset):
 
 
 def evaluate_msnn(checkpoint, preset, *, mapping="dense", prune=0.0, mode="noisy", seeds=1, limit=None,
-                  batch_size=256, split="test"):
+                  batch_size=256, split="test", first_seed=0):
     """MSNN checkpoints on a preset object (dense mapping, no pruning): the same protocol as ``memsim evaluate``
     (chip s: noise seed s + layer; calibrated input range; fixed test subset)."""
     import torch
@@ -96,7 +97,7 @@ def evaluate_msnn(checkpoint, preset, *, mapping="dense", prune=0.0, mode="noisy
     data = test_set if split == "test" else train_set
     encoder = build_encoder(cfg)
     accs, errs = [], []
-    for s in range(seeds):
+    for s in range(first_seed, first_seed + seeds):
         net, _ = load_network(checkpoint, crossbar=preset, mode=mode, noise_seed=s)
         _calibrate(net, encoder, train_set)
         net.eval()
