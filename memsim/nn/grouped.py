@@ -60,11 +60,15 @@ def prune_by_magnitude(weight: torch.Tensor, fraction: float) -> torch.Tensor:
 class _Mapped(_CrossbarCore):
     """Shared parts: the weight mask, the grid for the mapping, a cached unrolled weight for eval."""
 
-    def _init_mapping(self, mapping: str, block):
+    def _init_mapping(self, mapping: str, block, remap: bool):
+        """Mapping state of a freshly initialised layer; ``remap``: place the sparse layout now (from_linear /
+        from_conv pass False and place the copied weights instead)."""
         self.mapping = check_mapping(mapping)
         self.block = None if block is None else tuple(block)
         self.register_buffer("weight_mask", torch.ones_like(self.weight))
         self._unrolled = None
+        if mapping == "sparse" and remap:
+            self.remap()
 
     def _matrix(self, weight: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -125,9 +129,7 @@ class MappedCrossbarLinear(_Mapped):
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
         self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
         CrossbarLinear.reset_parameters(self)
-        self._init_mapping(mapping, block)
-        if mapping == "sparse" and _remap:  # from_linear / from_conv place the copied weights instead
-            self.remap()
+        self._init_mapping(mapping, block, _remap)
 
     @classmethod
     def from_linear(cls, layer: nn.Linear, **kw) -> "MappedCrossbarLinear":
@@ -178,9 +180,7 @@ class GroupedCrossbarConv2d(_Mapped):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kh, kw, **kw_))
         self.bias = nn.Parameter(torch.empty(out_channels, **kw_)) if bias else None
         CrossbarConv2d.reset_parameters(self)
-        self._init_mapping(mapping, block)
-        if mapping == "sparse" and _remap:  # from_linear / from_conv place the copied weights instead
-            self.remap()
+        self._init_mapping(mapping, block, _remap)
 
     @classmethod
     def from_conv(cls, layer: nn.Conv2d, **kw) -> "GroupedCrossbarConv2d":
