@@ -117,8 +117,7 @@ def _generators(net: MemristiveSNN, loader: torch.Generator, encoder) -> dict[st
     if encoder.generator is not None:
         gens["encoder"] = encoder.generator
     for k, arr in net.crossbar_arrays():
-        gens[f"crossbar{k}.program"] = arr._gen_program
-        gens[f"crossbar{k}.read"] = arr._gen_read
+        gens.update({f"crossbar{k}.{name}": gen for name, gen in arr.noise_streams.items()})
     return gens
 
 

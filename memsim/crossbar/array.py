@@ -92,6 +92,14 @@ class CrossbarArray:
         self._gen_read_device: dict = {}
         self.version += 1
 
+    @property
+    def noise_streams(self) -> dict[str, torch.Generator]:
+        """The chip's random streams by name (``program``, ``read``).
+
+        Their states belong in a checkpoint: restoring them makes a resumed run draw the same noise it would have
+        drawn without the interruption."""
+        return {"program": self._gen_program, "read": self._gen_read}
+
     def reseed(self, seed: int) -> None:
         """Become the chip of ``seed``: its fixed defects and its programming and read noise streams."""
         self._defect_seed = None
