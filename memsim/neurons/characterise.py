@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .cards import NeuronCard
+from .dynamics import NeuronDynamics
 from .simulate import spike_times
 
 
@@ -21,17 +22,15 @@ def fi_curve(card: NeuronCard, amplitudes, *, input_rate: float = 3000.0, durati
              seed: int = 0, dtype=torch.float32) -> tuple[np.ndarray, np.ndarray]:
     """(mean input current in A, output rate in Hz) for one seeded Poisson pulse train of ``input_rate`` (Hz)
     through the alpha synapse, scaled to each of the given pulse amplitudes (A); one batched torch run."""
-    from ..nn.neurons import MemristiveNeuron
-
     amplitudes = np.asarray(amplitudes, dtype=float)
-    layer = MemristiveNeuron(card, synapse=True, dtype=dtype)
-    n = int(round(duration / layer.dt))
+    dyn = NeuronDynamics(card, synapse=True)
+    n = int(round(duration / dyn.dt))
     g = torch.Generator().manual_seed(seed)
-    pulses = (torch.rand(n, generator=g, dtype=torch.float64) < input_rate * layer.dt).to(dtype)
+    pulses = (torch.rand(n, generator=g, dtype=torch.float64) < input_rate * dyn.dt).to(dtype)
     x = pulses.view(n, 1, 1) * torch.as_tensor(amplitudes, dtype=dtype).view(1, 1, -1)
     with torch.no_grad():
-        out = layer(x)
-    rate = out.spikes.sum(0)[0].double().cpu().numpy() / (n * layer.dt)
+        out = dyn.run(x)
+    rate = out.spikes.sum(0)[0].double().cpu().numpy() / (n * dyn.dt)
     mean_current = amplitudes * float(pulses.double().mean())
     return mean_current, rate
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .cards import NeuronCard
+from .dynamics import NeuronDynamics
 
 #: waveform tolerance: max |V_torch - V_spice| / spike amplitude
 WAVEFORM_TOLERANCE = 0.01
@@ -54,14 +55,13 @@ def standard_stimuli(card: NeuronCard, dt: float | None = None) -> list[NeuronSt
 
 def torch_trace(card: NeuronCard, stim: NeuronStimulus, dt: float | None = None, *, substeps: int | None = None,
                 dtype: torch.dtype = torch.float64, device: str = "cpu") -> NeuronTrace:
-    from ..nn.neurons import MemristiveNeuron
-
-    layer = MemristiveNeuron(card, dt=dt, synapse=stim.synapse, substeps=substeps, dtype=dtype, device=device)
+    dyn = NeuronDynamics(card, dt=dt, synapse=stim.synapse, substeps=substeps)
     x = torch.as_tensor(stim.current, dtype=dtype, device=device).view(-1, 1, 1)
+    y0 = dyn.initial_state(1, 1, dtype, device)
     with torch.no_grad():
-        out = layer(x, return_states=True)
-    st = torch.cat([layer.initial_state(1, 1)[None], out.states])[:, 0, 0].cpu().double().numpy()
-    t = np.arange(len(st)) * layer.dt
+        out = dyn.run(x, y0, spikes=False, return_states=True)
+    st = torch.cat([y0[None], out.states])[:, 0, 0].cpu().double().numpy()
+    t = np.arange(len(st)) * dyn.dt
     nc = len(card.circuit.state_names)
     return NeuronTrace("torch", t, st[:, 0], st[:, :nc])
 

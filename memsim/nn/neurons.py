@@ -18,23 +18,14 @@ neuron, step and input.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
-from ..errors import NonFiniteError, ParameterError, StimulusError
-from ..integrate import step as integrate_step
-from ..mathns import TORCH
-from ..neurons.cards import NeuronCard, check_dt, load_neuron_card
-from ..neurons.circuits import default_substeps, synapse_derivative
+from ..errors import ParameterError, StimulusError
+from ..neurons.cards import NeuronCard
+from ..neurons.dynamics import NeuronDynamics, NeuronOutput
 
-
-class NeuronOutput(NamedTuple):
-    v: torch.Tensor                 # [T, B, N] membrane voltage (V)
-    spikes: torch.Tensor | None     # [T, B, N] spike indicators (0/1), or None
-    state: torch.Tensor             # [B, N, S] final state, to carry into the next call
-    states: torch.Tensor | None     # [T, B, N, S] every state (return_states=True), else None
+__all__ = ["MemristiveNeuron", "MIFNeuron", "VLIFNeuron", "NeuronOutput"]
 
 
 class MemristiveNeuron(nn.Module):
@@ -54,26 +45,14 @@ class MemristiveNeuron(nn.Module):
                  substeps: int | None = None, spikes: bool = True, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu", **overrides):
         super().__init__()
-        if not isinstance(card, NeuronCard):
-            card = load_neuron_card(card)
-        if overrides:
-            card = card.with_parameters(**overrides)
         if dtype not in (torch.float32, torch.float64):
             raise ParameterError("dtype", dtype, "torch.float32 or torch.float64", "pick one of them")
-        self.card, self.circuit = card, card.circuit
-        self.dt = check_dt(card.dt if dt is None else dt, card.memristors, card.parameters, card.name)
-        self.p, self.devices = card.namespaces()
-        self.synapse, self.return_spikes = bool(synapse), bool(spikes)
-        if substeps is None:
-            substeps = default_substeps(self.circuit, self.p, self.devices, self.dt, self.synapse)
-        if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
-            raise ParameterError("substeps", substeps, "an integer >= 1", "leave it unset for the automatic choice")
-        self.substeps = substeps
-        self.rule = self.circuit.spike_rule(self.p, self.devices)
-        x0 = list(self.circuit.initial_state(self.p, self.devices)) + ([0.0, 0.0] if synapse else [])
-        self.state_names = tuple(self.circuit.state_names) + (("a", "s") if synapse else ())
-        self.state_dim = len(x0)
-        self.register_buffer("x0", torch.tensor(x0, dtype=dtype, device=device))
+        self.dynamics = dyn = NeuronDynamics(card, dt=dt, synapse=synapse, substeps=substeps, **overrides)
+        self.card, self.circuit, self.dt, self.p, self.devices = dyn.card, dyn.circuit, dyn.dt, dyn.p, dyn.devices
+        self.synapse, self.substeps, self.rule = dyn.synapse, dyn.substeps, dyn.rule
+        self.state_names, self.state_dim = dyn.state_names, dyn.state_dim
+        self.return_spikes = bool(spikes)
+        self.register_buffer("x0", torch.tensor(dyn.x0, dtype=dtype, device=device))
 
     # -- state -----------------------------------------------------------------------------------------
     @property
@@ -92,18 +71,8 @@ class MemristiveNeuron(nn.Module):
         return (f"card={self.card.name}, type={self.card.type}, dt={self.dt:g}, substeps={self.substeps}, "
                 f"synapse={self.synapse}")
 
-    # -- equations --------------------------------------------------------------------------------------
     def _field(self, u: torch.Tensor):
-        nc = len(self.circuit.state_names)
-
-        def f(t, y):
-            comps = y.unbind(-1)
-            if self.synapse:
-                da, ds = synapse_derivative(TORCH, self.p.tau_s, u, comps[nc], comps[nc + 1])
-                d = self.circuit.derivative(TORCH, self.p, self.devices, comps[:nc], comps[nc + 1])
-                return torch.stack((*d, da, ds), dim=-1)
-            return torch.stack(self.circuit.derivative(TORCH, self.p, self.devices, comps, u), dim=-1)
-        return f
+        return self.dynamics.field(u)
 
     # -- input checks -----------------------------------------------------------------------------------
     def _check(self, x, name: str, dims: int, shape_doc: str) -> None:
@@ -136,27 +105,6 @@ class MemristiveNeuron(nn.Module):
         return state
 
     # -- stepping ---------------------------------------------------------------------------------------
-    def _advance(self, u: torch.Tensor, y: torch.Tensor, index: int) -> torch.Tensor:
-        f = self._field(u)
-        h = self.dt / self.substeps
-        for _ in range(self.substeps):
-            y = integrate_step(f, 0.0, y, h, "rk4")
-        if not torch.isfinite(y).all():
-            bad = (~torch.isfinite(y)).nonzero()[0].tolist()
-            b, n = bad[0], bad[1]
-            when = (f"at step {index} (t = {(index + 1) * self.dt:g} s)" if index >= 0
-                    else "in a step() call (pass step(..., index=n) to have the step named)")
-            raise NonFiniteError(
-                f"neuron '{self.card.name}' [batch {b}, neuron {n}] became non-finite {when} "
-                f"with input current {float(u[b, n]):g} A "
-                f"(state {self.state_names[bad[2]]}); the documented input range is "
-                f"{list(self.card.input_range)} A. Fix: keep the input in range or use dtype=torch.float64")
-        return y
-
-    def _spike(self, y_old: torch.Tensor, y_new: torch.Tensor) -> torch.Tensor:
-        c, level = self.rule.component, self.rule.level
-        return ((y_old[..., c] < level) & (y_new[..., c] >= level)).to(y_new.dtype)
-
     def step(self, current: torch.Tensor, state: torch.Tensor | None = None, *, index: int | None = None):
         """One step: ``current`` ``[B, N]`` (A) -> (v ``[B, N]``, spike ``[B, N]`` or None, new state).
 
@@ -164,8 +112,8 @@ class MemristiveNeuron(nn.Module):
         """
         self._check(current, "current", 2, "[B, N]")
         y = self._check_state(state, *current.shape)
-        y_new = self._advance(current, y, -1 if index is None else int(index))
-        spk = self._spike(y.detach(), y_new.detach()) if self.return_spikes else None
+        y_new = self.dynamics.advance(current, y, -1 if index is None else int(index))
+        spk = self.dynamics.spike(y.detach(), y_new.detach()) if self.return_spikes else None
         return y_new[..., 0], spk, y_new
 
     def forward(self, current: torch.Tensor, state: torch.Tensor | None = None, *,
@@ -174,21 +122,7 @@ class MemristiveNeuron(nn.Module):
         self._check(current, "current", 3, "[T, B, N]")
         T, B, N = current.shape
         y = self._check_state(state, B, N)
-        vs, spikes, states = [], [], []
-        for n in range(T):
-            y_new = self._advance(current[n], y, n)
-            if self.return_spikes:
-                spikes.append(self._spike(y.detach(), y_new.detach()))
-            vs.append(y_new[..., 0])
-            if return_states:
-                states.append(y_new)
-            y = y_new
-        empty = current.new_zeros((0, B, N))
-        v = torch.stack(vs) if vs else empty
-        spk = (torch.stack(spikes) if spikes else empty) if self.return_spikes else None
-        st = (torch.stack(states) if states else current.new_zeros((0, B, N, self.state_dim))) \
-            if return_states else None
-        return NeuronOutput(v, spk, y, st)
+        return self.dynamics.run(current, y, spikes=self.return_spikes, return_states=return_states)
 
 
 class MIFNeuron(MemristiveNeuron):
