@@ -117,7 +117,51 @@ class _Mapped(_CrossbarCore):
 
 
 class MappedCrossbarLinear(_Mapped):
-    """``y = x (W * mask)^T + b`` on crossbar tiles with a dense or sparse mapping (parameters as nn.Linear)."""
+    r"""``y = x (W * mask)^T + b`` on crossbar tiles with a dense or sparse mapping; parameters as ``nn.Linear``.
+
+    The product is that of :class:`memsim.nn.CrossbarLinear` (differential pairs or an offset column, DAC,
+    the tiles' column currents, ADC, partial sums over tiles) applied to the masked matrix
+    :math:`\tilde W = W \odot M`, :math:`M \in \{0, 1\}` (the ``weight_mask`` buffer):
+
+    .. math::  y = \frac{s_x \|\tilde W\|_\infty}{g\,v_{max}} \sum_{t} \mathrm{ADC}\big(I^+_t - I^-_t\big) + b,
+               \qquad I_{t,j} = \sum_{i} V_{t,i}\, G_{t,ij}(\tilde W)
+
+    which is :math:`x \tilde W^T + b` exactly in ``mode="ideal"``. ``mapping="dense"`` tiles the whole
+    :math:`[out, in]` matrix: :math:`\lceil in / rows \rceil \cdot \lceil out / outputs\_per\_tile \rceil`
+    tiles (``outputs_per_tile`` = ``cols / 2`` for differential pairs). ``mapping="sparse"`` places only the
+    ``block`` rectangles of :math:`\tilde W` that hold a non-zero weight (:class:`memsim.crossbar.sparse.SparseGrid`).
+
+    Args:
+        in_features, out_features: sizes of the weight matrix ``[out_features, in_features]``.
+        bias: add a learnable bias (weight units).
+        preset: crossbar preset name, path or :class:`memsim.crossbar.Preset` (tile size, wires, device card,
+            converters, noise).
+        mode: ``"ideal"``, ``"noisy"``, ``"irdrop"`` or ``"nonlinear"``, as for :class:`memsim.nn.CrossbarLinear`.
+        mapping: ``"dense"`` or ``"sparse"``.
+        block: ``(outputs, inputs)`` of the blocks the sparse layout is cut into (default 8 x 8).
+        noise: :class:`memsim.crossbar.NonIdealities` overriding the preset's (``None``: the preset's).
+        scale_momentum: momentum of the running input scale :math:`s_x` (the DAC range), updated in training.
+        device, dtype: as for ``nn.Linear``.
+
+    Shapes: input ``[..., in_features]`` (any units; scaled to the DAC range), output ``[..., out_features]`` in
+    the units of ``x W^T``; ``weight_mask`` has the shape of ``weight``. Conductances in S, voltages in V,
+    currents in A inside. :meth:`prune_` zeroes a fraction of the weights by magnitude and re-places the layout.
+
+    Example: the ideal product equals the masked matrix product, and pruning keeps exactly the rest.
+
+        >>> import torch
+        >>> from memsim.nn.grouped import MappedCrossbarLinear
+        >>> _ = torch.manual_seed(0)
+        >>> layer = MappedCrossbarLinear(100, 24, preset="hfox_1t1r_64", mode="ideal")
+        >>> layer.array.grid.n_tiles            # ceil(100 / 64) row tiles x ceil(24 / 32) column tiles
+        2
+        >>> mask = layer.prune_(0.75)
+        >>> int(mask.sum()), int((layer.weight == 0).sum())        # of 2400 weights
+        (600, 1800)
+        >>> x = torch.rand(8, 100)
+        >>> bool(torch.allclose(layer(x), x @ (layer.weight * mask).T + layer.bias, atol=1e-5))
+        True
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, preset="hfox_1t1r_64",
                  mode: str = "ideal", mapping: str = "dense", block=None, noise=None,
@@ -158,8 +202,55 @@ class MappedCrossbarLinear(_Mapped):
 
 
 class GroupedCrossbarConv2d(_Mapped):
-    """2-D convolution with ``groups`` >= 1 (depthwise: groups = in_channels) as im2col + crossbar product of
-    the block-diagonal unrolled weight; parameters and init as ``nn.Conv2d``."""
+    r"""2-D convolution with ``groups`` >= 1 (depthwise: ``groups = in_channels``) as im2col + crossbar product;
+    parameters and init as ``nn.Conv2d``.
+
+    Each output position's receptive field :math:`u` (``in_channels * kh * kw`` values, ``F.unfold``) is
+    multiplied on the crossbar tiles (as in :class:`MappedCrossbarLinear`) by the block-diagonal unrolled
+    weight of the :math:`g` groups,
+
+    .. math::  \tilde W = \mathrm{diag}(W_1, \dots, W_g),\qquad W_k \in
+               \mathbb{R}^{\frac{C_{out}}{g} \times \frac{C_{in}}{g} k_h k_w},\qquad
+               y[n, :, p] = \tilde W\,u[n, :, p] + b,
+
+    which is ``F.conv2d(x, weight, bias, stride, padding, dilation, groups)`` exactly in ``mode="ideal"``.
+    ``mapping="dense"`` tiles the whole :math:`[C_{out}, C_{in} k_h k_w]` matrix, zeros included;
+    ``mapping="sparse"`` places only the groups that hold a non-zero weight (one block per group, packed; a
+    tile holds the word lines of :math:`\lfloor rows / (C_{in} k_h k_w / g) \rfloor` depthwise groups).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation: as for ``nn.Conv2d`` (integer
+            padding, zero padding mode).
+        groups: an integer >= 1 dividing both channel counts.
+        bias: add a learnable bias (weight units).
+        preset: crossbar preset name, path or :class:`memsim.crossbar.Preset`.
+        mode: ``"ideal"``, ``"noisy"``, ``"irdrop"`` or ``"nonlinear"``, as for :class:`memsim.nn.CrossbarConv2d`.
+        mapping: ``"dense"`` or ``"sparse"``.
+        block: ``(outputs, inputs)`` blocks for the sparse layout (default: the groups themselves).
+        noise: :class:`memsim.crossbar.NonIdealities` overriding the preset's (``None``: the preset's).
+        scale_momentum: momentum of the running input scale (the DAC range), updated in training.
+        device, dtype: as for ``nn.Conv2d``.
+
+    Shapes: input ``[N, C_in, H, W]`` (any units), output ``[N, C_out, H_out, W_out]`` as for ``nn.Conv2d``;
+    ``weight`` ``[C_out, C_in / groups, kh, kw]``. Conductances in S, voltages in V, currents in A inside.
+
+    Example: a depthwise 3x3 convolution of 64 channels on 64 x 64 differential tiles: the ideal product is
+    ``F.conv2d``; dense mapping needs 9 x 2 tiles for the ``[64, 576]`` matrix, sparse mapping
+    :math:`\lceil 64 / \lfloor 64 / 9 \rfloor \rceil` = 10.
+
+        >>> import torch
+        >>> from torch.nn import functional as F
+        >>> from memsim.nn.grouped import GroupedCrossbarConv2d
+        >>> _ = torch.manual_seed(0)
+        >>> conv = GroupedCrossbarConv2d(64, 64, 3, padding=1, groups=64, preset="hfox_1t1r_64", mode="ideal")
+        >>> x = torch.rand(2, 64, 8, 8)
+        >>> y = conv(x)
+        >>> tuple(y.shape), bool(torch.allclose(y, F.conv2d(x, conv.weight, conv.bias, padding=1, groups=64),
+        ...                                     atol=1e-5))
+        ((2, 64, 8, 8), True)
+        >>> conv.array.grid.n_tiles, GroupedCrossbarConv2d(64, 64, 3, groups=64, mapping="sparse").array.grid.n_tiles
+        (18, 10)
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, *, preset="hfox_1t1r_64", mode: str = "ideal",

@@ -32,16 +32,17 @@ class MemristiveNeuron(nn.Module):
     r"""A layer of :math:`N` neurons of one neuron card: its circuit's ODE, integrated with sub-stepped RK4.
 
     The state of each neuron is the membrane voltage :math:`V` (V) and its memristors' ON fractions
-    :math:`x_k \in [0, 1]`, metastable-switch devices with
+    :math:`x_j \in [0, 1]`, metastable-switch devices with
 
     .. math::  G(x) = \frac{x}{R_{on}} + \frac{1 - x}{R_{off}},\qquad
-               \tau \dot x = (1 - x)\,\sigma\!\Big(\frac{v - v_{on}}{k}\Big) - x\,\sigma\!\Big(\frac{v_{off} - v}{k}\Big)
+               \tau \dot x = (1 - x)\,\sigma\!\Big(\frac{v - v_{on}}{k}\Big)
+               - x\,\sigma\!\Big(\frac{v_{off} - v}{k}\Big)
 
     at their own voltage :math:`v`. A ``"mif"`` card (:class:`MIFNeuron`) has two, on reversal potentials
     :math:`E_1 < E_2`; a ``"vlif"`` card (:class:`VLIFNeuron`) one threshold switch in series with a load
     :math:`R_L`:
 
-    .. math::  \text{mif:}\quad C \dot V = I_{in} - \sum_{k=1}^{2} G(x_k)(V - E_k),\quad v_k = V - E_k
+    .. math::  \text{mif:}\quad C \dot V = I_{in} - \sum_{j=1}^{2} G(x_j)(V - E_j),\quad v_j = V - E_j
 
     .. math::  \text{vlif:}\quad C \dot V = I_{in} - G(x)\,v_m,\quad v_m = \frac{V}{1 + G(x) R_L}
 
@@ -179,11 +180,12 @@ class MIFNeuron(MemristiveNeuron):
     :math:`E_1 < E_2`; state :math:`(V, x_1, x_2)`:
 
     .. math::  C \dot V = I_{in} - G(x_1)(V - E_1) - G(x_2)(V - E_2),\qquad
-               \tau \dot x_k = (1 - x_k)\,\sigma\!\Big(\frac{V - E_k - v_{on}}{k}\Big)
-               - x_k\,\sigma\!\Big(\frac{v_{off} - V + E_k}{k}\Big)
+               \tau \dot x_j = (1 - x_j)\,\sigma\!\Big(\frac{V - E_j - v_{on}}{k}\Big)
+               - x_j\,\sigma\!\Big(\frac{v_{off} - V + E_j}{k}\Big)
 
     A spike is read out when :math:`V` crosses :math:`E_1 + v_{on}(M_1)` upwards (:math:`M_1` starts switching
-    ON); the action potential itself comes from the memristors' dynamics, with no threshold or reset circuit. For frozen memristor states the membrane is a linear RC with
+    ON); the action potential itself comes from the memristors' dynamics, with no threshold or reset circuit.
+    For frozen memristor states the membrane is a linear RC with
     :math:`V(t) = V_\infty + (V_0 - V_\infty)\,e^{-G t / C}`, :math:`G = G(x_1) + G(x_2)`,
     :math:`V_\infty = (G(x_1) E_1 + G(x_2) E_2 + I)/G`.
 
@@ -229,7 +231,8 @@ class VLIFNeuron(MemristiveNeuron):
     resistor :math:`R_L`; state :math:`(V, x)`:
 
     .. math::  v_m = \frac{V}{1 + G(x) R_L},\qquad C \dot V = I_{in} - G(x)\,v_m,\qquad
-               \tau \dot x = (1 - x)\,\sigma\!\Big(\frac{v_m - v_{on}}{k}\Big) - x\,\sigma\!\Big(\frac{v_{off} - v_m}{k}\Big)
+               \tau \dot x = (1 - x)\,\sigma\!\Big(\frac{v_m - v_{on}}{k}\Big)
+               - x\,\sigma\!\Big(\frac{v_{off} - v_m}{k}\Big)
 
     The switch's OFF leakage is the leak (time constant :math:`(R_{off} + R_L) C`), its switching ON the fire
     (read out when :math:`x` crosses 0.1 upwards) and its spontaneous relaxation OFF (:math:`v_{off} > 0`)
