@@ -1,10 +1,14 @@
-"""File helpers: atomic writes (a crash never leaves a half-written result behind) and TOML reads."""
+"""File helpers: atomic writes (a crash never leaves a half-written result behind).
+
+``read_toml`` is :func:`memsim.schema.read_toml`, re-exported here for the readers that import it from io.
+"""
 from __future__ import annotations
 
 import os
 import tempfile
-import tomllib
 from pathlib import Path
+
+from .schema import read_toml  # noqa: F401
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -28,14 +32,3 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def read_toml(path: str | os.PathLike) -> dict:
-    """A TOML file as a dict; a syntax error becomes a :class:`CardError` naming the file and the position."""
-    from .errors import CardError
-
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CardError(f"{path}: not valid TOML: {exc}") from None

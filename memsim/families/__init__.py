@@ -18,10 +18,9 @@ def get_family(name: str, field: str = "family") -> DeviceFamily:
     try:
         return FAMILIES[name]
     except (KeyError, TypeError):
-        import difflib
-        close = difflib.get_close_matches(str(name), FAMILIES, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "use one of the listed families"
-        raise ParameterError(field, name, f"one of {sorted(FAMILIES)}", hint) from None
+        from ..schema import suggest
+        raise ParameterError(field, name, f"one of {sorted(FAMILIES)}",
+                             suggest(name, FAMILIES, "use one of the listed families")) from None
 
 
 __all__ = ["DeviceFamily", "Param", "FAMILIES", "get_family"]

@@ -18,7 +18,6 @@ that look like the wrong unit (mA stored as A, mV as V) raise a :class:`UnitsWar
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import re
 import warnings
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MemsimError
+from ..schema import closest
 
 IV_COLUMNS = ("time", "voltage", "current")
 PULSE_COLUMNS = ("amplitude", "width", "conductance")
@@ -160,8 +160,8 @@ def _resolve_columns(header: list[str], source: str) -> tuple[str, dict[str, tup
         unused = {n: h for h, n in zip(header, names) if ALIASES.get(n, n) not in found}
         msgs = []
         for c in missing:
-            close = difflib.get_close_matches(c, list(unused), n=1, cutoff=0.4)
-            msgs.append(f"'{c}'" + (f" (closest column: '{unused[close[0]]}')" if close else ""))
+            near = closest(c, unused, cutoff=0.4)
+            msgs.append(f"'{c}'" + (f" (closest column: '{unused[near]}')" if near else ""))
         layout = ("I-V sweep: time (s), voltage (V), current (A)" if kind == "iv"
                   else "pulse train: amplitude (V), width (s), conductance (S)")
         raise DataError(f"{source}: missing column(s) {', '.join(msgs)}; header is {header}. Expected a {layout}, "
@@ -184,9 +184,9 @@ def measurement_from_table(header: list[str], rows: list[list], *, source: str =
     if group is not None:
         low = [h.lower() for h in header]
         if group.lower() not in low:
-            close = difflib.get_close_matches(group.lower(), low, n=1)
+            near = closest(group.lower(), low)
             raise DataError(f"{source}: group column '{group}' not found" +
-                            (f" (closest: '{header[low.index(close[0])]}')" if close else "") + f"; header is {header}")
+                            (f" (closest: '{header[low.index(near)]}')" if near else "") + f"; header is {header}")
         group_idx = [low.index(group.lower())]
     if not rows:
         raise DataError(f"{source}: no data rows under the header")

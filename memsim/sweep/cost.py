@@ -19,15 +19,14 @@ and converter energy that depends on the signal. A preset without a DAC or ADC (
 """
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import CardError, ParameterError
-from ..io import read_toml
 from ..resources import data_dir
+from ..schema import check_keys, check_number, read_toml, suggest
 
 COST_DIR = data_dir("crossbar") / "cost"  # a wheel must carry crossbar/cost/*.toml (setup.py DATA)
 
@@ -68,8 +67,7 @@ class CostModel:
                     raise ParameterError(f"cost.adc.outputs_per_adc", v, "an integer >= 1",
                                          "give how many tile outputs share one ADC")
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ParameterError(f"cost.{f.name}", v, "a finite number >= 0 (SI units)", "fix the cost-model file")
+            check_number(v, f"cost.{f.name}", nonnegative=True, unit="SI units", fix="fix the cost-model file")
 
     def cell_area(self, access: str) -> float:
         """Area of one cell in m^2."""
@@ -100,9 +98,8 @@ def cost_model_path(name_or_path="default") -> Path:
         if f.is_file():
             return f
     names = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.toml")})
-    close = difflib.get_close_matches(str(name_or_path), names, n=1)
     raise CardError(f"unknown cost model '{name_or_path}' (searched {[str(d) for d in dirs]}); "
-                    + (f"did you mean '{close[0]}'?" if close else f"known: {names}"))
+                    + suggest(name_or_path, names, f"known: {names}"))
 
 
 def load_cost_model(name_or_path="default") -> CostModel:
@@ -112,10 +109,7 @@ def load_cost_model(name_or_path="default") -> CostModel:
     path = cost_model_path(name_or_path)
     data = read_toml(path)
     src = path.stem
-    for k in data:
-        if k not in {"name", "description", "provenance", *_SCHEMA}:
-            close = difflib.get_close_matches(k, sorted(_SCHEMA), n=1)
-            raise CardError(f"cost model {src}: unknown key '{k}'" + (f"; did you mean '{close[0]}'?" if close else ""))
+    check_keys(data, {"name", "description", "provenance", *_SCHEMA}, f"cost model {src}")
     if not isinstance(data.get("provenance"), str) or not data["provenance"].strip():
         raise CardError(f"cost model {src}: 'provenance' must say where the constants come from")
     vals = {}
@@ -123,11 +117,7 @@ def load_cost_model(name_or_path="default") -> CostModel:
         t = data.get(sec)
         if not isinstance(t, dict):
             raise CardError(f"cost model {src}: missing [{sec}] table")
-        for k in t:
-            if k not in keys:
-                close = difflib.get_close_matches(k, sorted(keys), n=1)
-                raise CardError(f"cost model {src}.{sec}: unknown key '{k}'"
-                                + (f"; did you mean '{close[0]}'?" if close else ""))
+        check_keys(t, keys, f"cost model {src}.{sec}")
         for k in keys:
             if k not in t:
                 raise CardError(f"cost model {src}.{sec}: missing key '{k}'")
