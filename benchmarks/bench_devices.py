@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from memsim import DeviceArray, Sine, load_card
-from memsim.simulate import Trace, compare, spice_trace, torch_trace
+from memsim.devices.simulate import Trace, compare, spice_trace, torch_trace
 
 
 def torch_run(card, stim, dt, n_steps, n_devices, dtype, device, compile=False, record=8):

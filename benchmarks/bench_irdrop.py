@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from memsim.checkpoint import read_checkpoint
-from memsim.config import parse_config
-from memsim.training import build_encoder, evaluate_checkpoint, load_datasets, load_network, set_threads
+from memsim.training.checkpoint import read_checkpoint
+from memsim.training.config import parse_config
+from memsim.training.loop import build_encoder, evaluate_checkpoint, load_datasets, load_network, set_threads
 
 
 def eval_time(ckpt: str, mode: str, seeds: int, limit: int | None) -> dict:

@@ -22,10 +22,10 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from memsim.config import parse_config  # noqa: E402
+from memsim.training.config import parse_config  # noqa: E402
 from memsim.sweep import parse_spec  # noqa: E402
 from memsim.sweep.runner import ResultsDir, run_sweep  # noqa: E402
-from memsim.training import train  # noqa: E402
+from memsim.training.loop import train  # noqa: E402
 
 
 def steady_rate(out: Path) -> float:

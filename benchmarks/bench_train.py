@@ -46,8 +46,8 @@ def _peak_memory_mb(device: str) -> dict:
 # workers (run in a subprocess)
 
 def worker_memsim(args) -> dict:
-    from memsim.config import load_config
-    from memsim.training import train
+    from memsim.training.config import load_config
+    from memsim.training.loop import train
 
     overrides = [f"training.epochs={args.epochs}", f"training.threads={args.threads}",
                  f"training.device={args.device}", f"output.dir={args.run_dir}", *args.set]
@@ -66,7 +66,7 @@ def worker_memsim(args) -> dict:
            "threads": args.threads, "device": args.device, "crossbar": cfg.network.crossbar,
            "hardware_aware": cfg.hardware.aware}
     if args.evaluate:
-        from memsim.training import evaluate_checkpoint
+        from memsim.training.loop import evaluate_checkpoint
         t1 = time.perf_counter()
         for preset in args.evaluate:
             r = evaluate_checkpoint(result.checkpoint, preset=preset, seeds=args.eval_seeds,
@@ -86,8 +86,8 @@ def worker_snntorch(args) -> dict:
     from torch import nn
     from torch.nn import functional as F
 
-    from memsim.config import load_config
-    from memsim.training import learning_rate, load_datasets
+    from memsim.training.config import load_config
+    from memsim.training.loop import learning_rate, load_datasets
 
     cfg = load_config(ROOT / args.config, [*args.set])
     if args.threads > 0:

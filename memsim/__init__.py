@@ -6,8 +6,8 @@ loads it on first use.
 from .errors import (CardError, MemsimError, NonFiniteError, ParameterError, SpiceError,
                      SpiceUnavailableError, StimulusError)
 from .families import FAMILIES, get_family
-from .library import Card, list_cards, load_card
-from .device import DeviceArray
+from .devices.cards import Card, list_cards, load_card
+from .devices.array import DeviceArray
 from .stimuli import PWL, Sine, pulse_train
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ The repository keeps them at its top level (``devices/``, ``crossbar/``, ``confi
 non-editable install carries copies inside the package (``memsim/_data/<kind>/``, written at build time by
 ``setup.py``), found with :mod:`importlib.resources`. A source checkout or an editable install has no
 ``_data`` folder and uses the repository's folders. User folders named by ``$MEMSIM_DEVICE_PATH`` and
-``$MEMSIM_CROSSBAR_PATH`` are searched before these (see :mod:`memsim.library`,
+``$MEMSIM_CROSSBAR_PATH`` are searched before these (see :mod:`memsim.devices.cards`,
 :mod:`memsim.crossbar.presets`).
 """
 from __future__ import annotations

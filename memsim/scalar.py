@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from .errors import NonFiniteError, StimulusError
-from .library import Card
+from .devices.cards import Card
 from .mathns import PY_FUNCTIONS, PyMath
-from .simulate import Trace
+from .devices.simulate import Trace
 
 __all__ = ["device_trace", "neuron_trace", "device_source", "neuron_source"]
 
@@ -95,9 +95,9 @@ def _voltages(stimulus, times: np.ndarray) -> list[float]:
 def device_trace(card: Card, stimulus, dt: float, n_steps: int | None = None, *, x0: float | None = None,
                  substeps: int = 1) -> Trace:
     """One device of ``card`` driven by ``stimulus`` (V), RK4 with step ``dt`` (s) over ``n_steps`` steps
-    (default: the stimulus's duration), as a :class:`memsim.simulate.Trace` (float64 NumPy arrays).
+    (default: the stimulus's duration), as a :class:`memsim.devices.simulate.Trace` (float64 NumPy arrays).
 
-    The same numbers as ``memsim.simulate.torch_trace`` (float64) to rounding, at a small fraction of its
+    The same numbers as ``memsim.devices.simulate.torch_trace`` (float64) to rounding, at a small fraction of its
     cost for a single device."""
     grid = stimulus.grid(dt)  # validates dt against the stimulus
     n = len(grid) - 1 if n_steps is None else n_steps

@@ -1,17 +1,14 @@
 """Verification as a feature: every model against ngspice, as a table of errors.
 
 A *check* is one (model, stimulus) comparison that returns a :class:`CheckResult`.
-Model kinds register a function that lists their checks (``register``); devices
-do so below, neurons and crossbars in their own modules. ``memsim verify`` and
+Model kinds register a function that lists their checks (``register``): devices,
+neurons and crossbars in their own ``verify`` modules. ``memsim verify`` and
 the tests run the same checks.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Iterable
-
-#: torch RK4 must match the ngspice trace within this, relative to the trace's peak
-DEVICE_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -47,33 +44,10 @@ def register(kind: str, provider: Callable[[list[str] | None], Iterable[Check]])
     _PROVIDERS[kind] = provider
 
 
-def device_checks(names: list[str] | None = None) -> Iterable[Check]:
-    from .library import list_cards, load_card
-    from .simulate import SPICE_STEP_FRACTION, compare, spice_trace, standard_stimuli, torch_trace
-
-    known = list_cards()
-    for name in names or known:
-        if name not in known and not str(name).endswith(".toml"):
-            continue  # a neuron or crossbar name given to `memsim verify --model`
-        card = load_card(name)
-        for std in standard_stimuli(card):
-            def run(card=card, std=std) -> CheckResult:
-                model = torch_trace(card, std.stimulus, std.dt, method="rk4")
-                ref = spice_trace(card, std.stimulus, std.dt * SPICE_STEP_FRACTION)
-                err = compare(model, ref)
-                return CheckResult("device", card.name, std.label, "max|i - i_spice| / max|i_spice| (RK4)",
-                                   err["current_error"], DEVICE_TOLERANCE,
-                                   f"dt={std.dt:.3g}s state_err={err['state_error']:.2e} peak={err['peak_current']:.3g}A")
-            yield Check("device", card.name, std.label, run)
-
-
-register("device", device_checks)
-
-
 def _load_providers() -> None:
     """Import the modules that register further kinds (they are optional)."""
     import importlib
-    for module in ("memsim.neurons.verify", "memsim.crossbar.verify"):
+    for module in ("memsim.devices.verify", "memsim.neurons.verify", "memsim.crossbar.verify"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -18,8 +18,7 @@ Each cell asserts what it claims."""),
 from pathlib import Path
 import torch
 import matplotlib.pyplot as plt
-from memsim.config import parse_config
-from memsim.training import train
+from memsim.training import parse_config, train
 from memsim.sweep import parse_spec, run_sweep, table
 from memsim.sweep.plots import plot_accuracy_vs_tile, plot_pareto, pareto_front
 

@@ -21,7 +21,7 @@ import torch
 import matplotlib.pyplot as plt
 import memsim
 from memsim import DeviceArray, Sine, load_card, list_cards, pulse_train
-from memsim.simulate import standard_stimuli, torch_trace, spice_trace, compare, SPICE_STEP_FRACTION
+from memsim.devices.simulate import standard_stimuli, torch_trace, spice_trace, compare, SPICE_STEP_FRACTION
 from memsim.scalar import device_trace
 from memsim import spice
 

@@ -72,7 +72,7 @@ voltage is compared with the hidden device's, and a layer mapped onto it is run 
 programming, read and device-to-device noise."""),
     new_code_cell("""from memsim.crossbar.presets import load_preset
 from memsim.crossbar.mapping import conductance_window
-from memsim.library import with_parameters
+from memsim.devices.cards import with_parameters
 from memsim.crossbar.nonideal import NonIdealities
 from memsim.nn import CrossbarLinear
 

@@ -23,8 +23,7 @@ Each cell asserts what it claims."""),
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
-from memsim.config import load_config
-from memsim.training import train, build_encoder, load_datasets, evaluate, evaluate_checkpoint
+from memsim.training import load_config, train, build_encoder, load_datasets, evaluate, evaluate_checkpoint
 
 torch.set_num_threads(1)
 run_dir = tempfile.mkdtemp(prefix="msnn_")

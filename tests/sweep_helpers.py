@@ -1,8 +1,8 @@
 """A tiny digits MSNN checkpoint and sweep specs for the sweep tests (seconds, not minutes)."""
 from pathlib import Path
 
-from memsim.config import parse_config
-from memsim.training import train
+from memsim.training.config import parse_config
+from memsim.training.loop import train
 
 
 def tiny_checkpoint(folder: Path, layers=(64, 12, 10)) -> Path:

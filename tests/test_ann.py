@@ -5,9 +5,9 @@ import torch
 
 from memsim.ann.deploy import evaluate_deployed, mapping_report
 from memsim.ann.train import evaluate_ann, load_ann
-from memsim.checkpoint import read_checkpoint
-from memsim.config import ConfigError, default_config, load_config, parse_config
-from memsim.training import evaluate_checkpoint, load_datasets, train
+from memsim.training.checkpoint import read_checkpoint
+from memsim.training.config import ConfigError, default_config, load_config, parse_config
+from memsim.training.loop import evaluate_checkpoint, load_datasets, train
 
 
 def _cfg(tmp_path, arch="mlp", name="run", **net):

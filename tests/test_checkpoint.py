@@ -1,4 +1,4 @@
-"""Atomic checkpoints, run directories and exact resume (memsim.checkpoint)."""
+"""Atomic checkpoints, run directories and exact resume (memsim.training.checkpoint)."""
 from __future__ import annotations
 
 import csv
@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import memsim.io
-from memsim.checkpoint import (CheckpointError, RunDirectory, architecture_fingerprint, load_checkpoint,
+from memsim.training.checkpoint import (CheckpointError, RunDirectory, architecture_fingerprint, load_checkpoint,
                                read_checkpoint, save_checkpoint)
-from memsim.config import load_config
+from memsim.training.config import load_config
 
 # A tiny but complete training loop, as the trainer will run it: shuffled DataLoader with its own generator,
 # rate-coded inputs from the encoder's generator, dropout (global torch RNG), numpy and Python RNG noise,
@@ -27,8 +27,8 @@ TRAIN_SCRIPT = '''
 import os, random, signal, sys
 import numpy as np
 import torch
-from memsim.checkpoint import RunDirectory
-from memsim.data import load_digits, make_encoder
+from memsim.training.checkpoint import RunDirectory
+from memsim.training.data import load_digits, make_encoder
 
 
 class Interrupted(Exception):

@@ -1,4 +1,4 @@
-"""CIFAR-10 loader (memsim.cifar) on synthetic batches in the release's format: pickled dicts with bytes keys,
+"""CIFAR-10 loader (memsim.training.cifar) on synthetic batches in the release's format: pickled dicts with bytes keys,
 b"data" uint8 [N, 3072] (R, G, B planes of 32x32, row-major) and b"labels"."""
 import os
 import pickle
@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from memsim.config import parse_config
-from memsim.data import DataError, load_dataset
+from memsim.training.config import parse_config
+from memsim.training.data import DataError, load_dataset
 
 TRAIN = [f"data_batch_{k}" for k in range(1, 6)]
 

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from memsim.cli import main
-from memsim.library import load_card
-from memsim.netlist import subcircuit
+from memsim.devices.cards import load_card
+from memsim.devices.netlist import subcircuit
 
 
 def test_device_export_to_stdout_is_the_rendered_subcircuit(capsys):

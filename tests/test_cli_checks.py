@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from memsim import DeviceArray, Sine, load_card
-from memsim.checkpoint import read_checkpoint
+from memsim.training.checkpoint import read_checkpoint
 from memsim.cli import build_parser, main
-from memsim.config import load_config
-from memsim.data import DataError, IDX_FILES, write_idx
-from memsim.device import VoltageRangeWarning
+from memsim.training.config import load_config
+from memsim.training.data import DataError, IDX_FILES, write_idx
+from memsim.devices.array import VoltageRangeWarning
 from memsim.errors import ParameterError, StimulusError
 from memsim.resources import bundled_configs, data_dir, resolve_config
-from memsim.training import load_datasets
+from memsim.training.loop import load_datasets
 
 SMALL = ["--set", "network.layers=[64,16,10]", "--set", "network.time_steps=5", "--set", "training.batch_size=256",
          "--set", "output.plot=false", "--no-progress"]
@@ -132,7 +132,7 @@ def test_device_array_checks_dt_relations_and_voltage_range():
 # -- the bundled library and configs ------------------------------------------------------------------------------
 
 def test_empty_library_is_an_error(tmp_path, monkeypatch, capsys):
-    import memsim.library as library
+    import memsim.devices.cards as library
     monkeypatch.setattr(library, "DEVICES_DIR", tmp_path / "empty")
     monkeypatch.setenv("MEMSIM_DEVICE_PATH", str(tmp_path / "nothing"))
     assert main(["device", "list"]) == 2

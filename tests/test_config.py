@@ -1,4 +1,4 @@
-"""Training-run TOML configuration: schema, validation errors, overrides (memsim.config)."""
+"""Training-run TOML configuration: schema, validation errors, overrides (memsim.training.config)."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from memsim import config as C
+from memsim.training import config as C
 from memsim.errors import ConfigError, MemsimError
 
 EXAMPLE = """
@@ -115,7 +115,7 @@ def test_misspelt_or_misplaced_keys_name_the_closest_valid_key(data, key, needle
     ("training", "grad_clip", -1.0, "a finite number >= 0"),
     ("training", "optimizer", "adma", "one of ['adam', 'adamw', 'sgd']"),
     ("training", "momentum", 1.0, "a finite number in [0, 1)"),
-    ("data", "dataset", "imagenet", f"one of {list(C.DATASETS)}"),  # the names memsim.data can load
+    ("data", "dataset", "imagenet", f"one of {list(C.DATASETS)}"),  # the names memsim.training.data can load
     ("data", "test_fraction", 1.0, "a finite number in (0, 1)"),
     ("hardware", "aware", "yes", "true or false"),
 ])

@@ -26,7 +26,7 @@ from memsim.crossbar.nonideal import FixedDefects, generator, program
 from memsim.crossbar.solver import relative_error
 from memsim.crossbar.verify import LINEAR_TOLERANCE, NONLINEAR_TOLERANCE, compare_tile
 from memsim.errors import ConvergenceError, CardError, MemsimError, ParameterError
-from memsim.library import load_card
+from memsim.devices.cards import load_card
 from memsim.nn import CrossbarConv2d, CrossbarLinear
 
 HFOX_0T1R = "hfox_0t1r_32"
@@ -163,7 +163,7 @@ def test_nonlinear_matches_linear_for_linear_family():
     p = load_preset("tio2_0t1r_16")
     x = torch.rand(6, 5, dtype=torch.float64)
     v = torch.rand(3, 6, dtype=torch.float64) * 0.1
-    from memsim.device import DeviceArray
+    from memsim.devices.array import DeviceArray
     g = DeviceArray.from_card(card, shape=(6, 5), dtype=torch.float64).conductance(x, 0.1)
     assert relative_error(solve_nonlinear(card, x, v, p.circuit).numpy(),
                           solve_linear(g, v, p.circuit).numpy()) < 1e-11
@@ -202,7 +202,7 @@ def test_approx_stops_on_its_tolerance_and_raises_when_it_cannot():
 def test_window_from_card_and_mapping_schemes():
     p = load_preset(HFOX_0T1R)
     card = load_card("stanford_pku_hfox_10k")
-    from memsim.device import DeviceArray
+    from memsim.devices.array import DeviceArray
     dev = DeviceArray.from_card(card, shape=(2,), dtype=torch.float64)
     i = dev.current(torch.full((2,), 0.2, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64))
     assert sorted([p.g_min, p.g_max]) == pytest.approx(sorted((i / 0.2).tolist()), rel=1e-12)

@@ -246,7 +246,7 @@ def test_bad_operator_input():
 
 def test_linearised_operator_needs_a_read_voltage_and_is_exact_for_linear_cards():
     from memsim.crossbar.operator import linearised_operator
-    from memsim.library import load_card
+    from memsim.devices.cards import load_card
     c = TileCircuit(Wires(1.0, 1.0, 10.0))
     x = torch.rand(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     pku = load_card("stanford_pku_hfox_10k")
@@ -255,7 +255,7 @@ def test_linearised_operator_needs_a_read_voltage_and_is_exact_for_linear_cards(
             linearised_operator(pku, x, c, bad)
     # a linear (ion-drift) card: the chord conductance is the conductance, so the operator is exact
     hp = load_card("hp_tio2_joglekar")
-    from memsim.device import DeviceArray
+    from memsim.devices.array import DeviceArray
     v = 0.1 * torch.rand(3, 6, dtype=torch.float64)
     g = DeviceArray.from_card(hp, shape=(6, 5), dtype=torch.float64).conductance(x, 0.1)
     assert relative_error((v @ linearised_operator(hp, x, c, 0.1)).numpy(), solve_linear(g, v, c).numpy()) < 1e-12

@@ -1,4 +1,4 @@
-"""Datasets (digits, IDX files, lookup, download, corruption) and input encodings (memsim.data)."""
+"""Datasets (digits, IDX files, lookup, download, corruption) and input encodings (memsim.training.data)."""
 from __future__ import annotations
 
 import gzip
@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
-from memsim import data as D
+from memsim.training import data as D
 from memsim.errors import MemsimError, ParameterError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -79,7 +79,7 @@ def test_bad_dataset_and_split_names():
 # ---------------------------------------------------------------------------------------------- IDX files
 
 def _handmade_idx(array: np.ndarray) -> bytes:
-    """IDX bytes written by hand from the format spec (independent of memsim.data.write_idx)."""
+    """IDX bytes written by hand from the format spec (independent of memsim.training.data.write_idx)."""
     assert array.dtype == np.uint8
     return bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes()
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from memsim import DeviceArray, Sine, load_card
-from memsim.simulate import torch_trace
+from memsim.devices.simulate import torch_trace
 
 F64 = torch.float64
 

@@ -167,7 +167,7 @@ def test_fit_command_recovers_hidden_parameters(tmp_path, capsys, monkeypatch):
     # independent NRMSE: the card's own subcircuit in ngspice against the noise-free hidden device
     monkeypatch.setenv("MEMSIM_DEVICE_PATH", str(out.parent))
     fitted = load_card("my_device")
-    from memsim.netlist import subcircuit
+    from memsim.devices.netlist import subcircuit
     assert (out.parent / "my_device.lib").read_text() == subcircuit(fitted)
     clean = iv_sweep(card, hidden, points=150, noise=0.0)
     m = read_measurement(csv)

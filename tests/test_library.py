@@ -8,9 +8,9 @@ import torch
 
 from memsim import DeviceArray, Sine, list_cards, load_card, pulse_train, PWL
 from memsim.errors import CardError, MemsimError, ParameterError, StimulusError
-from memsim.library import DEVICES_DIR, parse_card
-from memsim.netlist import subcircuit
-from memsim.simulate import torch_trace
+from memsim.devices.cards import DEVICES_DIR, parse_card
+from memsim.devices.netlist import subcircuit
+from memsim.devices.simulate import torch_trace
 
 CARDS = list_cards()
 

@@ -34,7 +34,7 @@ def spice_ok():
 
 # --------------------------------------------------------------------------- cards and SI derivation
 def test_cards_listed_as_neurons_not_devices():
-    from memsim.library import list_cards
+    from memsim.devices.cards import list_cards
     assert set(CARDS) <= set(list_neuron_cards())
     assert not set(CARDS) & set(list_cards())
 

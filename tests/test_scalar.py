@@ -13,7 +13,7 @@ import torch
 from memsim import load_card
 from memsim.mathns import PY_FUNCTIONS, PyMath, SpiceMath, TorchMath
 from memsim.scalar import device_source, device_trace, neuron_trace
-from memsim.simulate import standard_stimuli
+from memsim.devices.simulate import standard_stimuli
 
 
 def _vocabulary(cls):

@@ -7,7 +7,7 @@ import torch
 
 from memsim.errors import NonFiniteError, ParameterError
 from memsim.nn.neurons import MIFNeuron
-from memsim.snn import MemristiveSNN, MIFDynamics
+from memsim.training import MemristiveSNN, MIFDynamics
 
 DT = 4e-5
 
@@ -159,8 +159,8 @@ def test_bad_input_shape_and_coarse_dt():
 
 
 def test_convolutional_variant_trains_on_digits(tmp_path):
-    from memsim.config import load_config
-    from memsim.training import train
+    from memsim.training.config import load_config
+    from memsim.training.loop import train
 
     cfg = load_config(None, ["network.layers=[64,16,10]", "network.time_steps=8", "network.conv_channels=4",
                              "network.conv_kernel=3", "network.conv_stride=2", "training.epochs=2",

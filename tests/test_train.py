@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from memsim.checkpoint import CheckpointError, read_checkpoint
+from memsim.training.checkpoint import CheckpointError, read_checkpoint
 from memsim.cli import main
-from memsim.config import load_config
+from memsim.training.config import load_config
 from memsim.errors import NonFiniteError
-from memsim.snn import MemristiveSNN
-from memsim.training import clip_weights, evaluate_checkpoint, learning_rate, train
+from memsim.training import MemristiveSNN
+from memsim.training.loop import clip_weights, evaluate_checkpoint, learning_rate, train
 
 SMALL = ["--set", "network.layers=[64,16,10]", "--set", "network.time_steps=10", "--set", "training.batch_size=128",
          "--no-progress"]
@@ -145,9 +145,9 @@ def test_cosine_schedule_closed_form_and_applied(tmp_path):
 def test_non_finite_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = load_config(None, ["network.layers=[64,16,10]", "network.time_steps=6", "training.epochs=3",
                              "training.batch_size=256", f"output.dir={tmp_path / 'nan'}", "output.plot=false"])
-    import memsim.snn as snn
+    import memsim.training.synapses as synapses
     calls = {"n": 0}
-    original = snn.IdealSynapse.forward
+    original = synapses.IdealSynapse.forward
 
     def exploding(self, v):
         calls["n"] += 1
@@ -155,7 +155,7 @@ def test_non_finite_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         if calls["n"] > 16 and self.out_features == 10:  # during epoch 2 (6 train batches + 2 eval per epoch)
             out = out * float("inf")
         return out
-    monkeypatch.setattr(snn.IdealSynapse, "forward", exploding)
+    monkeypatch.setattr(synapses.IdealSynapse, "forward", exploding)
     with pytest.raises(NonFiniteError) as info:
         train(cfg, progress=False, log=lambda s: None)
     msg = str(info.value)
@@ -221,8 +221,8 @@ def test_reproducible_from_config_and_seed(trained, tmp_path):
 def test_export_spice_round_trip(trained, tmp_path, capsys):
     """The trained digits network as one ngspice netlist: output membrane voltages match the torch circuit
     reference within the neuron tolerance (1 % of the swing) and ngspice predicts the same classes."""
-    from memsim.export_spice import compare_with_spice
-    from memsim.training import build_encoder, load_datasets, load_network
+    from memsim.training.export_spice import compare_with_spice
+    from memsim.training.loop import build_encoder, load_datasets, load_network
 
     ckpt = trained / "checkpoints" / "epoch_0003.pt"
     code, out, err = _cli(["export-spice", str(ckpt), "-o", str(tmp_path / "net.cir")], capsys)

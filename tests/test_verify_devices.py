@@ -13,10 +13,10 @@ import functools
 
 import pytest
 
-from memsim.library import load_card
+from memsim.devices.cards import load_card
 from memsim.scalar import device_trace
-from memsim.simulate import SPICE_STEP_FRACTION, compare, spice_trace, standard_stimuli, torch_trace
-from memsim.verify import DEVICE_TOLERANCE, device_checks
+from memsim.devices.simulate import SPICE_STEP_FRACTION, compare, spice_trace, standard_stimuli, torch_trace
+from memsim.devices.verify import DEVICE_TOLERANCE, device_checks
 
 pytestmark = pytest.mark.spice
 
@@ -54,7 +54,7 @@ def test_torch_rk4_matches_ngspice(check):
 
 
 def test_every_card_is_covered_with_three_stimuli():
-    from memsim.library import list_cards
+    from memsim.devices.cards import list_cards
     per_card = {}
     for c in CHECKS:
         per_card[c.model] = per_card.get(c.model, 0) + 1

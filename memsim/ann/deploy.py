@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import CheckpointError, RunDirectory, read_checkpoint
-from ..config import Config, load_config, parse_config
+from ..training.checkpoint import CheckpointError, RunDirectory, read_checkpoint
+from ..training.config import Config, load_config, parse_config
 from ..crossbar.presets import Preset, load_preset
 from ..errors import ParameterError
 from ..nn.convert import convert
@@ -185,7 +185,7 @@ class _Target:
         elif self.kind == "ann":
             net = deploy_model(self.model, preset, mode=mode, mapping=mapping, prune=prune, block=block)
         else:
-            from ..training import load_network
+            from ..training.loop import load_network
             ideal = isinstance(preset, str) and preset == "ideal"
             net, _ = load_network(self.path, crossbar=preset, mode=None if ideal else mode, noise_seed=seed)
             if not ideal:
@@ -197,7 +197,7 @@ class _Target:
     def probe_input(self, images: torch.Tensor):
         if self.kind == "ann":
             return images
-        from ..training import build_encoder
+        from ..training.loop import build_encoder
         return build_encoder(self.cfg)(images)
 
 
@@ -245,7 +245,7 @@ def mapping_report(source, preset, *, mapping: str = "dense", prune: float = 0.0
         raise ParameterError("preset", "ideal", "a crossbar preset", "the ideal crossbar has no tiles to count")
     target = _Target(source, data_dir)
     net = target.network(preset, "ideal", mapping, prune, block, 0)
-    from ..data import dataset_info
+    from ..training.data import dataset_info
     n_in = target.cfg.network.layers[0] if target.cfg.data.dataset == "custom_idx" \
         else dataset_info(target.cfg.data.dataset).num_inputs
     probe = _Probe(_layers(net), error=False)
@@ -277,8 +277,8 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
     preset = _preset(preset)
     target = _Target(source, data_dir)
     cfg = target.cfg
-    from ..data import ImageDataset
-    from ..training import _calibrate, evaluate, load_datasets, set_threads
+    from ..training.data import ImageDataset
+    from ..training.loop import _calibrate, evaluate, load_datasets, set_threads
     set_threads(cfg.training.threads)
     train_set, test_set = _datasets(cfg, load_datasets)
     data = test_set if split == "test" else train_set
@@ -300,7 +300,7 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
         if target.kind == "ann":
             _calibrate_ann(net, train_set.images[:calibration])
         else:
-            from ..training import build_encoder
+            from ..training.loop import build_encoder
             _calibrate(net, build_encoder(cfg), train_set, calibration)
         _reseed(net, s)  # calibration drew programming/read noise: start the chip's streams afresh
         probe = _Probe(layers, error=True)
@@ -319,7 +319,7 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
             from .train import evaluate_ann
             r = evaluate_ann(net, data, batch_size)
         else:
-            from ..training import build_encoder
+            from ..training.loop import build_encoder
             r = evaluate(net, build_encoder(cfg), data, batch_size,
                          generator=torch.Generator().manual_seed(cfg.training.seed + 1 + s))
         accs.append(r["accuracy"])

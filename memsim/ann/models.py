@@ -98,7 +98,7 @@ def build_ann(cfg, image_shape: Sequence[int] | None = None) -> nn.Module:
     if net.arch == "mlp":
         return MLP(net.layers)
     if image_shape is None:
-        from ..data import dataset_info
+        from ..training.data import dataset_info
         image_shape = dataset_info(cfg.data.dataset).image_shape
     return VGGNet(image_shape, net.channels, net.layers, convs_per_stage=net.convs_per_stage,
                   depthwise=net.arch == "vgg_dw", batch_norm=net.batch_norm)

@@ -3,7 +3,7 @@
 :func:`train_ann` is what :func:`memsim.training.train` runs for an ANN config. It shares the MSNN trainer's
 pieces (:mod:`memsim.training`: data loading, optimizer, learning-rate schedule, batch order, device
 choice, run directory, learning-curve plot) and its behaviour: checks before long work, a tqdm bar, one
-atomic checkpoint per epoch (:class:`memsim.checkpoint.RunDirectory`) holding model, optimizer and the
+atomic checkpoint per epoch (:class:`memsim.training.checkpoint.RunDirectory`) holding model, optimizer and the
 data-order generator, so ``resume=True`` continues a killed run exactly, and a
 :class:`memsim.errors.NonFiniteError` (the last good checkpoint kept) if the loss or a gradient diverges.
 """
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import CheckpointError, RunDirectory, check_architecture, read_checkpoint
-from ..config import Config, ConfigError, parse_config
-from ..data import ImageDataset
+from ..training.checkpoint import CheckpointError, RunDirectory, check_architecture, read_checkpoint
+from ..training.config import Config, ConfigError, parse_config
+from ..training.data import ImageDataset
 from ..errors import NonFiniteError
 from .models import build_ann
 
@@ -79,7 +79,7 @@ def load_ann(path: str | Path) -> tuple[nn.Module, Config]:
 def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
               log: Callable[[str], None] = print, max_batches: int | None = None):
     """Train the ANN of ``cfg`` (see the module doc); returns a :class:`memsim.training.TrainResult`."""
-    from ..training import (TrainResult, _batches, _device, _optimizer, learning_rate, load_datasets, plot_history,
+    from ..training.loop import (TrainResult, _batches, _device, _optimizer, learning_rate, load_datasets, plot_history,
                             set_threads)
     check_ann_config(cfg)
     t = cfg.training

@@ -37,7 +37,7 @@ def register(sub) -> None:
 
 
 def run_list(args) -> int:
-    from ..library import list_cards, load_card
+    from ..devices.cards import list_cards, load_card
     for name in list_cards():
         card = load_card(name)
         print(f"{name:24s} {card.family.name:26s} {card.description}")
@@ -45,7 +45,7 @@ def run_list(args) -> int:
 
 
 def run_info(args) -> int:
-    from ..library import load_card
+    from ..devices.cards import load_card
     card = load_card(args.card)
     print(f"{card.name}: {card.description}\nfamily: {card.family.title} ({card.family.name})")
     specs = {q.name: q for q in card.family.all_params()}
@@ -77,9 +77,9 @@ def parse_params(items: list[str]) -> dict[str, float]:
 
 
 def run_iv(args) -> int:
-    from ..library import load_card, with_parameters
+    from ..devices.cards import load_card, with_parameters
     from ..plots import hysteresis_figure, save
-    from ..simulate import SPICE_STEP_FRACTION, spice_trace, standard_stimuli, torch_trace
+    from ..devices.simulate import SPICE_STEP_FRACTION, spice_trace, standard_stimuli, torch_trace
 
     card = load_card(args.card)
     overrides = parse_params(args.param)
@@ -97,8 +97,8 @@ def run_iv(args) -> int:
 
 def run_export(args) -> int:
     from ..io import atomic_write_text
-    from ..library import list_cards, load_card
-    from ..netlist import subcircuit
+    from ..devices.cards import list_cards, load_card
+    from ..devices.netlist import subcircuit
 
     if args.all == bool(args.card):
         print("memsim device export: give a CARD or --all", file=sys.stderr)

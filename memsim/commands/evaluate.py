@@ -29,12 +29,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training import evaluate_checkpoint
+    from ..training.loop import evaluate_checkpoint
 
     if args.mapping != "dense" or args.prune:
         from ..ann.deploy import evaluate_deployed
-        from ..checkpoint import read_checkpoint
-        from ..config import parse_config
+        from ..training.checkpoint import read_checkpoint
+        from ..training.config import parse_config
         cfg = parse_config(read_checkpoint(args.checkpoint).config, source=args.checkpoint)
         r = evaluate_deployed(args.checkpoint, args.preset or cfg.hardware.eval_preset or cfg.network.crossbar,
                               mapping=args.mapping, prune=args.prune, mode=args.mode or cfg.hardware.mode,

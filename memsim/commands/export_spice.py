@@ -20,8 +20,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..export_spice import compare_with_spice, export_checkpoint
-    from ..training import build_encoder, load_datasets
+    from ..training.export_spice import compare_with_spice, export_checkpoint
+    from ..training.loop import build_encoder, load_datasets
 
     path, info = export_checkpoint(args.checkpoint, args.output, sample=args.sample)
     n_lines = path.read_text().count("\n")

@@ -36,9 +36,9 @@ def _run_folder(config):
 
 
 def run(args) -> int:
-    from ..config import load_config
+    from ..training.config import load_config
     from ..resources import resolve_config
-    from ..training import prepare, train
+    from ..training.loop import prepare, train
 
     overrides = list(args.overrides)
     for flag, key in ((args.epochs, "training.epochs"), (args.output, "output.dir"), (args.data_dir, "data.data_dir")):

@@ -26,7 +26,7 @@ def run(args) -> int:
         import difflib
 
         from ..crossbar.presets import list_presets
-        from ..library import list_cards
+        from ..devices.cards import list_cards
         known = list_cards(kind=None) + list_presets()
         near = sorted({c for m in args.model or [] for c in difflib.get_close_matches(m, known, n=1)})
         hint = f"did you mean {near}? " if near else ""

@@ -21,7 +21,7 @@ SCHEMES = ("differential", "offset")
 
 def conductance_window(card, v_read: float) -> tuple[float, float]:
     """(g_min, g_max) in S: the card's chord conductance i/v at ``v_read`` for states x = 0 and x = 1."""
-    from ..device import DeviceArray
+    from ..devices.array import DeviceArray
     if not (isinstance(v_read, (int, float)) and v_read != 0 and card.voltage_range[0] <= v_read <= card.voltage_range[1]):
         raise ParameterError("device.v_read", v_read, f"a non-zero voltage inside the card's range {list(card.voltage_range)} V",
                              "give the read voltage at which the conductance window is taken")
@@ -153,7 +153,7 @@ class _StateFromConductance(torch.autograd.Function):
 
 def state_for_conductance(card, g: torch.Tensor, v_read: float) -> torch.Tensor:
     """States x in [0, 1] whose chord conductance at ``v_read`` is ``g`` (bisection; implicit gradient dx/dg = 1/G'(x))."""
-    from ..device import DeviceArray
+    from ..devices.array import DeviceArray
     g_min, g_max = conductance_window(card, v_read)
     check_window(g.detach(), g_min, g_max)
     g64 = g.double().clamp(g_min, g_max)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..mathns import SpiceMath
-from ..netlist import REFERENCE_OPTIONS, _wrap
+from ..devices.netlist import REFERENCE_OPTIONS, _wrap
 from .circuit import TileCircuit, transistor_current
 from .network import tile_network
 

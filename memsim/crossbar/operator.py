@@ -384,7 +384,7 @@ def linearised_operator(card, x: torch.Tensor, circuit: TileCircuit, v_read, v_g
     the IR drop, which moves cells away from ``v_read`` (benchmarks/crossbar.md gives figures per preset)."""
     import math as _math
 
-    from ..device import DeviceArray
+    from ..devices.array import DeviceArray
     if v_read is None or isinstance(v_read, bool) or not isinstance(v_read, (int, float)) \
             or not _math.isfinite(v_read) or v_read == 0:
         raise ParameterError("v_read", v_read, "a non-zero read voltage in V inside the card's range "

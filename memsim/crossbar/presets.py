@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import CardError, ParameterError
 from ..io import read_toml
-from ..library import Card, load_card
+from ..devices.cards import Card, load_card
 from ..resources import data_dir, env_dirs
 from .circuit import TileCircuit, Transistor, Wires
 from .mapping import SCHEMES, Mapping, conductance_window

@@ -331,7 +331,7 @@ class _CellModel:
     """I(v) of the tile's memristors at frozen states: the family's equation, evaluated with TORCH."""
 
     def __init__(self, card, x: torch.Tensor, **overrides):
-        from ..device import DeviceArray
+        from ..devices.array import DeviceArray
         self.dev = DeviceArray.from_card(card, shape=tuple(x.shape), dtype=torch.float64, **overrides)
         self.x = x.detach().double().cpu()
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from ..io import atomic_write_text
-from ..library import load_card, parse_card
-from ..netlist import subcircuit
+from ..devices.cards import load_card, parse_card
+from ..devices.netlist import subcircuit
 from .data import Measurement
 from .fit import FitResult, Problem, coordinates
 from .protocol import PulseTiming, protocols, spice_observe

@@ -59,7 +59,7 @@ def _bounds(items: list[str]) -> dict[str, tuple[float, float]]:
 def run_fit(args) -> int:
     import warnings
 
-    from ..library import load_card
+    from ..devices.cards import load_card
     from ..plots import save
     from .card import card_data, overlay_figure, spice_check, torch_observations, write_card
     from .data import DataError, UnitsWarning, read_measurement

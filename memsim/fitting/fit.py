@@ -11,7 +11,7 @@ p0 +- max(|p0|, 0.1) linearly. ``bounds={"name": (lo, hi)}`` overrides a paramet
 the declared one). Internally each parameter is a coordinate z in [0, 1] (log or linear).
 
 **Optimiser.** Multi-start: start 0 is the initial card, the others a scrambled Sobol sample of the box. All
-starts run as one batch on the device axis of :class:`memsim.device.DeviceArray`. ``method="lm"`` (default):
+starts run as one batch on the device axis of :class:`memsim.devices.DeviceArray`. ``method="lm"`` (default):
 projected Levenberg-Marquardt; the Jacobian of every start comes from central differences evaluated in the same
 batched simulation (K starts x (2P + 1) parameter sets in one run). ``method="adam"``: Adam on the loss, with the
 gradient by backpropagation through the RK4 simulation (slower; for large free sets).
@@ -33,7 +33,7 @@ import torch
 
 from ..errors import MemsimError, ParameterError
 from ..families import DeviceFamily
-from ..library import Card, with_parameters
+from ..devices.cards import Card, with_parameters
 from .data import DataError, Measurement
 from .protocol import PulseTiming, protocols, simulate
 

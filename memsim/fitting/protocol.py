@@ -10,8 +10,8 @@ interval and the breakpoints where an observation is taken:
   disturb the state).
 
 The torch path integrates with :func:`memsim.integrate.step` (RK4, the state held in [0, 1]) and evaluates the
-family's own equations through :class:`memsim.device.DeviceArray`; the ngspice path runs the card's generated
-subcircuit (:func:`memsim.netlist.device_testbench`) under the same PWL source.
+family's own equations through :class:`memsim.devices.DeviceArray`; the ngspice path runs the card's generated
+subcircuit (:func:`memsim.devices.netlist.device_testbench`) under the same PWL source.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ..device import DeviceArray
+from ..devices.array import DeviceArray
 from ..integrate import step
-from ..library import Card
+from ..devices.cards import Card
 from ..stimuli import PWL
 from .data import Group, Measurement
 
@@ -129,7 +129,7 @@ def simulate(card: Card, params: dict, proto: Protocol, batch: int, dtype=torch.
 def spice_observe(card: Card, proto: Protocol, max_step_fraction: float = 0.1) -> np.ndarray:
     """The same observations from ngspice running the card's subcircuit (needs ngspice)."""
     from .. import spice
-    from ..netlist import device_testbench
+    from ..devices.netlist import device_testbench
 
     stim = proto.stimulus()
     max_step = float(np.min(np.diff(proto.times) / proto.steps)) * max_step_fraction

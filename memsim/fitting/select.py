@@ -6,7 +6,7 @@ decisive. Each family starts from the first library card of that family, with it
 from __future__ import annotations
 
 from ..families import FAMILIES
-from ..library import Card, list_cards, load_card
+from ..devices.cards import Card, list_cards, load_card
 from .data import Measurement
 from .fit import DEFAULT_FREE, FitError, FitResult, fit
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_text
-from ..library import Card, with_parameters
-from ..simulate import spice_trace
+from ..devices.cards import Card, with_parameters
+from ..devices.simulate import spice_trace
 from ..stimuli import Sine
 from .data import Group
 from .protocol import PulseTiming, pulse_protocol, spice_observe

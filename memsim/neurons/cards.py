@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 from ..errors import CardError, ParameterError
 from ..io import read_toml
-from ..library import Card, LibraryEntry, _card_files, card_path, load_card
+from ..devices.cards import Card, LibraryEntry, _card_files, card_path, load_card
 from .circuits import NeuronCircuit, circuit_for
 
 _TOP = {"name", "type", "description", "provenance", "memristors", "parameters", "simulation", "verify"}
@@ -219,7 +219,7 @@ def list_neuron_cards() -> list[str]:
 
 
 def load_neuron_card(name_or_path) -> NeuronCard:
-    """Load and validate a neuron card by name (search path of :mod:`memsim.library`) or path."""
+    """Load and validate a neuron card by name (search path of :mod:`memsim.devices.cards`) or path."""
     try:
         path = card_path(name_or_path)
     except CardError:

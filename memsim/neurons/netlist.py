@@ -1,7 +1,7 @@
 """ngspice netlists of the neuron cards: real circuits built from the device subcircuits.
 
 The neuron subcircuit instantiates the device ``.subckt`` of each memristor
-(rendered by :func:`memsim.netlist.subcircuit` from the family's equations) and
+(rendered by :func:`memsim.devices.netlist.subcircuit` from the family's equations) and
 adds the membrane capacitor, the reversal-potential sources (MIF) or the load
 resistor (vLIF). The membrane equation is not typed anywhere: ngspice's KCL at
 the membrane node is the circuit. The optional alpha synapse is rendered from
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..mathns import SpiceMath
-from ..netlist import REFERENCE_OPTIONS, _wrap, subcircuit
+from ..devices.netlist import REFERENCE_OPTIONS, _wrap, subcircuit
 from .cards import NeuronCard
 from .circuits import synapse_derivative
 

@@ -398,13 +398,13 @@ def _check_references(spec: SweepSpec) -> None:
         cfg_path = spec._path(b["config"])
         if not cfg_path.is_file():
             raise SweepError(f"{src}.base.config: '{b['config']}' does not exist (looked at {cfg_path})")
-        from ..config import load_config
+        from ..training.config import load_config
         cfg = load_config(cfg_path)
         for name, p in models.items():
             check_checkpoint_matches(spec._path(p), cfg, f"{src}.base (model '{name}')")
     else:
         for name, p in models.items():
-            from ..checkpoint import read_checkpoint
+            from ..training.checkpoint import read_checkpoint
             ck = read_checkpoint(spec._path(p))
             if ck.config is None:
                 raise SweepError(f"{src}.base: checkpoint '{p}' holds no config (not written by memsim train); "
@@ -413,7 +413,7 @@ def _check_references(spec: SweepSpec) -> None:
 
 def check_checkpoint_matches(ckpt_path: Path, cfg, where: str) -> None:
     """The checkpoint must hold the network the base config describes (same dataset and layer shapes)."""
-    from ..checkpoint import read_checkpoint
+    from ..training.checkpoint import read_checkpoint
     ck = read_checkpoint(ckpt_path)
     saved = ck.config or {}
     s_net, s_data = saved.get("network", {}), saved.get("data", {})

@@ -84,10 +84,10 @@ def evaluate_msnn(checkpoint, preset, *, mapping="dense", prune=0.0, mode="noisy
     (chip s: noise seed s + layer; calibrated input range; fixed test subset)."""
     import torch
     import torch.nn.functional as F
-    from ..config import parse_config
-    from ..checkpoint import read_checkpoint
+    from ..training.config import parse_config
+    from ..training.checkpoint import read_checkpoint
     from ..errors import ParameterError
-    from ..training import _calibrate, build_encoder, evaluate, load_datasets, load_network
+    from ..training.loop import _calibrate, build_encoder, evaluate, load_datasets, load_network
 
     if mapping != "dense" or prune:
         raise ParameterError("mapping/prune", (mapping, prune), "dense and 0 without memsim.ann.deploy",
@@ -129,7 +129,7 @@ _DATA: dict = {}
 
 
 def _data(cfg):
-    from ..training import load_datasets
+    from ..training.loop import load_datasets
     key = (cfg.data.dataset, cfg.data.data_dir, cfg.data.test_fraction)
     if key not in _DATA:
         _DATA[key] = load_datasets(cfg)
@@ -138,8 +138,8 @@ def _data(cfg):
 
 def _finetune(resolved: dict, workdir: Path) -> str:
     """Hardware-aware fine-tuning of the base config on the point's preset: the checkpoint it ends with."""
-    from ..config import load_config
-    from ..training import train
+    from ..training.config import load_config
+    from ..training.loop import train
     ppath = workdir / "preset.toml"
     ppath.write_text(preset_toml(preset_data(resolved)))
     cfg = load_config(resolved["config"], {"network.crossbar": str(ppath),

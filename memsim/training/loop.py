@@ -1,13 +1,13 @@
 """Training fully memristive SNNs: build from a config, train with BPTT, checkpoint, resume, evaluate.
 
-:func:`train` runs a :class:`memsim.config.Config`:
+:func:`train` runs a :class:`memsim.training.config.Config`:
 
 * validates everything before long work starts (config schema, neuron card and time step, crossbar
   preset, encoding, layer sizes against the data, a resumable run directory);
-* trains :class:`memsim.snn.MemristiveSNN` with backpropagation through time on the circuit equations
+* trains :class:`memsim.training.network.MemristiveSNN` with backpropagation through time on the circuit equations
   (no surrogate gradient), optional gradient clipping, a tqdm progress bar;
 * after every epoch appends a row to ``RUN/metrics.csv`` and writes an atomic checkpoint
-  (:class:`memsim.checkpoint.RunDirectory`) holding model, optimizer and every RNG state (the data-order
+  (:class:`memsim.training.checkpoint.RunDirectory`) holding model, optimizer and every RNG state (the data-order
   generator, the rate encoder's, the crossbar noise streams), so ``resume=True`` continues a killed run
   exactly;
 * stops with :class:`memsim.errors.NonFiniteError` naming the layer and the time step if a state, the
@@ -33,8 +33,9 @@ import torch
 from .checkpoint import CheckpointError, RunDirectory, check_architecture, read_checkpoint
 from .config import Config, ConfigError, check_references, parse_config
 from .data import ImageDataset, load_dataset, make_encoder
-from .errors import MemsimError, NonFiniteError
-from .snn import MemristiveSNN, is_ideal, synapse_weight
+from ..errors import MemsimError, NonFiniteError
+from .network import MemristiveSNN
+from .synapses import is_ideal, synapse_weight
 
 __all__ = ["train", "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder",
            "load_datasets", "evaluate", "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
@@ -49,7 +50,7 @@ def _resolve_preset(name: str):
     """A preset name/path -> the name given to CrossbarLinear (``ideal`` stays a string)."""
     if is_ideal(name):
         return name
-    from .crossbar.presets import load_preset
+    from ..crossbar.presets import load_preset
     return load_preset(name)
 
 
@@ -100,7 +101,7 @@ def load_datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
 def prepare(cfg: Config) -> None:
     """Every check that can fail on bad input, before any data is loaded or any training runs."""
     if cfg.network.kind == "ann":
-        from .ann.train import check_ann_config
+        from ..ann.train import check_ann_config
         check_ann_config(cfg)
         return
     check_references(cfg)
@@ -215,7 +216,7 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
     if not isinstance(cfg, Config):
         cfg = parse_config(cfg)
     if cfg.network.kind == "ann":  # conventional network trained in float: memsim.ann
-        from .ann.train import train_ann
+        from ..ann.train import train_ann
         return train_ann(cfg, resume=resume, init=init, progress=progress, log=log, max_batches=max_batches)
     prepare(cfg)
     t = cfg.training
@@ -405,7 +406,7 @@ def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: i
     cfg = parse_config(ckpt.config, source=f"config of {path}")
     set_threads(cfg.training.threads)
     if cfg.network.kind == "ann":  # deployed through memsim.convert (dense mapping)
-        from .ann.deploy import evaluate_deployed
+        from ..ann.deploy import evaluate_deployed
         return evaluate_deployed(path, preset or cfg.hardware.eval_preset or cfg.network.crossbar,
                                  mode=mode or cfg.hardware.mode, seeds=cfg.hardware.eval_seeds if seeds is None
                                  else seeds, split=split, limit=limit, batch_size=batch_size, progress=progress)
@@ -447,7 +448,7 @@ def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: i
 # plots
 
 def plot_history(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    from .plots import plt, save
+    from ..plots import plt, save
 
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CardError, ParameterError
-from .io import read_toml
-from .families import DeviceFamily, get_family
-from .resources import data_dir, env_dirs, require_library
+from ..errors import CardError, ParameterError
+from ..io import read_toml
+from ..families import DeviceFamily, get_family
+from ..resources import data_dir, env_dirs, require_library
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICES_DIR = data_dir("devices")
@@ -115,7 +115,7 @@ def list_cards(kind: str | None = "device") -> list[str]:
 
 
 def _device_family_names():
-    from .families import FAMILIES
+    from ..families import FAMILIES
     return FAMILIES
 
 

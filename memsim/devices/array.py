@@ -11,11 +11,11 @@ from typing import Callable, Mapping
 
 import torch
 
-from .errors import ParameterError
-from .families import DeviceFamily
-from .integrate import odeint
-from .library import Card
-from .mathns import TorchMath
+from ..errors import ParameterError
+from ..families import DeviceFamily
+from ..integrate import odeint
+from ..mathns import TorchMath
+from .cards import Card
 
 
 def _check_tensor_param(family: DeviceFamily, name: str, value: torch.Tensor, where: str) -> None:

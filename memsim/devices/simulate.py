@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .device import DeviceArray
-from .library import Card
+from .array import DeviceArray
+from .cards import Card
 from .netlist import device_testbench
-from .stimuli import Sine, Stimulus, pulse_train, si_format
+from ..stimuli import Sine, Stimulus, pulse_train, si_format
 
 #: ngspice's maximum step as a fraction of the torch step: fine enough that
 #: ngspice (trapezoidal, reltol 1e-9) is the reference, not the error floor.
@@ -60,7 +60,7 @@ def torch_trace(card: Card, stimulus: Stimulus, dt: float, *, method: str = "rk4
 
 
 def spice_trace(card: Card, stimulus: Stimulus, max_step: float) -> Trace:
-    from . import spice  # the bridge is imported only where SPICE is used
+    from .. import spice  # the bridge is imported only where SPICE is used
 
     result = spice.run(device_testbench(card, stimulus, max_step))
     t = result["time"]

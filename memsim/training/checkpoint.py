@@ -14,7 +14,7 @@ and the global RNGs (as a DataLoader with ``generator=`` and ``num_workers=0`` d
 
 :class:`RunDirectory` lays out a run::
 
-    RUN/config.toml                 the validated config (memsim.config.Config.to_toml)
+    RUN/config.toml                 the validated config (memsim.training.config.Config.to_toml)
     RUN/metrics.csv                 one row per finished epoch, rewritten atomically
     RUN/checkpoints/epoch_0003.pt   one checkpoint per epoch, the newest ``keep`` kept
 
@@ -37,8 +37,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import MemsimError
-from .io import atomic_write_bytes, atomic_write_text
+from ..errors import MemsimError
+from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CheckpointError", "Checkpoint", "RunDirectory", "save_checkpoint", "load_checkpoint",
            "read_checkpoint", "architecture", "architecture_fingerprint", "check_architecture", "rng_state",
@@ -149,7 +149,7 @@ def _config_dict(config) -> dict | None:
         return config.to_dict()
     if isinstance(config, Mapping):
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
-    raise CheckpointError(f"config must be a memsim.config.Config or a dict, got {type(config).__name__}")
+    raise CheckpointError(f"config must be a memsim.training.config.Config or a dict, got {type(config).__name__}")
 
 
 def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, epoch: int,
@@ -210,7 +210,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f"unreadable files) or start a new run.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a memsim checkpoint (no '{FORMAT}' marker); it was not written "
-                              f"by memsim.checkpoint.save_checkpoint")
+                              f"by memsim.training.checkpoint.save_checkpoint")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {payload.get('version')!r} is not supported "
                               f"(this memsim reads version {VERSION})")

@@ -63,7 +63,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import MemsimError, ParameterError
+from ..errors import MemsimError, ParameterError
 
 __all__ = ["DataError", "DatasetInfo", "ImageDataset", "DATASETS", "ENCODINGS", "dataset_info", "load_dataset",
            "load_custom_idx", "CUSTOM_IDX", "load_digits", "load_mnist", "load_fashion_mnist", "find_idx_files",
@@ -100,7 +100,7 @@ _INFO = {
     "fashion_mnist": DatasetInfo("fashion_mnist", (1, 28, 28), 10,
                                  ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                   "Sneaker", "Bag", "Ankle boot"), 60000, 10000),
-    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10,  # the standard Python batches: memsim.cifar
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10,  # the standard Python batches: memsim.training.cifar
                            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                             "truck"), 50000, 10000),
 }
@@ -310,7 +310,7 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> Path:
     """Write ``array`` as an IDX file (gzipped when ``compress`` or the name ends in .gz)."""
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     path = Path(path)
     arr = np.asarray(array)
@@ -374,7 +374,7 @@ def _download(name: str, stem: str, target_dir: Path, mirrors: Sequence[str], ch
         if expected and digest != expected:
             problems.append(f"{url}: checksum mismatch (SHA-256 {digest}, expected {expected}); download rejected")
             continue
-        from .io import atomic_write_bytes
+        from ..io import atomic_write_bytes
         path = atomic_write_bytes(target_dir / f"{stem}.gz", payload if payload[:2] == b"\x1f\x8b"
                                   else gzip.compress(content, mtime=0))
         return path, problems

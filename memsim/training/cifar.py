@@ -5,10 +5,10 @@ The release (https://www.cs.toronto.edu/~kriz/cifar.html, ``cifar-10-python.tar.
 ``b"data"`` (uint8 ``[N, 3072]``: the 1024 red, then green, then blue pixels of a 32x32 image, row-major)
 and ``b"labels"`` (N integers 0..9). Pixels are scaled by 1/255; images are ``[N, 3, 32, 32]`` (or flat).
 
-The folder is looked for in the same order as the other datasets (:mod:`memsim.data`): ``data_dir``,
+The folder is looked for in the same order as the other datasets (:mod:`memsim.training.data`): ``data_dir``,
 ``$MEMSIM_DATA_DIR/cifar10``, ``$MEMSIM_DATA_DIR``, the known system locations, the cache
 ``~/.cache/memsim/datasets/cifar10``; in each, the batch files directly or in ``cifar-10-batches-py/``.
-There is no download (163 MB); a :class:`memsim.data.DataError` lists the expected files and where to
+There is no download (163 MB); a :class:`memsim.training.data.DataError` lists the expected files and where to
 put them. The pickles are read with an unpickler that only builds dicts, lists, bytes and numpy arrays,
 so a foreign pickle cannot run code.
 """
@@ -102,7 +102,7 @@ def find_cifar10(split: str, data_dir: str | os.PathLike | None = None) -> list[
 
 
 def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None, *, flatten: bool = False):
-    """CIFAR-10 ``split`` as an :class:`memsim.data.ImageDataset` (pixels / 255, ``[N, 3, 32, 32]`` or flat)."""
+    """CIFAR-10 ``split`` as an :class:`memsim.training.data.ImageDataset` (pixels / 255, ``[N, 3, 32, 32]`` or flat)."""
     parts = [read_cifar_batch(p) for p in find_cifar10(split, data_dir)]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])

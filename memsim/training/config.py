@@ -5,7 +5,7 @@ is a valid config (the digits quickstart). Example::
 
     [data]
     dataset = "fashion_mnist"       # digits | mnist | fashion_mnist
-    data_dir = ""                   # '' = search the known locations (see memsim.data)
+    data_dir = ""                   # '' = search the known locations (see memsim.training.data)
 
     [network]
     layers = [784, 256, 10]         # first = inputs of the dataset, last = its classes
@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
            "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
@@ -473,7 +473,7 @@ def load_config(path: str | os.PathLike | None = None,
     """Load and validate a TOML config (``None``: all defaults), after merging ``overrides``. ``path`` may
     also name a bundled config (``digits_quickstart``; see :func:`memsim.resources.resolve_config`)."""
     if path is not None:
-        from .resources import resolve_config
+        from ..resources import resolve_config
         path = resolve_config(path)
     data = {} if path is None else _read_toml(Path(path))
     source = "config" if path is None else str(path)
@@ -540,8 +540,8 @@ def check_references(cfg: Config) -> None:
     ``devices/``); crossbar presets as ``<name>.toml`` in ``$MEMSIM_CROSSBAR_PATH`` and the bundled
     ``crossbar/`` (:mod:`memsim.resources`), or as a path to a ``.toml`` file.
     """
-    from .library import search_path
-    from .resources import data_dir, env_dirs
+    from ..devices.cards import search_path
+    from ..resources import data_dir, env_dirs
 
     def stems(dirs):
         return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.toml")})

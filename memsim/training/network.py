@@ -1,0 +1,223 @@
+"""Fully memristive spiking networks: crossbar synapses + MIF neurons, trained by BPTT on the circuit.
+
+Network
+-------
+Every layer is a crossbar (synapses) feeding a layer of memristive integrate-and-fire (MIF)
+neurons. The crossbar rows are driven by *voltages*: the input encoder's output for the first
+layer (a DAC: intensity 1 -> ``input_scale`` volts), the previous layer's membrane voltages
+after that. Each crossbar column sums the currents ``I_j = sum_i G_ij V_i`` (Kirchhoff) and
+injects them into its neuron's membrane. The neurons' analog membrane voltage is what the next
+crossbar sees: the spike is the voltage excursion produced by the two memristors; there is no
+comparator, no reset and hence no surrogate gradient - backpropagation through time runs
+through the circuit equations themselves (as SPICEprop / MEMprop).
+
+Synapses (:mod:`memsim.training.synapses`): a trainable weight ``W`` (dimensionless) is the signed
+conductance ``G = W * g_unit`` (siemens). With ``crossbar="ideal"`` the product is exact; with a preset
+(``crossbar/*.toml`` or a path to one) it is computed by :class:`memsim.nn.CrossbarLinear` and rescaled to
+the same units, so a network trained ideal can be deployed on the preset and a hardware-aware network is
+trained through those non-idealities.
+
+Neurons: :class:`memsim.training.twin.MIFDynamics`, the fast twin of the card's circuit (one step per
+``dt``); :meth:`MemristiveSNN.reference` is the same network integrated with RK4, as ngspice runs it.
+
+Readouts (``[T, B, C]`` output membrane voltages ``V``):
+
+* ``voltage``: logits ``(V_t - V_rest) * readout_gain`` at every step; the loss is the
+  cross-entropy averaged over time steps (SPICEprop's membrane-voltage readout); the predicted
+  class is the argmax of the time-averaged voltage.
+* ``spike_count``: the (soft) number of spikes ``n = sum_t sigmoid((V_t - V_spike) / k)`` (logits
+  ``n * readout_gain / T``) with
+  ``V_spike = E1 + v_on`` (the card's spike level: memristor M1 starts switching ON) and ``k``
+  M1's switching width - the probability-weighted time M1 is being driven ON, differentiable
+  through the circuit; ``hard_spike_counts`` gives the integer upward crossings.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ParameterError
+from ..mathns import TORCH
+from .synapses import ConvSynapse, build_synapse
+from .twin import MIFDynamics
+
+if TYPE_CHECKING:
+    from ..crossbar.array import CrossbarArray
+
+__all__ = ["MemristiveSNN", "SNNOutput", "READOUTS", "DEFAULTS", "readout_logits"]
+
+READOUTS = ("voltage", "spike_count")
+
+#: operating point chosen for few-step training (see benchmarks/training.md)
+DEFAULTS = {"dt": 4e-5, "time_steps": 25, "input_scale": 0.2, "g_unit": 2e-4, "readout_gain": 50.0}
+
+
+def _closest(value, allowed):
+    import difflib
+    close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.4)
+    return f"did you mean '{close[0]}'?" if close else f"use one of {list(allowed)}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# network
+
+class SNNOutput(NamedTuple):
+    logits: torch.Tensor            # [T, B, C] per-step logits (voltage) or [1, B, C] (spike_count)
+    scores: torch.Tensor            # [B, C] what the prediction is the argmax of
+    voltages: list                  # [T, B, N_l] membrane voltages of every layer
+
+
+def readout_logits(readout: str, v_out: torch.Tensor, neurons: MIFDynamics, gain: float):
+    if readout == "voltage":
+        logits = (v_out - neurons.rest_voltage) * gain
+        return logits, v_out.mean(0)
+    counts = neurons.soft_spikes(v_out).sum(0)
+    return (counts * gain / max(1, v_out.shape[0])).unsqueeze(0), counts   # default: 2 logits per spike at T=25
+
+
+class MemristiveSNN(nn.Module):
+    """A fully memristive SNN: ``layers = [inputs, hidden..., classes]``, one crossbar + MIF layer per step.
+
+    ``forward(inputs [T, B, n_in] in V) -> SNNOutput``. ``conv`` (optional) puts a convolutional crossbar
+    stage (``(channels, kernel, stride)``) in front, for image inputs ``[T, B, C, H, W]``.
+    """
+
+    def __init__(self, layers: Sequence[int], *, neuron="mif_neuron", crossbar="ideal", readout: str = "voltage",
+                 time_steps: int = DEFAULTS["time_steps"], dt: float = DEFAULTS["dt"], g_unit: float = DEFAULTS["g_unit"],
+                 readout_gain: float = DEFAULTS["readout_gain"], substeps: int = 1, mode: str = "noisy",
+                 penalty: float = 1.0, conv: tuple[int, int, int] | None = None, compile: bool = False):
+        super().__init__()
+        layers = [int(n) for n in layers]
+        if len(layers) < 2 or any(n < 1 for n in layers):
+            raise ParameterError("network.layers", list(layers), "at least 2 sizes >= 1 (inputs ... classes)",
+                                 "e.g. [64, 128, 10]")
+        if readout not in READOUTS:
+            raise ParameterError("network.readout", readout, f"one of {list(READOUTS)}", _closest(readout, READOUTS))
+        if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
+            raise ParameterError("network.time_steps", time_steps, "an integer >= 1", "e.g. 25")
+        for name, value in (("network.g_unit", g_unit), ("readout_gain", readout_gain)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ParameterError(name, value, "a finite number > 0")
+        self.layers, self.readout, self.time_steps = layers, readout, time_steps
+        self.crossbar = crossbar if isinstance(crossbar, str) else getattr(crossbar, "name", str(crossbar))
+        self.g_unit, self.readout_gain = float(g_unit), float(readout_gain)
+        synapses = []
+        self.conv = tuple(conv) if conv else None
+        if self.conv:
+            side = int(round(math.sqrt(layers[0])))
+            if side * side != layers[0]:
+                raise ParameterError("network.layers[0]", layers[0], "a square image size (64, 784, ...)",
+                                     "the convolutional variant needs square single-channel images")
+            stage = ConvSynapse((1, side, side), *self.conv, g_unit, crossbar, mode)
+            synapses.append(stage)
+            layers = [layers[0], stage.out_features, *layers[1:]]
+        synapses += [build_synapse(a, b, g_unit, crossbar, mode)
+                     for a, b in zip(layers[len(synapses):-1], layers[len(synapses) + 1:])]
+        self.layers = layers
+        self.synapses = nn.ModuleList(synapses)
+        self.neurons = nn.ModuleList(MIFDynamics(neuron, dt, substeps, name=f"layer {k} ({b} MIF neurons)",
+                                                 compile=compile)
+                                     for k, b in enumerate(layers[1:]))
+        self.dt = self.neurons[0].dt
+        self.penalty = float(penalty)
+
+    @property
+    def num_inputs(self) -> int:
+        return self.layers[0]
+
+    def crossbar_arrays(self) -> list[tuple[int, CrossbarArray]]:
+        """``(layer index, CrossbarArray)`` of every synapse stage that runs on a preset (none when ideal)."""
+        return [(k, syn.xbar.array) for k, syn in enumerate(self.synapses) if hasattr(syn, "xbar")]
+
+    def set_substeps(self, substeps: int) -> None:
+        for n in self.neurons:
+            n.substeps = substeps
+
+    def forward(self, inputs: torch.Tensor, *, check_finite: bool = True) -> SNNOutput:
+        if inputs.dim() < 3 or inputs.shape[-1] != self.layers[0]:
+            raise ParameterError("inputs.shape", tuple(inputs.shape), f"[T, B, {self.layers[0]}] (V)",
+                                 f"the network has {self.layers[0]} inputs; flatten images to {self.layers[0]} values")
+        T, B = inputs.shape[:2]
+        v = inputs
+        voltages = []
+        for k, (syn, neu) in enumerate(zip(self.synapses, self.neurons)):
+            if k == 0 and inputs.stride(0) == 0:   # constant (direct) input: one product for every step
+                current = syn(v[0]).unsqueeze(0).expand(T, B, -1)
+            else:
+                current = syn(v.reshape(T * B, -1)).reshape(T, B, -1)
+            v = neu.run(current, check_finite=check_finite, layer_index=k)
+            voltages.append(v)
+        logits, scores = readout_logits(self.readout, v, self.neurons[-1], self.readout_gain)
+        return SNNOutput(logits, scores, voltages)
+
+    def voltage_range(self) -> tuple[float, float]:
+        """Membrane voltages that keep both memristors inside their card's valid voltage range."""
+        neu = self.neurons[0]
+        lo, hi = neu.card.memristors[0].voltage_range
+        E = (float(neu.p.E1), float(neu.p.E2))
+        return max(E) + float(lo), min(E) + float(hi)
+
+    def range_penalty(self, out: SNNOutput) -> torch.Tensor:
+        """Mean squared excursion (in units of 0.1 V) of membrane voltages outside :meth:`voltage_range`."""
+        lo, hi = self.voltage_range()
+        terms = [((F.relu(v - hi) + F.relu(lo - v)) / 0.1).pow(2).mean() for v in out.voltages]
+        return torch.stack(terms).sum()
+
+    def loss(self, out: SNNOutput, labels: torch.Tensor) -> torch.Tensor:
+        T, B, C = out.logits.shape
+        ce = F.cross_entropy(out.logits.reshape(T * B, C), labels.repeat(T))
+        return ce + self.penalty * self.range_penalty(out) if self.penalty > 0 else ce
+
+    def reference(self, inputs: torch.Tensor, *, substeps: int | None = None) -> SNNOutput:
+        """The network as one continuous-time circuit, integrated with RK4 (the verified method of
+        :class:`memsim.nn.MIFNeuron`): every layer's column currents follow the previous layer's membrane
+        voltages *within* a step (``I_l(t) = G_l V_{l-1}(t)``), the input is held over each step. This is
+        what the exported ngspice netlist computes; :meth:`forward` is its one-step-per-``dt`` fast twin
+        (it converges to this as ``substeps`` grows). Use float64 inputs for checks."""
+        from ..integrate import step as integrate_step
+        from ..neurons.circuits import substeps_for
+
+        neu = self.neurons[0]
+        T, B = inputs.shape[:2]
+        sizes = self.layers[1:]
+        if substeps is None:
+            rate = neu.circuit.max_rate(neu.p, neu.devices)
+            substeps = max(substeps_for(self.dt, rate), math.ceil(self.dt * 20.0 / min(float(d.tau) for d in
+                                                                                          neu.devices)))
+        h = self.dt / substeps
+        y = torch.cat([torch.tensor(n.x0, dtype=inputs.dtype, device=inputs.device).expand(B, size, len(n.x0))
+                       for n, size in zip(self.neurons, sizes)], dim=1).clone()
+        bounds = [0]
+        for size in sizes:
+            bounds.append(bounds[-1] + size)
+
+        def field(u0):
+            def f(t, Y):
+                outs, v_prev = [], u0
+                for k, (syn, n) in enumerate(zip(self.synapses, self.neurons)):
+                    Yk = Y[:, bounds[k]:bounds[k + 1]]
+                    comps = Yk.unbind(-1)
+                    current = syn(v_prev)
+                    outs.append(torch.stack(n.circuit.derivative(TORCH, n.p, n.devices, comps, current), -1))
+                    v_prev = comps[0]
+                return torch.cat(outs, dim=1)
+            return f
+
+        per_layer = [[] for _ in sizes]
+        with torch.no_grad():
+            for t in range(T):
+                f = field(inputs[t])
+                for _ in range(substeps):
+                    y = integrate_step(f, 0.0, y, h, "rk4")
+                for k in range(len(sizes)):
+                    per_layer[k].append(y[:, bounds[k]:bounds[k + 1], 0])
+        voltages = [torch.stack(v) for v in per_layer]
+        logits, scores = readout_logits(self.readout, voltages[-1], self.neurons[-1], self.readout_gain)
+        return SNNOutput(logits, scores, voltages)
+
+    def hard_spike_counts(self, out: SNNOutput) -> list[torch.Tensor]:
+        return [n.hard_spikes(v).sum(0) for n, v in zip(self.neurons, out.voltages)]
