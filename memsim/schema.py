@@ -27,12 +27,13 @@ def closest(name, options: Iterable[str], *, cutoff: float = 0.6) -> str | None:
 
 
 def suggest(name, options: Iterable[str], otherwise: str | None = None, *, cutoff: float = 0.6) -> str:
-    """``"did you mean 'x'?"`` for the option nearest to ``name``; else ``otherwise`` (default: the options)."""
+    """``"did you mean 'x'?"`` for the option nearest to ``name``; else ``otherwise`` (default: "use one of
+    [the options]")."""
     options = list(options)
     near = closest(name, options, cutoff=cutoff)
     if near is not None:
         return f"did you mean '{near}'?"
-    return otherwise if otherwise is not None else f"allowed: {sorted(options)}"
+    return otherwise if otherwise is not None else f"use one of {options}"
 
 
 def _error(error_cls: type[MemsimError], message: str, field: str | None = None, value=None,

@@ -24,7 +24,8 @@ def test_unknown_key_without_a_near_miss_lists_the_allowed_keys():
 def test_closest_follows_difflib_cutoff():
     assert schema.closest("epoch", ["epochs", "seed"]) == "epochs"
     assert schema.closest("xyz", ["epochs", "seed"]) is None
-    assert schema.suggest("xyz", ["b", "a"]) == "allowed: ['a', 'b']"
+    assert schema.suggest("xyz", ["b", "a"]) == "use one of ['b', 'a']"
+    assert schema.suggest("tset", ["train", "test"]) == "did you mean 'test'?"
 
 
 def test_toml_syntax_error_names_file_line_and_column(tmp_path):
