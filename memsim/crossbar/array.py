@@ -35,6 +35,7 @@ from .mapping import state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
 from .presets import Preset, load_preset
 from .operator import tile_operator
+from .pairs import pair_product
 from .solver import effective_conductance, memristor_for_cell, solve_nonlinear
 from .tiling import TileGrid
 
@@ -50,6 +51,15 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ParameterError("mode", mode, f"one of {list(MODES)}", "choose how the array is simulated")
     return mode
+
+
+def _finite_absmax(t: torch.Tensor) -> torch.Tensor | None:
+    """``max |t|`` (detached), or None when ``t`` holds NaN or inf: one pass, where ``isfinite().all()`` takes four."""
+    if t.numel() == 0:
+        return torch.zeros((), dtype=t.dtype, device=t.device)
+    lo, hi = torch.aminmax(t.detach())  # NaN propagates into both
+    absmax = torch.maximum(-lo, hi)
+    return absmax if bool(torch.isfinite(absmax)) else None
 
 
 class CrossbarArray:
@@ -71,6 +81,7 @@ class CrossbarArray:
                                                            self.preset.cols, self.preset.scheme)
         self.mapping = self.preset.mapping()
         self._operator: tuple | None = None  # (programmed g, its _version, operators A) of the last irdrop read
+        self._cell_cache: tuple | None = None  # (programmed g, its _version, cell conductances) of the last read
 
     @property
     def noise(self) -> NonIdealities:
@@ -127,30 +138,44 @@ class CrossbarArray:
                 cached = self._operator = (g, g._version, tile_operator(g, self.preset.circuit))
         return cached[2]
 
+    def _cells(self, g: torch.Tensor) -> torch.Tensor:
+        """The cell conductances the word lines see (1T1R: the transistor in series), cached like the operator."""
+        if g.requires_grad and torch.is_grad_enabled():
+            return effective_conductance(g, self.preset.circuit)
+        cached = self._cell_cache
+        if cached is None or cached[0] is not g or cached[1] != g._version:
+            with torch.no_grad():
+                cached = self._cell_cache = (g, g._version, effective_conductance(g, self.preset.circuit))
+        return cached[2]
+
     @property
     def quantised(self) -> bool:
         return self.mode != "ideal"
 
     # -- programming ------------------------------------------------------------
-    def _check_weight(self, weight: torch.Tensor) -> None:
+    def _check_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """Check the weight's shape and values; returns its largest magnitude."""
         if weight.shape != (self.grid.out_features, self.grid.in_features):
             raise ParameterError("weight.shape", tuple(weight.shape),
                                  f"({self.grid.out_features}, {self.grid.in_features})", "pass the layer's (out, in) matrix")
-        if not torch.isfinite(weight).all():
+        absmax = _finite_absmax(weight)
+        if absmax is None:
             raise ParameterError("weight", "NaN/inf entries", "finite weights", "check the training for divergence")
+        return absmax
 
     def conductances(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Programmed tile conductances [n_row_tiles, n_col_tiles, rows, cols] (S) and the weight scale."""
-        self._check_weight(weight)
-        w_scale = weight.detach().abs().max().clamp_min(torch.finfo(weight.dtype).tiny)
+        w_scale = self._check_weight(weight).clamp_min(torch.finfo(weight.dtype).tiny)
         mp = self.mapping
-        if self.quantised:
-            gs = mp.to_conductance(weight / w_scale)
+        if self.quantised and mp.scheme == "differential" and isinstance(self.grid, TileGrid):
+            g = mp.pair_cells(self.grid.pack_outputs(weight / w_scale), self.grid.cols)
+        elif self.quantised:
+            g = self.grid.pack(mp.to_conductance(weight / w_scale), mp.g_min, mp.g_ref)
         else:
             wn = weight / w_scale
             gs = [mp.g_min + mp.delta * torch.relu(wn), mp.g_min + mp.delta * torch.relu(-wn)] \
                 if mp.scheme == "differential" else [mp.g_min + mp.delta * 0.5 * (wn + 1.0)]
-        g = self.grid.pack(gs, mp.g_min, mp.g_ref)
+            g = self.grid.pack(gs, mp.g_min, mp.g_ref)
         if self.quantised and self.preset.circuit.access == "1T1R":  # memristor conductance behind the transistor
             g = memristor_for_cell(g, self.preset.circuit)
         if self.quantised and self.noise.any:
@@ -167,7 +192,7 @@ class CrossbarArray:
         if x.dim() != 2 or x.shape[1] != self.grid.in_features:
             raise ParameterError("input.shape", tuple(x.shape), f"[batch, {self.grid.in_features}]",
                                  "the last dimension must equal in_features")
-        if not torch.isfinite(x).all():
+        if _finite_absmax(x) is None:
             raise ParameterError("input", "NaN/inf entries", "finite inputs", "check the previous layer")
         if self.mode == "ideal" and g is None:
             if weight.shape != (self.grid.out_features, self.grid.in_features):
@@ -185,12 +210,18 @@ class CrossbarArray:
         else:
             v = x / x_scale * v_max
         vt = grid.pack_inputs(v)  # [B, nr, rows]
-        i = self._tiles(g, vt)   # [B, nr, nc, cols]
-        if self.quantised and self.noise.read:
-            gc = effective_conductance(g, p.circuit)  # the cell current's conductance (1T1R: with g_T in series)
-            std = noise_std(torch.einsum("bri,rcij->brcj", vt * vt, gc * gc))
-            i = i + self.noise.read * std * self._read_noise(i)
-        y = grid.column_signal(i)  # [B, nr, nc, opt]
+        read_noise = self.quantised and self.noise.read
+        # the cells as the word lines see them (1T1R: with the transistor), for the noisy product and read noise
+        gc = self._cells(g) if self.mode == "noisy" or read_noise else g
+        if self.mode != "nonlinear" and grid.scheme == "differential":
+            pairs = grid.outputs_per_tile
+            noise = self._read_noise((vt.shape[0], *g.shape[:2], pairs), vt) if read_noise else None
+            y = pair_product(vt, self._matrix(g, gc, vt.dtype), pairs, gc if read_noise else None, noise,
+                             self.noise.read)
+        else:
+            y = self._signal(g, gc, vt)  # [B, nr, nc, opt]: the reference columns already subtracted
+            if read_noise:
+                y = y + self._read_noise_term(gc, vt)
         if self.quantised and p.adc is not None:
             y = p.adc(y, p.adc.full_scale(p.rows, v_max, mp.delta))
         y = grid.combine(y)
@@ -198,28 +229,34 @@ class CrossbarArray:
 
     __call__ = forward
 
-    def _read_noise(self, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal draws of the read-noise stream, shaped and placed like ``like``.
+    def _read_noise(self, shape, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws of the read-noise stream, placed and typed like ``like``.
 
         On CUDA the draws come from a generator on the GPU (seeded like the CPU stream, so a run is reproducible
         on its device; CPU and GPU streams differ)."""
         if like.device.type == "cpu":
-            return torch.randn(like.shape, generator=self._gen_read, dtype=like.dtype)
+            return torch.randn(shape, generator=self._gen_read, dtype=like.dtype)
         gen = self._gen_read_device.get(like.device)
         if gen is None:
             gen = self._gen_read_device[like.device] = torch.Generator(like.device).manual_seed(
                 self._gen_read.initial_seed())
-        return torch.randn(like.shape, generator=gen, dtype=like.dtype, device=like.device)
+        return torch.randn(shape, generator=gen, dtype=like.dtype, device=like.device)
 
-    def _tiles(self, g: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
-        """Column currents [B, n_row_tiles, n_col_tiles, cols] of every tile for word-line voltages vt [B, n_row_tiles, rows]."""
-        mode, circuit = self.mode, self.preset.circuit
-        if mode in ("ideal", "noisy"):
-            if circuit.access == "1T1R" and mode == "noisy":
-                g = effective_conductance(g, circuit)
-            return torch.einsum("bri,rcij->brcj", vt, g)
-        if mode == "irdrop":
-            return torch.einsum("bri,rcij->brcj", vt, self.operator(g).to(vt.dtype))
+    def _matrix(self, g: torch.Tensor, gc: torch.Tensor, dtype) -> torch.Tensor:
+        """The tile matrix of a linear mode: ``V @ matrix`` gives the column currents."""
+        if self.mode == "irdrop":
+            return self.operator(g).to(dtype)
+        return gc if self.mode == "noisy" else g
+
+    def _signal(self, g: torch.Tensor, gc: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
+        """Signed tile outputs [B, n_row_tiles, n_col_tiles, outputs_per_tile] for word-line voltages vt [B, nr, rows].
+
+        The subtraction of the pair (or reference) columns is linear in the columns, so in the linear modes it is
+        applied to the tile's matrix before the product: ``V @ (A_+ - A_-)`` halves the product of
+        differential pairs. The nonlinear mode subtracts the solved column currents."""
+        mode, circuit, grid = self.mode, self.preset.circuit, self.grid
+        if mode != "nonlinear":
+            return torch.einsum("bri,rcij->brcj", vt, grid.column_signal(self._matrix(g, gc, vt.dtype)))
         nr, nc = g.shape[:2]
         out = []
         for r in range(nr):
@@ -229,4 +266,22 @@ class CrossbarArray:
                                           self.preset.v_read)
                 row.append(solve_nonlinear(self.preset.card, x, vt[:, r].double(), circuit).to(vt.dtype))
             out.append(torch.stack(row, 1))
-        return torch.stack(out, 1)
+        return grid.column_signal(torch.stack(out, 1))
+
+    def _read_noise_term(self, gc: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
+        """Read noise of the signed tile outputs, drawn per read (see :mod:`memsim.crossbar.nonideal`).
+
+        Each cell's current fluctuates independently with relative std ``read``, so a column's noise has std
+        ``read * sqrt(sum_i v_i^2 gc_ij^2)`` (``gc``: the cell conductance, 1T1R with its transistor). The two
+        columns of a differential pair are independent: their difference gets one draw of the summed variance.
+        A reference column's noise is common to all outputs of its tile, so the offset scheme draws per column
+        and subtracts."""
+        grid, sigma = self.grid, self.noise.read
+        g2 = gc * gc
+        v2 = vt * vt
+        if grid.scheme == "differential":
+            opt = grid.outputs_per_tile
+            std = noise_std(torch.einsum("bri,rcij->brcj", v2, g2[..., 0:2 * opt:2] + g2[..., 1:2 * opt:2]))
+            return sigma * std * self._read_noise(std.shape, std)
+        std = noise_std(torch.einsum("bri,rcij->brcj", v2, g2))
+        return sigma * grid.column_signal(std * self._read_noise(std.shape, std))

@@ -122,6 +122,42 @@ class Mapping:
             gs = [self.g_min + self.delta * 0.5 * (wn + 1.0)]
         return [quantise(g, self.g_min, self.g_max, self.levels) for g in gs]
 
+    def pair_cells(self, w: torch.Tensor, cols: int) -> torch.Tensor:
+        """Interleaved, quantised differential cells [..., cols] for packed signed weights ``w`` [..., pairs]
+        in [-1, 1] (0 = an erased pair at g_min); the ``differential`` scheme's :meth:`to_conductance` + packing."""
+        if self.scheme != "differential":
+            raise ParameterError("mapping.scheme", self.scheme, "'differential'", "use to_conductance and pack")
+        return _PairCells.apply(w, self.g_min, self.delta, self.levels, cols)
+
+
+class _PairCells(torch.autograd.Function):
+    """Differential pairs of cells from packed signed weights, interleaved (2k = G+, 2k+1 = G-), quantised.
+
+    ``G+ = g_min + step round(relu(w) (levels - 1))``, ``G- = g_min + step round(relu(-w) (levels - 1))``
+    (``step = dG / (levels - 1)``; analog: ``g_min + dG relu(+-w)``), with the straight-through gradient
+    ``dG+/dw = dG [w > 0]``, ``dG-/dw = -dG [w < 0]``: the same cells and gradient as
+    :meth:`Mapping.to_conductance` followed by packing, built from one signed tensor instead of two."""
+
+    @staticmethod
+    def forward(ctx, w, g_min, delta, levels, cols):
+        if levels:
+            q = (w * (levels - 1)).round_()
+            step = delta / (levels - 1)
+        else:
+            q, step = w, delta
+        cells = torch.stack((q.clamp_min(0), q.neg().clamp_min_(0)), -1).flatten(-2).mul_(step).add_(g_min)
+        if cells.shape[-1] < cols:  # an odd last column stays erased
+            cells = torch.nn.functional.pad(cells, (0, cols - cells.shape[-1]), value=g_min)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward((w > 0).to(w.dtype).mul_(delta), (w < 0).to(w.dtype).mul_(-delta))
+        return cells
+
+    @staticmethod
+    def backward(ctx, grad):
+        plus, minus = ctx.saved_tensors
+        pairs = grad[..., :2 * plus.shape[-1]].unflatten(-1, (plus.shape[-1], 2))
+        return torch.addcmul(pairs[..., 0] * plus, pairs[..., 1], minus), None, None, None, None
+
 
 class _StateFromConductance(torch.autograd.Function):
     @staticmethod

@@ -24,7 +24,6 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from ..errors import ParameterError
-from .mapping import clamp_ste
 
 SOURCES = ("program", "read", "d2d", "stuck_on", "stuck_off", "drift")
 
@@ -99,7 +98,9 @@ def generator(seed: int, source: str) -> torch.Generator:
 
 
 def _randn(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype=like.dtype, device=like.device)
+    """Standard normal draws from ``gen`` (a CPU stream), in ``like``'s floating dtype, placed like ``like``."""
+    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float64
+    return torch.randn(shape, generator=gen, dtype=dtype).to(dtype=like.dtype, device=like.device)
 
 
 def _rand(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -115,24 +116,82 @@ class FixedDefects:
         u = _rand(self.shape, generator(cfg.seed, "stuck"), like)
         self.stuck_on = (u < cfg.stuck_on) if cfg.stuck_on else None
         self.stuck_off = ((u >= cfg.stuck_on) & (u < cfg.stuck_on + cfg.stuck_off)) if cfg.stuck_off else None
+        self._affine: tuple | None = None
+
+    def affine(self, cfg: NonIdealities, g_min: float, g_max: float, like: torch.Tensor):
+        """``(gain, offset)`` with ``programmed = clamp(target + noise) * gain + offset`` for this chip.
+
+        ``gain`` folds the d2d factor, the drift factor and the stuck mask (0 on stuck cells); ``offset`` holds
+        the stuck cells' g_max / g_min. Either may be a Python float. Computed once per chip, since training
+        programs the same chip every step."""
+        key = (cfg.drift_nu, cfg.drift_t, cfg.drift_t0, g_min, g_max, like.dtype, like.device)
+        if self._affine is None or self._affine[0] != key:
+            gain = (cfg.drift_t / cfg.drift_t0) ** (-cfg.drift_nu) if cfg.drift_nu else 1.0
+            if self.d2d is not None:
+                gain = self.d2d.to(dtype=like.dtype, device=like.device) * gain
+            offset = 0.0
+            stuck = [(m, v) for m, v in ((self.stuck_on, g_max), (self.stuck_off, g_min)) if m is not None]
+            if stuck:
+                gain = torch.as_tensor(gain, dtype=like.dtype, device=like.device).expand(self.shape).clone()
+                offset = torch.zeros(self.shape, dtype=like.dtype, device=like.device)
+                for mask, value in stuck:
+                    mask = mask.to(like.device)
+                    gain[mask] = 0.0
+                    offset[mask] = value
+            self._affine = (key, gain, offset)
+        return self._affine[1], self._affine[2]
+
+
+class _Program(torch.autograd.Function):
+    """``clamp(g + sigma * n, lo, hi) * gain + offset`` in place on the noise buffer; backward ``grad * gain``.
+
+    The clamp is straight-through (a programming target outside the window still gets the gradient of the
+    level it aimed at), so the gradient is the chip's fixed gain: one pass forward (a few in-place ops over one
+    buffer) and one pass backward, instead of an autograd graph of six element-wise steps."""
+
+    @staticmethod
+    def forward(ctx, g, noise, sigma, lo, hi, gain, offset):
+        out = noise.mul_(sigma).add_(g) if noise is not None else g.clone()
+        out.clamp_(lo, hi)
+        if not (isinstance(gain, float) and gain == 1.0):
+            out.mul_(gain)
+        if not (isinstance(offset, float) and offset == 0.0):
+            out.add_(offset)
+        ctx.gain = gain
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        gain = ctx.gain
+        return (grad if isinstance(gain, float) and gain == 1.0 else grad * gain), None, None, None, None, None, None
 
 
 def program(g: torch.Tensor, cfg: NonIdealities, g_min: float, g_max: float, defects: FixedDefects | None,
             gen: torch.Generator | None) -> torch.Tensor:
-    """The conductances a chip holds after programming targets ``g`` (and after drift), differentiable (STE)."""
-    out = g
-    if cfg.program:
-        out = out + cfg.program * (g_max - g_min) * _randn(g.shape, gen, g)
-        out = clamp_ste(out, g_min, g_max)
-    if defects is not None and defects.d2d is not None:
-        out = out * defects.d2d
-    if cfg.drift_nu:
-        out = out * (cfg.drift_t / cfg.drift_t0) ** (-cfg.drift_nu)
-    if defects is not None and defects.stuck_on is not None:
-        out = torch.where(defects.stuck_on, torch.full_like(out, g_max), out)
-    if defects is not None and defects.stuck_off is not None:
-        out = torch.where(defects.stuck_off, torch.full_like(out, g_min), out)
-    return out
+    """The conductances a chip holds after programming targets ``g`` (and after drift), differentiable (STE).
+
+    Programming noise (held inside the window [g_min, g_max]), then the chip's d2d factors and drift, then
+    its stuck cells."""
+    noise = _randn(g.shape, gen, g) if cfg.program else None
+    if defects is None:
+        gain, offset = ((cfg.drift_t / cfg.drift_t0) ** (-cfg.drift_nu) if cfg.drift_nu else 1.0), 0.0
+    else:
+        gain, offset = defects.affine(cfg, g_min, g_max, g)
+    lo, hi = (g_min, g_max) if cfg.program else (-math.inf, math.inf)
+    return _Program.apply(g, noise, cfg.program * (g_max - g_min), lo, hi, gain, offset)
+
+
+class _NoiseStd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, variance):
+        std = variance.clamp_min(0).sqrt_()
+        ctx.save_for_backward(std)
+        return std
+
+    @staticmethod
+    def backward(ctx, grad):
+        (std,) = ctx.saved_tensors
+        return torch.where(std > 0, grad / (2 * std), 0.0)
 
 
 def noise_std(variance: torch.Tensor) -> torch.Tensor:
@@ -141,9 +200,7 @@ def noise_std(variance: torch.Tensor) -> torch.Tensor:
     A column whose inputs are all 0 V has no read noise; plain ``sqrt`` would give its conductances an
     infinite (NaN after the chain rule) gradient there, e.g. on the blank border pixels of an image.
     """
-    positive = variance > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, variance, torch.ones_like(variance))),
-                       torch.zeros_like(variance))
+    return _NoiseStd.apply(variance)
 
 
 def read_noise(i: torch.Tensor, v: torch.Tensor, g: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:

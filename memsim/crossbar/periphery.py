@@ -24,14 +24,38 @@ def _check_bits(field: str, bits) -> int:
     return bits
 
 
-def _quantise_symmetric(u: torch.Tensor, bits: int) -> torch.Tensor:
-    """Clip ``u`` to [-1, 1] and round it to 2**bits - 1 symmetric levels (sign-magnitude, zero exact).
+class _Converter(torch.autograd.Function):
+    """``round(clamp(x / scale, -1, 1) * half) / half * out_scale`` with a straight-through round.
+
+    The gradient is ``out_scale / scale`` inside the range and 0 where the converter saturates: one mask
+    multiply backward, instead of autograd's graph of five element-wise steps (the ADC sees every tile output
+    of every read)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, half, out_scale):
+        u = x * (1.0 / scale)
+        inside = u.abs() <= 1
+        out = u.clamp_(-1.0, 1.0).mul_(half).round_().mul_(out_scale / half)
+        ctx.save_for_backward(inside)
+        ctx.gain = out_scale / scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside * ctx.gain, None, None, None
+
+
+def _quantise_symmetric(x: torch.Tensor, scale, bits: int, out_scale) -> torch.Tensor:
+    """Clip ``x / scale`` to [-1, 1], round it to 2**bits - 1 symmetric levels (sign-magnitude, zero exact) and
+    multiply by ``out_scale``; straight-through gradient.
 
     1 bit is the exception: a sign-magnitude converter needs zero, so it gets {-1, 0, +1}.
     """
     half = max(2 ** (bits - 1) - 1, 1)
-    uc = torch.clamp(u, -1.0, 1.0)
-    return round_ste(uc * half) / half
+    if isinstance(scale, torch.Tensor) and scale.requires_grad and torch.is_grad_enabled():
+        return round_ste(torch.clamp(x / scale, -1.0, 1.0) * half) / half * out_scale
+    return _Converter.apply(x, scale, half, out_scale)
 
 
 @dataclass(frozen=True)
@@ -45,8 +69,9 @@ class DAC:
             raise ParameterError("dac.v_max", self.v_max, "a voltage > 0 V", "give the DAC's full-scale voltage")
 
     def __call__(self, x: torch.Tensor, x_scale, quantise: bool = True) -> torch.Tensor:
-        u = x / x_scale
-        return (_quantise_symmetric(u, self.bits) if quantise else u) * self.v_max
+        if quantise:
+            return _quantise_symmetric(x, x_scale, self.bits, self.v_max)
+        return x / x_scale * self.v_max
 
 
 @dataclass(frozen=True)
@@ -65,4 +90,4 @@ class ADC:
         return self.range * rows * v_max * delta_g
 
     def __call__(self, i: torch.Tensor, i_range: float) -> torch.Tensor:
-        return _quantise_symmetric(i / i_range, self.bits) * i_range
+        return _quantise_symmetric(i, i_range, self.bits, i_range)

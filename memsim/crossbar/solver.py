@@ -97,13 +97,36 @@ def gate_conductance(circuit: TileCircuit, rows: int, v_gate=None, dtype=torch.f
     return transistor_conductance(TORCH, t.namespace(), vg)
 
 
+class _Series(torch.autograd.Function):
+    """``g gt / (gt + s g)``: ``s = +1`` puts ``g`` in series with ``gt``, ``s = -1`` takes ``gt`` out again.
+
+    Its derivative is ``(gt / (gt + s g))^2``, the squared ratio the forward pass already forms: one pass
+    backward instead of autograd's five over every cell of a layer (training evaluates it every step)."""
+
+    @staticmethod
+    def forward(ctx, g, gt, s):
+        ratio = gt / torch.add(gt, g, alpha=s)
+        ctx.save_for_backward(ratio)
+        return g * ratio
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ratio,) = ctx.saved_tensors
+        return grad * ratio.square(), None, None
+
+
+def _series(g: torch.Tensor, gt: torch.Tensor, s: int) -> torch.Tensor:
+    if gt.requires_grad and torch.is_grad_enabled():  # a differentiable gate voltage: let autograd see both
+        return g * gt / (gt + s * g)
+    return _Series.apply(g, gt, s)
+
+
 def effective_conductance(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.Tensor:
     """Cell conductance seen between word and bit line: g (0T1R) or g in series with g_T (1T1R)."""
     gt = gate_conductance(circuit, g.shape[-2], v_gate, dtype=g.dtype, device=g.device)
     if gt is None:
         return g
-    gt = gt[:, None]
-    return g * gt / (g + gt)
+    return _series(g, gt[:, None], 1)
 
 
 # ---------------------------------------------------------------------------
@@ -241,8 +264,7 @@ def memristor_for_cell(g_cell: torch.Tensor, circuit: TileCircuit, v_gate=None) 
     gt = gate_conductance(circuit, g_cell.shape[-2], v_gate, dtype=g_cell.dtype, device=g_cell.device)
     if gt is None:
         return g_cell
-    gt = gt[:, None]
-    return gt * g_cell / (gt - g_cell)
+    return _series(g_cell, gt[:, None], -1)
 
 
 def solve_ideal(g: torch.Tensor, v: torch.Tensor, circuit: TileCircuit | None = None, v_gate=None) -> torch.Tensor:

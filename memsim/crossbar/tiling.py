@@ -98,12 +98,7 @@ class TileGrid:
     def pack(self, gs: list[torch.Tensor], g_pad: float, g_ref: float) -> torch.Tensor:
         """Conductances [n_row_tiles, n_col_tiles, rows, cols] from per-weight matrices ``gs`` ([out, in] each)."""
         nr, nc, opt = self.n_row_tiles, self.n_col_tiles, self.outputs_per_tile
-        rt, ct = nr * self.rows, nc * opt
-        padded = []
-        for g in gs:
-            full = torch.nn.functional.pad(g.t(), (0, ct - self.out_features, 0, rt - self.in_features),
-                                           value=g_pad)  # [in, out] padded with erased cells
-            padded.append(full.reshape(nr, self.rows, nc, opt).permute(0, 2, 1, 3))  # [nr, nc, rows, opt]
+        padded = [self.pack_outputs(g, g_pad) for g in gs]  # [nr, nc, rows, opt], padded with erased cells
         if self.scheme == "differential":
             tiles = torch.stack(padded, -1).reshape(nr, nc, self.rows, 2 * opt)
         else:
@@ -114,6 +109,14 @@ class TileGrid:
                                device=tiles.device)
             tiles = torch.cat([tiles, extra], -1)
         return tiles
+
+    def pack_outputs(self, w: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """One value per weight, [out, in] -> [n_row_tiles, n_col_tiles, rows, outputs_per_tile] (padded with
+        ``fill``): the tile layout of the outputs' cells, before the scheme turns each into its columns."""
+        nr, nc, opt = self.n_row_tiles, self.n_col_tiles, self.outputs_per_tile
+        full = torch.nn.functional.pad(w.t(), (0, nc * opt - self.out_features, 0, nr * self.rows - self.in_features),
+                                       value=fill)
+        return full.reshape(nr, self.rows, nc, opt).permute(0, 2, 1, 3)
 
     def pack_inputs(self, v: torch.Tensor) -> torch.Tensor:
         """[B, in] -> [B, n_row_tiles, rows] (zero-padded)."""
