@@ -91,8 +91,8 @@ def test_hardware_aware_training_through_the_preset(tmp_path):
                              "training.batch_size=64", f"output.dir={tmp_path / 'hw'}", "output.plot=false"])
     result = train(cfg, progress=False, log=lambda s: None, max_batches=4)
     net = result.network
-    assert net.synapses[0].xbar.mode == "noisy"
-    assert float(net.synapses[0].xbar.input_scale) > 0       # the DAC range was calibrated while training
+    assert net.synapses[0].crossbar_layer.mode == "noisy"
+    assert float(net.synapses[0].crossbar_layer.input_scale) > 0       # the DAC range was calibrated while training
     assert len(result.history) == 1
 
 
@@ -103,14 +103,14 @@ def test_hardware_aware_training_with_weight_clip_redraws_chips(tmp_path):
     result = train(cfg, progress=False, log=lambda s: None, max_batches=3)
     for syn in result.network.synapses:
         # a 1-sigma clip of (about uniform) weights puts ~40 % of them on the bound after the last step
-        w = syn.xbar.weight.detach().abs()
+        w = syn.weight.detach().abs()
         assert float((w >= w.max() * (1 - 1e-6)).double().mean()) > 0.2
     # the last batch trained on its own chip (not the preset's seed-0 chip), reproducibly from (seed, step)
-    seeds = [syn.xbar.array._defect_seed for syn in result.network.synapses]
+    seeds = [syn.crossbar_array._defect_seed for syn in result.network.synapses]
     assert seeds[0] is not None and seeds[0] != seeds[1]
     again = train(dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir=str(tmp_path / "hw2"))),
                   progress=False, log=lambda s: None, max_batches=3)
-    assert [syn.xbar.array._defect_seed for syn in again.network.synapses] == seeds
+    assert [syn.crossbar_array._defect_seed for syn in again.network.synapses] == seeds
     for a, b in zip(result.network.parameters(), again.network.parameters()):
         assert torch.equal(a, b)
 

@@ -126,11 +126,11 @@ def deploy_model(model: nn.Module, preset, *, mode: str = "noisy", mapping: str 
 
 
 def _map_msnn(net: nn.Module, preset, mode: str, mapping: str, prune: float, block) -> None:
-    """Re-map an MSNN's crossbar synapses (``syn.xbar``) with the scheme and pruning, in place."""
+    """Re-map an MSNN's crossbar synapses (``syn.crossbar_layer``) with the scheme and pruning, in place."""
     if mapping == "dense" and prune == 0.0:
         return
     for k, syn in enumerate(net.synapses):
-        xbar = getattr(syn, "xbar", None)
+        xbar = syn.crossbar_layer
         if xbar is None:
             continue
         if isinstance(xbar, CrossbarLinear):
@@ -143,7 +143,7 @@ def _map_msnn(net: nn.Module, preset, mode: str, mapping: str, prune: float, blo
             raise ParameterError(f"synapses.{k}", type(xbar).__name__, "a crossbar layer", "")
         if prune:
             new.prune_(prune)
-        syn.xbar = new
+        syn.set_crossbar_layer(new)
 
 
 def _as_conv(x: CrossbarConv2d) -> nn.Conv2d:

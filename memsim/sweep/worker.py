@@ -108,8 +108,8 @@ def evaluate_msnn(checkpoint, preset, *, mapping="dense", prune=0.0, mode="noisy
         x = encoder(data.images[:min(batch_size, len(data))])[0]
         with torch.no_grad():  # first layer's product against the exact one
             syn = net.synapses[0]
-            y_hw = syn.xbar(x)
-            y_id = F.linear(x, syn.xbar.weight)
+            y_hw = syn.crossbar_layer(x)
+            y_id = F.linear(x, syn.weight)
             errs.append(float((y_hw - y_id).norm() / y_id.norm().clamp_min(1e-30)))
     grids = [arr.grid for _, arr in net.crossbar_arrays()]
     T = cfg.network.time_steps

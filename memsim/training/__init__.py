@@ -15,9 +15,11 @@ from .config import Config, ConfigError, default_config, load_config, parse_conf
 from .loop import (TrainResult, build_encoder, build_network, evaluate, evaluate_checkpoint, load_datasets,
                    load_network, train)
 from .network import DEFAULTS, READOUTS, MemristiveSNN, SNNOutput
-from .synapses import ConvSynapse, IdealSynapse, PresetSynapse
+from .synapses import (ConvSynapse, IdealConvSynapse, IdealSynapse, PresetConvSynapse, PresetSynapse, Synapse,
+                       build_conv_synapse, build_synapse)
 from .twin import MIFDynamics
 
 __all__ = ["Config", "ConfigError", "default_config", "load_config", "parse_config", "TrainResult", "build_encoder",
            "build_network", "evaluate", "evaluate_checkpoint", "load_datasets", "load_network", "train", "DEFAULTS",
-           "READOUTS", "MemristiveSNN", "SNNOutput", "ConvSynapse", "IdealSynapse", "PresetSynapse", "MIFDynamics"]
+           "READOUTS", "MemristiveSNN", "SNNOutput", "Synapse", "IdealSynapse", "PresetSynapse", "ConvSynapse",
+           "IdealConvSynapse", "PresetConvSynapse", "build_synapse", "build_conv_synapse", "MIFDynamics"]

@@ -35,7 +35,7 @@ from .config import Config, ConfigError, check_references, parse_config
 from .data import ImageDataset, load_dataset, make_encoder
 from ..errors import MemsimError, NonFiniteError
 from .network import MemristiveSNN
-from .synapses import is_ideal, synapse_weight
+from .synapses import is_ideal
 
 __all__ = ["train", "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder",
            "load_datasets", "evaluate", "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
@@ -188,7 +188,7 @@ def clip_weights(net: MemristiveSNN, sigmas: float) -> None:
     """Clip every synapse layer's weights to +-``sigmas`` of its standard deviation (in place)."""
     with torch.no_grad():
         for syn in net.synapses:
-            w = synapse_weight(syn)
+            w = syn.weight
             bound = float(w.std()) * sigmas
             w.clamp_(-bound, bound)
 
@@ -356,7 +356,7 @@ def _load_weights(net: MemristiveSNN, ckpt, source: str) -> None:
     """Copy a checkpoint's synaptic weights into ``net`` (ideal <-> preset synapses), checking shapes."""
     weights = _layer_weights(ckpt.model_state)
     saved = [(f"synapses.{k}.weight", tuple(w.shape)) for k, w in sorted(weights.items())]
-    current = [(f"synapses.{k}.weight", tuple(synapse_weight(s).shape)) for k, s in enumerate(net.synapses)]
+    current = [(f"synapses.{k}.weight", tuple(s.weight.shape)) for k, s in enumerate(net.synapses)]
 
     class _Shape(torch.nn.Module):  # check_architecture compares names and shapes of a state_dict
         def state_dict(self, *a, **k):
@@ -364,11 +364,15 @@ def _load_weights(net: MemristiveSNN, ckpt, source: str) -> None:
     check_architecture(saved, _Shape(), source)
     with torch.no_grad():
         for k, syn in enumerate(net.synapses):
-            synapse_weight(syn).copy_(weights[k])
+            syn.weight.copy_(weights[k])
     for k, syn in enumerate(net.synapses):  # running input scale of preset layers, when saved
-        key = f"synapses.{k}.xbar.input_scale"
-        if hasattr(syn, "xbar") and key in ckpt.model_state:
-            syn.xbar.input_scale.copy_(ckpt.model_state[key])
+        layer = syn.crossbar_layer
+        if layer is None:
+            continue
+        prefix = next(name for name, m in net.named_modules() if m is layer)
+        key = f"{prefix}.input_scale"
+        if key in ckpt.model_state:
+            layer.input_scale.copy_(ckpt.model_state[key])
 
 
 def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | None = None,
@@ -386,8 +390,7 @@ def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | N
 
 def _calibrate(net: MemristiveSNN, encoder, data: ImageDataset, n: int = 256) -> None:
     """Set the DAC input ranges of preset layers from a batch (as a chip is calibrated), if not saved."""
-    needs = [s for s in net.synapses if hasattr(s, "xbar") and float(s.xbar.input_scale) == 0.0]
-    if not needs:
+    if not any(s.needs_calibration for s in net.synapses):
         return
     was = net.training
     net.train()

@@ -42,7 +42,8 @@ from torch.nn import functional as F
 
 from ..errors import ParameterError
 from ..mathns import TORCH
-from .synapses import ConvSynapse, build_synapse
+from ..schema import suggest
+from .synapses import Synapse, build_conv_synapse, build_synapse
 from .twin import MIFDynamics
 
 if TYPE_CHECKING:
@@ -54,12 +55,6 @@ READOUTS = ("voltage", "spike_count")
 
 #: operating point chosen for few-step training (see benchmarks/training.md)
 DEFAULTS = {"dt": 4e-5, "time_steps": 25, "input_scale": 0.2, "g_unit": 2e-4, "readout_gain": 50.0}
-
-
-def _closest(value, allowed):
-    import difflib
-    close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.4)
-    return f"did you mean '{close[0]}'?" if close else f"use one of {list(allowed)}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -96,7 +91,8 @@ class MemristiveSNN(nn.Module):
             raise ParameterError("network.layers", list(layers), "at least 2 sizes >= 1 (inputs ... classes)",
                                  "e.g. [64, 128, 10]")
         if readout not in READOUTS:
-            raise ParameterError("network.readout", readout, f"one of {list(READOUTS)}", _closest(readout, READOUTS))
+            raise ParameterError("network.readout", readout, f"one of {list(READOUTS)}",
+                                 suggest(readout, READOUTS, cutoff=0.4))
         if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
             raise ParameterError("network.time_steps", time_steps, "an integer >= 1", "e.g. 25")
         for name, value in (("network.g_unit", g_unit), ("readout_gain", readout_gain)):
@@ -112,13 +108,13 @@ class MemristiveSNN(nn.Module):
             if side * side != layers[0]:
                 raise ParameterError("network.layers[0]", layers[0], "a square image size (64, 784, ...)",
                                      "the convolutional variant needs square single-channel images")
-            stage = ConvSynapse((1, side, side), *self.conv, g_unit, crossbar, mode)
+            stage = build_conv_synapse((1, side, side), *self.conv, g_unit, crossbar, mode)
             synapses.append(stage)
             layers = [layers[0], stage.out_features, *layers[1:]]
         synapses += [build_synapse(a, b, g_unit, crossbar, mode)
                      for a, b in zip(layers[len(synapses):-1], layers[len(synapses) + 1:])]
         self.layers = layers
-        self.synapses = nn.ModuleList(synapses)
+        self.synapses: Sequence[Synapse] = nn.ModuleList(synapses)
         self.neurons = nn.ModuleList(MIFDynamics(neuron, dt, substeps, name=f"layer {k} ({b} MIF neurons)",
                                                  compile=compile)
                                      for k, b in enumerate(layers[1:]))
@@ -131,7 +127,7 @@ class MemristiveSNN(nn.Module):
 
     def crossbar_arrays(self) -> list[tuple[int, CrossbarArray]]:
         """``(layer index, CrossbarArray)`` of every synapse stage that runs on a preset (none when ideal)."""
-        return [(k, syn.xbar.array) for k, syn in enumerate(self.synapses) if hasattr(syn, "xbar")]
+        return [(k, syn.crossbar_array) for k, syn in enumerate(self.synapses) if syn.crossbar_array is not None]
 
     def set_substeps(self, substeps: int) -> None:
         for n in self.neurons:

@@ -8,6 +8,7 @@ faults, IR drop) rescaled to the same units.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,14 +16,66 @@ from torch.nn import functional as F
 
 from ..errors import ParameterError
 
-__all__ = ["IdealSynapse", "PresetSynapse", "ConvSynapse", "build_synapse", "synapse_weight", "is_ideal"]
+if TYPE_CHECKING:
+    from ..crossbar.array import CrossbarArray
+
+__all__ = ["Synapse", "IdealSynapse", "PresetSynapse", "ConvSynapse", "IdealConvSynapse", "PresetConvSynapse",
+           "build_synapse", "build_conv_synapse", "is_ideal"]
 
 
 def is_ideal(preset) -> bool:
     return isinstance(preset, str) and preset == "ideal"
 
 
-class IdealSynapse(nn.Module):
+class Synapse(nn.Module):
+    """One synapse stage: row voltages ``[*, in_features]`` (V) -> column currents ``[*, out_features]`` (A).
+
+    Every kind answers the same questions, so the network and the training loop never ask which kind it is:
+
+    * ``weight``: the trainable weight ``W`` (dimensionless; ``G = W * g_unit`` siemens);
+    * :attr:`crossbar_layer`: the crossbar layer computing the product (``None`` for the exact product);
+    * :attr:`crossbar_array`: that layer's :class:`memsim.crossbar.array.CrossbarArray` (``None`` when ideal);
+    * :attr:`needs_calibration`: its DAC input range is not set yet (a batch in training mode sets it).
+    """
+
+    in_features: int
+    out_features: int
+    g_unit: float
+
+    @property
+    def crossbar_layer(self) -> nn.Module | None:
+        return None
+
+    @property
+    def crossbar_array(self) -> CrossbarArray | None:
+        layer = self.crossbar_layer
+        return None if layer is None else layer.array
+
+    @property
+    def needs_calibration(self) -> bool:
+        layer = self.crossbar_layer
+        return layer is not None and float(layer.input_scale) == 0.0
+
+
+class _OnCrossbar:
+    """The preset kinds: the product of a crossbar layer held as ``xbar``, whose weight is the synapse's."""
+
+    xbar: nn.Module
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.xbar.weight
+
+    @property
+    def crossbar_layer(self) -> nn.Module:
+        return self.xbar
+
+    def set_crossbar_layer(self, layer: nn.Module) -> None:
+        """Compute the product with ``layer`` from now on (e.g. the same weights re-mapped or pruned)."""
+        self.xbar = layer
+
+
+class IdealSynapse(Synapse):
     """Exact crossbar product: ``I = (V W^T) * g_unit`` (A) for row voltages ``V`` (V)."""
 
     def __init__(self, in_features: int, out_features: int, g_unit: float):
@@ -38,7 +91,7 @@ class IdealSynapse(nn.Module):
         return f"{self.in_features} -> {self.out_features}, ideal, g_unit={self.g_unit:g} S"
 
 
-class PresetSynapse(nn.Module):
+class PresetSynapse(_OnCrossbar, Synapse):
     """A crossbar preset's product (:class:`memsim.nn.CrossbarLinear`) in the same units as :class:`IdealSynapse`."""
 
     def __init__(self, in_features: int, out_features: int, g_unit: float, preset, mode: str):
@@ -48,10 +101,6 @@ class PresetSynapse(nn.Module):
         self.in_features, self.out_features, self.g_unit = in_features, out_features, float(g_unit)
         self.xbar = CrossbarLinear(in_features, out_features, bias=False, preset=preset, mode=mode)
 
-    @property
-    def weight(self) -> nn.Parameter:
-        return self.xbar.weight
-
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return self.xbar(v) * self.g_unit
 
@@ -59,14 +108,14 @@ class PresetSynapse(nn.Module):
         return f"g_unit={self.g_unit:g} S"
 
 
-class ConvSynapse(nn.Module):
+class ConvSynapse(Synapse):
     """A convolutional crossbar stage: image rows ``[*, C*H*W]`` (V) -> column currents ``[*, K*Ho*Wo]`` (A).
 
-    Each kernel is one crossbar column (im2col mapping); ``ideal``: exact ``conv2d`` with ``G = W * g_unit``,
-    a preset: :class:`memsim.nn.CrossbarConv2d` (the same non-idealities as the dense layers)."""
+    Each kernel is one crossbar column (im2col mapping). The kinds: :class:`IdealConvSynapse` (exact
+    ``conv2d`` with ``G = W * g_unit``) and :class:`PresetConvSynapse` (:class:`memsim.nn.CrossbarConv2d`,
+    the same non-idealities as the dense layers); :func:`build_conv_synapse` picks one."""
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
-                 preset="ideal", mode: str = "noisy"):
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float):
         super().__init__()
         c, h, w = image_shape
         for name, v in (("network.conv_channels", channels), ("network.conv_kernel", kernel),
@@ -78,29 +127,54 @@ class ConvSynapse(nn.Module):
         self.image_shape, self.stride, self.g_unit = (c, h, w), stride, float(g_unit)
         self.out_shape = (channels, (h - kernel) // stride + 1, (w - kernel) // stride + 1)
         self.in_features, self.out_features = c * h * w, channels * self.out_shape[1] * self.out_shape[2]
-        if is_ideal(preset):
-            self.weight = nn.Parameter(torch.empty(channels, c, kernel, kernel))
-            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        else:
-            from ..nn.crossbar import CrossbarConv2d
-            self.xbar = CrossbarConv2d(c, channels, kernel, stride=stride, bias=False, preset=preset, mode=mode)
+
+    def _product(self, img: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         lead = v.shape[:-1]
-        img = v.reshape(-1, *self.image_shape)
-        y = self.xbar(img) if hasattr(self, "xbar") else F.conv2d(img, self.weight, stride=self.stride)
+        y = self._product(v.reshape(-1, *self.image_shape))
         return (y * self.g_unit).reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
         return f"{self.image_shape} -> {self.out_shape}, stride {self.stride}, g_unit={self.g_unit:g} S"
 
 
-def synapse_weight(syn: nn.Module) -> nn.Parameter:
-    """The trainable weight of a synapse stage (ideal or on a preset's crossbar)."""
-    return syn.xbar.weight if hasattr(syn, "xbar") else syn.weight
+class IdealConvSynapse(ConvSynapse):
+    """:class:`ConvSynapse` with the exact product ``conv2d(V, W) * g_unit``."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float):
+        super().__init__(image_shape, channels, kernel, stride, g_unit)
+        self.weight = nn.Parameter(torch.empty(channels, image_shape[0], kernel, kernel))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def _product(self, img: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(img, self.weight, stride=self.stride)
 
 
-def build_synapse(in_features: int, out_features: int, g_unit: float, preset="ideal", mode: str = "noisy"):
+class PresetConvSynapse(_OnCrossbar, ConvSynapse):
+    """:class:`ConvSynapse` on a crossbar preset (:class:`memsim.nn.CrossbarConv2d`)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
+                 preset, mode: str = "noisy"):
+        super().__init__(image_shape, channels, kernel, stride, g_unit)
+        from ..nn.crossbar import CrossbarConv2d
+
+        self.xbar = CrossbarConv2d(image_shape[0], channels, kernel, stride=stride, bias=False, preset=preset,
+                                   mode=mode)
+
+    def _product(self, img: torch.Tensor) -> torch.Tensor:
+        return self.xbar(img)
+
+
+def build_synapse(in_features: int, out_features: int, g_unit: float, preset="ideal", mode: str = "noisy") -> Synapse:
     if is_ideal(preset):
         return IdealSynapse(in_features, out_features, g_unit)
     return PresetSynapse(in_features, out_features, g_unit, preset, mode)
+
+
+def build_conv_synapse(image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
+                       preset="ideal", mode: str = "noisy") -> ConvSynapse:
+    if is_ideal(preset):
+        return IdealConvSynapse(image_shape, channels, kernel, stride, g_unit)
+    return PresetConvSynapse(image_shape, channels, kernel, stride, g_unit, preset, mode)
