@@ -67,8 +67,8 @@ def resolve_config(name_or_path: str | os.PathLike) -> Path:
     stem = path.stem if path.suffix == ".toml" else path.name
     if stem in configs and (len(path.parts) == 1 or path.parent.name == "configs"):
         return configs[stem]
-    import difflib
-    close = difflib.get_close_matches(stem, list(configs), n=1)
-    hint = f"Did you mean '{close[0]}'?" if close else f"Bundled configs: {sorted(configs)} (memsim configs)."
+    from .schema import closest
+    near = closest(stem, configs)
+    hint = f"Did you mean '{near}'?" if near else f"Bundled configs: {sorted(configs)} (memsim configs)."
     raise ConfigError(f"config file {path} does not exist and is not a bundled config. {hint}",
                       key="config", value=str(path), allowed=", ".join(sorted(configs)))

@@ -23,12 +23,12 @@ def run(args) -> int:
 
     checks = collect(args.kind, args.model)
     if not checks:
-        import difflib
+        from ..schema import closest
 
         from ..crossbar.presets import list_presets
         from ..devices.cards import list_cards
         known = list_cards(kind=None) + list_presets()
-        near = sorted({c for m in args.model or [] for c in difflib.get_close_matches(m, known, n=1)})
+        near = sorted({c for c in (closest(m, known) for m in args.model or []) if c})
         hint = f"did you mean {near}? " if near else ""
         raise MemsimError(f"no checks match --kind {args.kind or 'any'} --model {args.model or 'any'}. Fix: {hint}"
                           f"name a model of that kind (memsim device list, memsim neuron --list, memsim crossbar "

@@ -21,12 +21,11 @@ Layout::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CardError, ParameterError
-from ..io import read_toml
+from ..schema import check_keys, read_toml, suggest
 from ..devices.cards import Card, load_card
 from ..resources import data_dir, env_dirs
 from .circuit import TileCircuit, Transistor, Wires
@@ -154,8 +153,7 @@ def preset_path(name_or_path) -> Path:
         f = d / f"{name_or_path}.toml"
         if f.is_file():
             return f
-    close = difflib.get_close_matches(str(name_or_path), list_presets(), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else "see the presets in crossbar/"
+    hint = suggest(name_or_path, list_presets(), "see the presets in crossbar/ (memsim crossbar list)")
     raise CardError(f"unknown crossbar preset '{name_or_path}' (searched {[str(d) for d in search_path()]}); {hint}")
 
 
@@ -167,11 +165,7 @@ def _table(data: dict, key: str, source: str, required: bool) -> dict | None:
         return None
     if not isinstance(t, dict):
         raise CardError(f"{source}: [{key}] must be a table")
-    for k in t:
-        if k not in _KEYS[key]:
-            close = difflib.get_close_matches(k, sorted(_KEYS[key]), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {sorted(_KEYS[key])}"
-            raise CardError(f"{source}.{key}: unknown key '{k}'. {hint}")
+    check_keys(t, _KEYS[key], f"{source}.{key}")
     return t
 
 
@@ -189,10 +183,7 @@ def _construct(where: str, cls, kwargs):
 
 
 def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
-    for k in data:
-        if k not in _KEYS[""]:
-            close = difflib.get_close_matches(k, sorted(_KEYS[""]), n=1)
-            raise CardError(f"{source}: unknown key '{k}'. " + (f"did you mean '{close[0]}'?" if close else ""))
+    check_keys(data, _KEYS[""], source)
     for k in ("name", "provenance"):
         if not isinstance(data.get(k), str) or not data[k].strip():
             raise CardError(f"{source}: '{k}' must be a non-empty string (a preset states where its figures come from)")

@@ -11,8 +11,6 @@ loaded directly.
 """
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CardError, ParameterError
-from ..io import read_toml
+from ..schema import check_keys, check_number, read_toml, suggest
 from ..families import DeviceFamily, get_family
 from ..resources import data_dir, env_dirs, require_library
 
@@ -119,21 +117,10 @@ def _device_family_names():
     return FAMILIES
 
 
-def _unknown_key(where: str, key: str, allowed: set[str]) -> CardError:
-    close = difflib.get_close_matches(key, sorted(allowed), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {sorted(allowed)}"
-    return CardError(f"{where}: unknown key '{key}'. {hint}")
-
-
 def _number(table: dict, key: str, where: str, positive: bool = True) -> float:
     if key not in table:
         raise CardError(f"{where}: missing key '{key}'")
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0):
-        allowed = "a positive finite number" if positive else "a finite number"
-        raise ParameterError(f"{where}.{key}", value, allowed, f"correct {key} in the card")
-    return float(value)
+    return check_number(table[key], f"{where}.{key}", positive=positive, fix=f"correct {key} in the card")
 
 
 def _integer(table: dict, key: str, where: str, minimum: int = 1) -> int:
@@ -146,9 +133,7 @@ def _integer(table: dict, key: str, where: str, minimum: int = 1) -> int:
 def _parse_verify(table: Any, where: str, vrange: tuple[float, float]) -> VerifySpec:
     if not isinstance(table, dict):
         raise CardError(f"{where}: missing [verify] table")
-    for key in table:
-        if key not in _VERIFY_KEYS:
-            raise _unknown_key(where, key, _VERIFY_KEYS)
+    check_keys(table, _VERIFY_KEYS, where)
     amplitude = _number(table, "amplitude", where)
     freqs = table.get("frequencies")
     if not isinstance(freqs, list) or len(freqs) < 2:
@@ -158,9 +143,7 @@ def _parse_verify(table: Any, where: str, vrange: tuple[float, float]) -> Verify
     pulse_table = table.get("pulse")
     if not isinstance(pulse_table, dict):
         raise CardError(f"{where}: missing [verify.pulse] table")
-    for key in pulse_table:
-        if key not in _PULSE_KEYS:
-            raise _unknown_key(f"{where}.pulse", key, _PULSE_KEYS)
+    check_keys(pulse_table, _PULSE_KEYS, f"{where}.pulse")
     pw = f"{where}.pulse"
     pulse = PulseSpec(
         set_voltage=_number(pulse_table, "set_voltage", pw, positive=False),
@@ -180,9 +163,7 @@ def _parse_verify(table: Any, where: str, vrange: tuple[float, float]) -> Verify
 
 def parse_card(data: dict, source: str, path: Path | None = None) -> Card:
     """Validate a card's TOML content. ``source`` names it in error messages."""
-    for key in data:
-        if key not in _TOP_KEYS:
-            raise _unknown_key(source, key, _TOP_KEYS)
+    check_keys(data, _TOP_KEYS, source)
     for key in ("name", "family", "parameters", "provenance", "valid", "verify"):
         if key not in data:
             raise CardError(f"{source}: missing required key '{key}'")
@@ -217,8 +198,7 @@ def card_path(name_or_path: str | os.PathLike) -> Path:
     key = str(name_or_path)
     if key in files:
         return files[key]
-    close = difflib.get_close_matches(key, list(files), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else "run 'memsim device list' to see the cards"
+    hint = suggest(key, files, "run 'memsim device list' to see the cards")
     raise CardError(f"unknown device card '{key}' (searched {[str(p) for p in search_path()]}); {hint}")
 
 

@@ -332,10 +332,9 @@ def fit(meas: Measurement, init: Card, free: list[str] | None = None, *, starts:
     free = list(free or DEFAULT_FREE.get(family.name, ()))
     unknown = [p for p in free if p not in names]
     if unknown:
-        import difflib
-        close = difflib.get_close_matches(unknown[0], names, n=1)
+        from ..schema import suggest
         raise ParameterError("--free", unknown[0], f"parameters of {family.name}: {names}",
-                             f"did you mean '{close[0]}'?" if close else "name parameters of the family")
+                             suggest(unknown[0], names, "name parameters of the family"))
     if not free:
         raise ParameterError("--free", "", f"one or more of {names}", "name the parameters to fit")
     if meas.n_points <= len(free):

@@ -19,15 +19,13 @@ The ``type`` key (not ``family``) keeps neuron cards out of the device list.
 """
 from __future__ import annotations
 
-import difflib
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import CardError, ParameterError
-from ..io import read_toml
+from ..schema import check_keys, check_number, is_finite_number, read_toml, suggest
 from ..devices.cards import Card, LibraryEntry, _card_files, card_path, load_card
 from .circuits import NeuronCircuit, circuit_for
 
@@ -93,7 +91,7 @@ class NeuronCard(LibraryEntry):
 def check_dt(dt, memristors, params, where: str = "") -> float:
     """A time step must resolve the memristors' switching time and the synapse."""
     field_ = f"{where}.dt" if where else "dt"
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
+    if not is_finite_number(dt) or dt <= 0:
         raise ParameterError(field_, dt, "a positive time step in s", "give dt in seconds, e.g. 1e-5")
     taus = [float(c.parameters["tau"]) for c in memristors]
     limit = min(min(taus) * DT_FRACTION_OF_TAU, float(params["tau_s"]))
@@ -104,27 +102,10 @@ def check_dt(dt, memristors, params, where: str = "") -> float:
     return float(dt)
 
 
-def _unknown(where, key, allowed):
-    close = difflib.get_close_matches(key, sorted(allowed), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {sorted(allowed)}"
-    return CardError(f"{where}: unknown key '{key}'. {hint}")
-
-
-def _reject_unknown(table, allowed, where) -> None:
-    """Raise on the first key of ``table`` not in ``allowed``, naming the closest valid one."""
-    for key in table:
-        if key not in allowed:
-            raise _unknown(where, key, allowed)
-
-
 def _num(table, key, where, positive=True):
     if key not in table:
         raise CardError(f"{where}: missing key '{key}'")
-    v = table[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
-        raise ParameterError(f"{where}.{key}", v, "a positive finite number" if positive else "a finite number",
-                             f"correct {key} in the card")
-    return float(v)
+    return check_number(table[key], f"{where}.{key}", positive=positive, fix=f"correct {key} in the card")
 
 
 def _memristor(spec, where: str) -> Card:
@@ -150,7 +131,7 @@ def _memristor(spec, where: str) -> Card:
 
 
 def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> NeuronCard:
-    _reject_unknown(data, _TOP, source)
+    check_keys(data, _TOP, source)
     name = data.get("name")
     if not isinstance(name, str) or not name.isidentifier():
         raise ParameterError(f"{source}.name", name, "an identifier (letters, digits, _)", "name the card")
@@ -178,7 +159,7 @@ def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> Neur
     sim = data.get("simulation")
     if not isinstance(sim, dict):
         raise CardError(f"{source}: missing [simulation] table (dt, input_range)")
-    _reject_unknown(sim, _SIM, f"{source}.simulation")
+    check_keys(sim, _SIM, f"{source}.simulation")
     dt = check_dt(sim.get("dt"), cards, params, name)
     rng = sim.get("input_range")
     if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
@@ -188,7 +169,7 @@ def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> Neur
     ver = data.get("verify")
     if not isinstance(ver, dict):
         raise CardError(f"{source}: missing [verify] table")
-    _reject_unknown(ver, _VERIFY, f"{source}.verify")
+    check_keys(ver, _VERIFY, f"{source}.verify")
     seed = ver.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ParameterError(f"{source}.verify.seed", seed, "an integer", "give an integer seed")
@@ -225,8 +206,7 @@ def load_neuron_card(name_or_path) -> NeuronCard:
     except CardError:
         key = str(name_or_path)
         names = list_neuron_cards()
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"the neuron cards are {names} ('memsim neuron --list')"
+        hint = suggest(key, names, f"the neuron cards are {names} ('memsim neuron --list')")
         raise CardError(f"unknown neuron card '{key}'; {hint}") from None
     data = read_toml(path)
     if "family" in data and "type" not in data:

@@ -37,7 +37,6 @@ Every point is resolved to a flat, JSON-able config (``resolve``) whose SHA-256 
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import itertools
 import json
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CardError, MemsimError, ParameterError
-from ..io import read_toml
+from ..schema import check_keys, is_finite_number, read_toml, suggest
 
 
 class SweepError(MemsimError, ValueError):
@@ -78,19 +77,10 @@ _TOP_KEYS = {"name", "description", "base", "axes", "design"}
 _DESIGN_KEYS = {"kind", "n", "seed", "points"}
 
 
-def _closest(name: str, valid) -> str:
-    close = difflib.get_close_matches(str(name), sorted(valid), n=1, cutoff=0.5)
-    return f"did you mean '{close[0]}'?" if close else f"valid: {sorted(valid)}"
-
-
-def _unknown(where: str, key: str, valid) -> SweepError:
-    return SweepError(f"{where}: unknown key '{key}'; {_closest(key, valid)}")
-
-
 def _check_type(where: str, value, kind) -> None:
     ok = (isinstance(value, str) if kind is str else
           (isinstance(value, int) and not isinstance(value, bool)) if kind is int else
-          (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)))
+          is_finite_number(value))
     if not ok:
         noun = {str: "a string", int: "an integer", float: "a finite number"}[kind]
         raise SweepError(f"{where} = {value!r} has the wrong type: allowed {noun}. Fix: write it as {noun} in the spec")
@@ -252,25 +242,18 @@ def load_spec(path, *, check_points: bool = True) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"sweep spec {path} does not exist. Fix: give the path of a .toml sweep spec")
-    try:
-        data = read_toml(path)
-    except CardError as exc:
-        raise SweepError(str(exc)) from None
+    data = read_toml(path, SweepError, what="sweep spec")
     return parse_spec(data, source=str(path), root=path.parent.resolve(), check_points=check_points)
 
 
 def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, check_points: bool = True) -> SweepSpec:
     """Validate a spec dict (every check that can fail on bad input, before any work)."""
     root = Path.cwd() if root is None else Path(root)
-    for k in data:
-        if k not in _TOP_KEYS:
-            raise _unknown(source, k, _TOP_KEYS)
+    check_keys(data, _TOP_KEYS, source, SweepError, cutoff=0.5)
     base = dict(data.get("base", {}))
     if not isinstance(data.get("base", {}), dict):
         raise SweepError(f"{source}: [base] must be a table")
-    for k in base:
-        if k not in _BASE_KEYS:
-            raise _unknown(f"{source}.base", k, _BASE_KEYS)
+    check_keys(base, _BASE_KEYS, f"{source}.base", SweepError, cutoff=0.5)
     n_src = sum(k in base for k in ("checkpoint", "models"))
     if n_src > 1:
         raise SweepError(f"{source}.base: give either 'checkpoint' or 'models', not both")
@@ -299,9 +282,8 @@ def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, ch
     if not isinstance(axes_in, dict):
         raise SweepError(f"{source}: [axes] must be a table of lists")
     axes = {}
+    check_keys(axes_in, AXES, f"{source}.axes", SweepError, cutoff=0.5)
     for k, vals in axes_in.items():
-        if k not in AXES:
-            raise _unknown(f"{source}.axes", k, AXES)
         if not isinstance(vals, list):
             vals = [vals]
         if not vals:
@@ -313,9 +295,7 @@ def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, ch
             raise SweepError(f"{source}.axes.{k} = {vals} repeats a value. Fix: list each value once")
         axes[k] = vals
     design = dict(data.get("design", {}))
-    for k in design:
-        if k not in _DESIGN_KEYS:
-            raise _unknown(f"{source}.design", k, _DESIGN_KEYS)
+    check_keys(design, _DESIGN_KEYS, f"{source}.design", SweepError, cutoff=0.5)
     kind = design.setdefault("kind", "grid")
     if kind not in DESIGNS:
         raise SweepError(f"{source}.design.kind = {kind!r}: allowed one of {list(DESIGNS)}")
@@ -336,9 +316,8 @@ def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, ch
         for i, p in enumerate(pts):
             if not isinstance(p, dict):
                 raise SweepError(f"{source}.design.points[{i}] must be a table of axis = value")
+            check_keys(p, AXES, f"{source}.design.points[{i}]", SweepError, cutoff=0.5)
             for k, v in p.items():
-                if k not in AXES:
-                    raise _unknown(f"{source}.design.points[{i}]", k, AXES)
                 _check_type(f"{source}.design.points[{i}].{k}", v, AXES[k])
     elif "points" in design:
         raise SweepError(f"{source}.design.points is only read with kind = 'points' (kind is '{kind}')")
@@ -362,11 +341,12 @@ def _check_references(spec: SweepSpec) -> None:
     if "model" in spec.axes:
         for m in spec.axes["model"]:
             if m not in models:
-                raise SweepError(f"{src}.axes.model: '{m}' is not in base.models; {_closest(m, models)}")
+                hint = suggest(m, models, f"valid: {sorted(models)}", cutoff=0.5)
+                raise SweepError(f"{src}.axes.model: '{m}' is not in base.models; {hint}")
     for i, p in enumerate(spec.design.get("points", []) or []):
         if "model" in p and p["model"] not in models:
             raise SweepError(f"{src}.design.points[{i}].model: '{p['model']}' is not in base.models; "
-                             f"{_closest(p['model'], models)}")
+                             f"{suggest(p['model'], models, f'valid: {sorted(models)}', cutoff=0.5)}")
     for ax, allowed in (("mapping", LAYOUTS), ("mode", MODES)):
         vals = list(spec.axes.get(ax, [])) + [p[ax] for p in spec.design.get("points", []) or [] if ax in p]
         if ax in b:

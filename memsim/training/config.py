@@ -49,7 +49,6 @@ overrides, :meth:`Config.to_toml` and the error messages follow from the schema.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -61,6 +60,7 @@ from typing import Any, Iterable, Mapping
 
 from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
 from ..errors import ConfigError
+from ..schema import closest, is_finite_number, read_toml
 
 __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
            "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
@@ -297,11 +297,6 @@ def _toml_value(v) -> str:
 # ------------------------------------------------------------------------------------------------------------
 # validation
 
-def _closest(name: str, options: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return close[0] if close else None
-
-
 #: common other names of allowed values, used only to suggest the right one in errors
 _ALIASES = {"poisson": "rate", "bernoulli": "rate", "current": "direct", "ttfs": "latency",
             "time_to_first_spike": "latency", "membrane": "voltage", "count": "spike_count", "spikes": "spike_count",
@@ -313,7 +308,7 @@ def _bad(key: str, value, spec: _Spec, source: str, extra: str = "") -> ConfigEr
     msg = f"{source}: {key} = {value!r} is invalid: allowed {spec.allowed()} ({spec.doc})."
     if spec.kind == "choice" and isinstance(value, str):
         near = _ALIASES.get(value.lower()) if _ALIASES.get(value.lower()) in spec.choices else None
-        near = near or _closest(value, spec.choices)
+        near = near or closest(value, spec.choices, cutoff=0.5)
         if near:
             msg += f" Did you mean '{near}'?"
     if extra:
@@ -344,8 +339,7 @@ def _check_value(key: str, value, spec: _Spec, source: str):
             raise _bad(key, value, spec, source)
         return value
     if k == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not _in_range(value, spec):
+        if not is_finite_number(value) or not _in_range(value, spec):
             raise _bad(key, value, spec, source)
         return float(value)
     if k == "int_list":
@@ -357,7 +351,7 @@ def _check_value(key: str, value, spec: _Spec, source: str):
 
 
 def _unknown(source: str, key: str, options: Iterable[str], what: str, elsewhere: str | None = None) -> ConfigError:
-    near = _closest(key.split(".")[-1], [o.split(".")[-1] for o in options])
+    near = closest(key.split(".")[-1], [o.split(".")[-1] for o in options], cutoff=0.5)
     msg = f"{source}: unknown {what} '{key}'."
     if elsewhere:
         msg += f" '{key.split('.')[-1]}' belongs in [{elsewhere}]."
@@ -458,16 +452,6 @@ def _cross_check(cfg: Config, source: str) -> None:
                           key="encoding.threshold", value=enc.threshold, allowed="(0, 1)")
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist", key="config", value=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}", key="config", value=str(path)) from None
-
-
 def load_config(path: str | os.PathLike | None = None,
                 overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:
     """Load and validate a TOML config (``None``: all defaults), after merging ``overrides``. ``path`` may
@@ -475,7 +459,7 @@ def load_config(path: str | os.PathLike | None = None,
     if path is not None:
         from ..resources import resolve_config
         path = resolve_config(path)
-    data = {} if path is None else _read_toml(Path(path))
+    data = {} if path is None else read_toml(path, ConfigError, what="config")
     source = "config" if path is None else str(path)
     return parse_config(apply_overrides(data, overrides, source=source), source=source)
 
@@ -551,7 +535,7 @@ def check_references(cfg: Config) -> None:
             return
         known = stems(dirs)
         if name not in known:
-            near = _closest(name, known)
+            near = closest(name, known, cutoff=0.5)
             hint = f"Did you mean '{near}'?" if near else f"Available: {known}."
             raise ConfigError(f"{cfg.source}: {key} = {name!r}: no such {what} (searched "
                               f"{[str(d) for d in dirs]}). {hint}", key=key, value=name, allowed=", ".join(known))

@@ -47,7 +47,6 @@ tensor ``[T, B, ...]``:
 """
 from __future__ import annotations
 
-import difflib
 import gzip
 import hashlib
 import math
@@ -64,6 +63,7 @@ import numpy as np
 import torch
 
 from ..errors import MemsimError, ParameterError
+from ..schema import suggest
 
 __all__ = ["DataError", "DatasetInfo", "ImageDataset", "DATASETS", "ENCODINGS", "dataset_info", "load_dataset",
            "load_custom_idx", "CUSTOM_IDX", "load_digits", "load_mnist", "load_fashion_mnist", "find_idx_files",
@@ -151,11 +151,6 @@ KNOWN_LOCATIONS: dict[str, tuple[str, ...]] = {
 DOWNLOAD_TIMEOUT_S = 5.0
 
 
-def _closest(value: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.4)
-    return f"did you mean '{close[0]}'?" if close else f"use one of {list(allowed)}"
-
-
 def dataset_info(name: str) -> DatasetInfo:
     """Shape, class count and split sizes of a dataset (no file access; not for ``custom_idx``, whose shape
     is in its files)."""
@@ -163,13 +158,13 @@ def dataset_info(name: str) -> DatasetInfo:
         raise ParameterError("dataset", name, "a dataset of known shape", "read a custom_idx dataset with "
                              "load_dataset(..., num_classes=N) and take its info")
     if name not in _INFO:
-        raise ParameterError("dataset", name, f"one of {list(DATASETS)}", _closest(name, DATASETS))
+        raise ParameterError("dataset", name, f"one of {list(DATASETS)}", suggest(name, DATASETS, cutoff=0.4))
     return _INFO[name]
 
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ParameterError("split", split, f"one of {list(SPLITS)}", _closest(split, SPLITS))
+        raise ParameterError("split", split, f"one of {list(SPLITS)}", suggest(split, SPLITS, cutoff=0.4))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -393,7 +388,7 @@ def find_idx_files(name: str, data_dir: str | os.PathLike | None = None, *, down
     """
     if name not in CHECKSUMS:
         choices = list(CHECKSUMS)
-        raise ParameterError("dataset", name, f"one of {choices} (IDX datasets)", _closest(name, choices))
+        raise ParameterError("dataset", name, f"one of {choices} (IDX datasets)", suggest(name, choices, cutoff=0.4))
     splits = SPLITS if split is None else (split,)
     for s in splits:
         _check_split(s)
@@ -578,7 +573,7 @@ def latency_steps(x: torch.Tensor, num_steps: int, *, method: str = "linear", th
     T = _check_steps(num_steps)
     if method not in LATENCY_METHODS:
         raise ParameterError("latency method", method, f"one of {list(LATENCY_METHODS)}",
-                             _closest(method, LATENCY_METHODS))
+                             suggest(method, LATENCY_METHODS, cutoff=0.4))
     if method == "linear":
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
             raise ParameterError("threshold", threshold, "a number in [0, 1)")
@@ -613,7 +608,8 @@ class Encoder:
 
     def __post_init__(self):
         if self.name not in ENCODINGS:
-            raise ParameterError("encoding", self.name, f"one of {list(ENCODINGS)}", _closest(self.name, ENCODINGS))
+            raise ParameterError("encoding", self.name, f"one of {list(ENCODINGS)}",
+                                 suggest(self.name, ENCODINGS, cutoff=0.4))
         _check_steps(self.num_steps)
         _check_positive("encoding.scale", self.scale)
         _check_positive("encoding.gain", self.gain, 1.0)
@@ -662,7 +658,7 @@ def make_encoder(name: str, num_steps: int, **params) -> Encoder:
     for key in params:
         if key not in allowed:
             raise ParameterError(f"encoding parameter '{key}'", params[key], f"one of {sorted(allowed)}",
-                                 _closest(key, sorted(allowed)))
+                                 suggest(key, sorted(allowed), cutoff=0.4))
     return Encoder(name, num_steps, **params)
 
 
