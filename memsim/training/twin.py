@@ -28,29 +28,30 @@ class MIFDynamics(nn.Module):
     def __init__(self, card="mif_neuron", dt: float | None = None, substeps: int = 1, *, name: str = "neurons",
                  compile: bool = False):
         super().__init__()
-        from ..neurons.cards import NeuronCard, check_dt, load_neuron_card
+        from ..neurons.cards import NeuronCard, load_neuron_card
+        from ..neurons.dynamics import NeuronDynamics
 
         if not isinstance(card, NeuronCard):
             card = load_neuron_card(card)
         if card.type != "mif":
             raise ParameterError("network.neuron", card.name, "a neuron card of type 'mif'",
                                  "the memristive SNN is built from MIF neurons (e.g. 'mif_neuron')")
-        self.card, self.circuit = card, card.circuit
-        self.dt = check_dt(card.dt if dt is None else dt, card.memristors, card.parameters, card.name)
         if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
             raise ParameterError("substeps", substeps, "an integer >= 1", "e.g. 1 for training, 4 for checks")
+        # the card's set-up (time step against the card, parameter namespaces, spike rule, initial state) is
+        # the reference layer's (memsim.nn.MemristiveNeuron), so the twin and the reference cannot drift apart
+        setup = NeuronDynamics(card, dt=dt, substeps=substeps)
+        self.card, self.circuit, self.dt, self.p, self.devices = (setup.card, setup.circuit, setup.dt, setup.p,
+                                                                  setup.devices)
         self.substeps = substeps
         self.name = name
         # torch.compile fuses the ~150 elementwise kernels of a time step (forward and backward) into a few;
         # the step is the same Python code, so the equations are still written once.
         self.compile = bool(compile)
         self._compiled_step = None
-        self.p, self.devices = card.namespaces()
-        rule = self.circuit.spike_rule(self.p, self.devices)
-        self.spike_component, self.spike_level = rule.component, float(rule.level)
+        self.spike_component, self.spike_level = setup.rule.component, float(setup.rule.level)
         self.spike_width = float(self.devices[0].k)
-        self.x0 = tuple(float(v) for v in self.circuit.initial_state(self.p, self.devices))
-        self.state_names = tuple(self.circuit.state_names)
+        self.x0, self.state_names = setup.x0, setup.state_names
         # explicit Euler on the memristor states must resolve their time constant
         taus = min(float(d.tau) for d in self.devices)
         if self.dt / substeps > 0.1 * taus * (1 + 1e-9):
