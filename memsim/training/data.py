@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from ..errors import MemsimError, ParameterError
-from ..schema import suggest
+from ..schema import is_finite_number, suggest
 
 __all__ = ["DataError", "DatasetInfo", "ImageDataset", "DATASETS", "ENCODINGS", "dataset_info", "load_dataset",
            "load_custom_idx", "CUSTOM_IDX", "load_digits", "load_mnist", "load_fashion_mnist", "find_idx_files",
@@ -541,7 +541,7 @@ def _check_steps(num_steps) -> int:
 
 
 def _check_positive(field: str, value, upper: float | None = None, inclusive_upper: bool = True) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    ok = is_finite_number(value) and value > 0
     if ok and upper is not None:
         ok = value <= upper if inclusive_upper else value < upper
     if not ok:

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from ..errors import ParameterError
 from ..mathns import TORCH
-from ..schema import suggest
+from ..schema import is_finite_number, suggest
 from .synapses import Synapse, build_conv_synapse, build_synapse
 from .twin import MIFDynamics
 
@@ -96,7 +96,7 @@ class MemristiveSNN(nn.Module):
         if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
             raise ParameterError("network.time_steps", time_steps, "an integer >= 1", "e.g. 25")
         for name, value in (("network.g_unit", g_unit), ("readout_gain", readout_gain)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (is_finite_number(value) and value > 0):  # a bool is not a gain
                 raise ParameterError(name, value, "a finite number > 0")
         self.layers, self.readout, self.time_steps = layers, readout, time_steps
         self.crossbar = crossbar if isinstance(crossbar, str) else getattr(crossbar, "name", str(crossbar))
