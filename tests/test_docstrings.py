@@ -4,13 +4,14 @@ import doctest
 import pytest
 
 import memsim.crossbar.operator
+import memsim.devices.array
 import memsim.nn.crossbar
 import memsim.nn.grouped
 import memsim.nn.neurons
 
 
 @pytest.mark.parametrize("module", [memsim.nn.crossbar, memsim.crossbar.operator, memsim.nn.neurons,
-                                    memsim.nn.grouped])
+                                    memsim.nn.grouped, memsim.devices.array])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0, result

@@ -35,10 +35,55 @@ class VoltageRangeWarning(UserWarning):
 
 
 class DeviceArray:
-    """``shape`` devices of one family. Each parameter is a scalar or a tensor broadcastable to ``shape``.
+    r"""``shape`` devices of one family: the torch twin of a device card, batched, differentiable.
 
-    ``voltage_range`` (V; from the card with :meth:`from_card`) is where the parameters are valid: a
-    simulation that leaves it warns once (:class:`VoltageRangeWarning`), naming the range."""
+    Each device is a voltage-controlled memristor with a normalised state :math:`x \in [0, 1]`, its current and
+    state equation those of the family (written once over the math namespace, also rendered to ngspice):
+
+    .. math::  i = I_f(v, x; \theta),\qquad \frac{dx}{dt} = F_f(v, x; \theta),\qquad
+               G_{chord}(x) = \frac{I_f(v_{read}, x; \theta)}{v_{read}}
+
+    e.g. the metastable switch: :math:`I = (x/R_{on} + (1 - x)/R_{off})\,v`,
+    :math:`\tau \dot x = (1 - x)\,\sigma((v - v_{on})/k) - x\,\sigma((v_{off} - v)/k)`.
+    :meth:`simulate` integrates every device under a common or per-device voltage waveform with
+    :func:`memsim.integrate.odeint` (RK4 by default; the state is kept in [0, 1]).
+
+    Args:
+        family: a :class:`memsim.families.DeviceFamily` (``memsim.get_family("vteam")``, ...).
+        params: the family's parameters in SI units (Ohm, V, s, ...), each a number shared by every device or a
+            tensor broadcastable to ``shape`` (per-device values, e.g. device-to-device variation; autograd
+            flows through them). Ranges and relations (``R_on < R_off``) are checked for every device.
+        shape: the batch of devices (int or tuple).
+        dtype: ``torch.float32`` or ``torch.float64`` (verification).
+        device: torch device.
+        name: names the array in error messages and warnings.
+        voltage_range: ``(low, high)`` in V where the parameters are valid (from the card with
+            :meth:`from_card`): a simulation that leaves it warns once (:class:`VoltageRangeWarning`), naming it.
+
+    Units and shapes: voltages in V, currents in A, conductances in S, time in s; :meth:`current`,
+    :meth:`dxdt` and :meth:`conductance` take tensors broadcastable to ``shape``; :meth:`simulate` returns
+    ``t`` ``[n_steps + 1]`` and ``v``, ``i``, ``x`` ``[n_steps + 1, *shape]``.
+
+    Example: three metastable switches held at -0.2, 0 and 0.2 V. At a constant voltage the state equation
+    is linear in :math:`x`, :math:`\tau \dot x = a - (a + b)\,x`, so
+    :math:`x(t) = x_\infty + (x_0 - x_\infty)\,e^{-(a + b) t / \tau}` with :math:`x_\infty = a / (a + b)`.
+
+        >>> import torch
+        >>> from memsim import DeviceArray, load_card
+        >>> dev = DeviceArray.from_card(load_card("mss_mif"), shape=(3,), dtype=torch.float64)
+        >>> v = torch.tensor([-0.2, 0.0, 0.2], dtype=torch.float64)           # V
+        >>> t, _, i, x = dev.simulate(lambda t: v, dt=1e-5, n_steps=200)     # 2 ms
+        >>> p = dev.p
+        >>> a, b = torch.sigmoid((v - p.v_on) / p.k), torch.sigmoid((p.v_off - v) / p.k)
+        >>> x_ref = a / (a + b) + (p.x0 - a / (a + b)) * torch.exp(-(a + b) * t[:, None] / p.tau)
+        >>> bool(torch.allclose(x, x_ref, atol=1e-9)), tuple(x.shape)
+        (True, (201, 3))
+        >>> bool(torch.allclose(i, (x / p.R_on + (1 - x) / p.R_off) * v))   # A
+        True
+        >>> g = dev.conductance(torch.tensor([0.0, 1.0], dtype=torch.float64), v_read=0.1)   # S, OFF and ON
+        >>> bool(torch.allclose(g, torch.tensor([1 / p.R_off, 1 / p.R_on], dtype=torch.float64)))
+        True
+    """
 
     def __init__(self, family: DeviceFamily, params: Mapping[str, float | torch.Tensor], shape=(1,), *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", name: str = "device",
