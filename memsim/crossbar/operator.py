@@ -268,9 +268,9 @@ class _LeftDrivenSweep(torch.autograd.Function):
             if j == C - 1:
                 break
             h, ob1 = hs[j], obar[:, :, 1:]
-            hbar = (-gw * gw) * sbar + gw * (ob1 @ olds[j].transpose(1, 2))
-            obar = gw * (h @ ob1)
-            sbar = -(h @ hbar @ h)
+            hbar = torch.baddbmm(sbar, ob1, olds[j].transpose(1, 2), beta=-gw * gw, alpha=gw)
+            obar = torch.bmm(h, ob1).mul_(gw)
+            sbar = torch.bmm(torch.bmm(h, hbar), h).neg_()
         ctx.state = None
         return dd.transpose(1, 2), None
 
@@ -282,9 +282,12 @@ def _column_adjoint(d, ybar, cbar, inv_diag, lf, m: int, gb: float, ideal_bitlin
     kinv = _kinv(inv_diag, lf)
     out = ybar.diagonal(dim1=1, dim2=2) + cbar  # the direct terms (rows off the chain: all of it)
     dc = d[:, :m]
-    yb = 0.5 * (ybar[:, :m, :m] + ybar[:, :m, :m].transpose(1, 2))
+    yb = ybar[:, :m, :m] + ybar[:, :m, :m].transpose(1, 2)  # twice the symmetric part (Y is symmetric)
     z = kinv * dc[:, None, :]
-    chain = -2.0 * (yb * z).sum(-1) + ((z @ yb) * z).sum(-1)
+    # -2 rowsum(Ysym * Z) + rowsum((Z Ysym) * Z) = rowsum(((Z - 2 I) Ysym) * Z), with Ysym = yb / 2
+    zm = z.clone()
+    zm.diagonal(dim1=1, dim2=2).sub_(2.0)
+    chain = 0.5 * torch.einsum("npq,npq->np", zm @ yb, z)
     k = kinv[:, :, m - 1]
     cb = cbar[:, :m]
     chain = chain + gb * k * (cb - (kinv @ (dc * cb)[:, :, None])[:, :, 0]) - cb  # cbar*1 counted above; c = gb d k
