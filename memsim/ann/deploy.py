@@ -278,7 +278,7 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
     target = _Target(source, data_dir)
     cfg = target.cfg
     from ..training.data import ImageDataset
-    from ..training.loop import _calibrate, evaluate, load_datasets, set_threads
+    from ..training.loop import calibrate, evaluate, load_datasets, set_threads
     set_threads(cfg.training.threads)
     train_set, test_set = _datasets(cfg, load_datasets)
     data = test_set if split == "test" else train_set
@@ -301,7 +301,7 @@ def evaluate_deployed(source, preset, *, mapping: str = "dense", prune: float = 
             _calibrate_ann(net, train_set.images[:calibration])
         else:
             from ..training.loop import build_encoder
-            _calibrate(net, build_encoder(cfg), train_set, calibration)
+            calibrate(net, build_encoder(cfg), train_set, calibration)
         _reseed(net, s)  # calibration drew programming/read noise: start the chip's streams afresh
         probe = _Probe(layers, error=True)
         x0 = data.images[:min(batch_size, len(data))]

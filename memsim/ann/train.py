@@ -9,8 +9,6 @@ data-order generator, so ``resume=True`` continues a killed run exactly, and a
 """
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +16,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..training.checkpoint import CheckpointError, RunDirectory, check_architecture, read_checkpoint
+from ..training.checkpoint import CheckpointError, check_architecture, read_checkpoint
 from ..training.config import Config, ConfigError, parse_config
 from ..training.data import ImageDataset
-from ..errors import NonFiniteError
+from ..training.loop import (build_optimizer, finish_run, fit, load_datasets, open_run, optimizer_step, resume_run,
+                             select_device, set_threads)
 from .models import build_ann
 
 __all__ = ["train_ann", "evaluate_ann", "load_ann", "check_ann_config"]
@@ -76,20 +75,25 @@ def load_ann(path: str | Path) -> tuple[nn.Module, Config]:
     return model, cfg
 
 
+def _ann_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *,
+              grad_clip: float = 0.0, weight_clip: float = 0.0) -> tuple[float, int]:
+    """One optimiser step on cross-entropy: the batch's mean loss and number of correct predictions."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    optimizer_step(model, loss, optimizer, grad_clip=grad_clip)
+    if weight_clip > 0:
+        _clip(model, weight_clip)
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
 def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
               log: Callable[[str], None] = print, max_batches: int | None = None):
     """Train the ANN of ``cfg`` (see the module doc); returns a :class:`memsim.training.TrainResult`."""
-    from ..training.loop import (TrainResult, _batches, _device, _optimizer, learning_rate, load_datasets, plot_history,
-                            set_threads)
     check_ann_config(cfg)
     t = cfg.training
     set_threads(t.threads)
-    device = _device(t.device)
-    run = RunDirectory(cfg.output.dir, keep=cfg.output.keep_checkpoints)
-    if not resume and run.checkpoints():
-        raise CheckpointError(f"run directory {run.path} already holds checkpoints "
-                              f"({run.checkpoints()[-1][1].name}). Fix: pass --resume to continue it, or choose "
-                              f"another output.dir.")
+    device = select_device(t.device)
+    run = open_run(cfg, resume)
     train_set, test_set = load_datasets(cfg)
     torch.manual_seed(t.seed)
     model = build_ann(cfg, train_set.info.image_shape)
@@ -99,81 +103,14 @@ def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = No
         model.load_state_dict(ckpt.model_state)
         log(f"initialised weights from {init} (epoch {ckpt.epoch})")
     model.to(device)
-    opt = _optimizer(cfg, model.parameters())
-    loader_gen = torch.Generator().manual_seed(t.seed)
-    gens = {"loader": loader_gen}
-    start_epoch = 0
-    if resume:
-        ckpt = run.resume(model=model, optimizer=opt, generators=gens, config=cfg,
-                          allow_changes=("training.epochs", "output.dir"))
-        for path, why in run.skipped:
-            log(f"skipped unreadable checkpoint {path.name}: {why.splitlines()[0]}")
-        if ckpt is None:
-            log(f"no checkpoint in {run.path}: starting from epoch 0")
-        else:
-            start_epoch = ckpt.epoch
-            log(f"resumed {run.path} after epoch {start_epoch}")
+    opt = build_optimizer(cfg, model.parameters())
+    gens = {"loader": torch.Generator().manual_seed(t.seed)}
+    start_epoch = resume_run(run, cfg, model=model, optimizer=opt, generators=gens, log=log) if resume else 0
     run.write_config(cfg)
-    last_good = run.checkpoint_path(start_epoch) if start_epoch else None
-    n_batches = math.ceil(len(train_set) / t.batch_size)
-    if max_batches is not None:
-        n_batches = min(n_batches, max_batches)
-    from tqdm.auto import tqdm
-
-    images, labels = (v.to(device) for v in train_set.tensors())
-    test_set = ImageDataset(*(v.to(device) for v in test_set.tensors()), test_set.info, test_set.split)
-    ckpt_path = last_good
-    for epoch in range(start_epoch, t.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
-        for b, idx in enumerate(_batches(len(labels), t.batch_size, loader_gen)):
-            if b >= n_batches:
-                continue  # keep drawing the full permutation: the generator state matches a full epoch
-            idx = idx.to(device)
-            x, y = images[idx], labels[idx]
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, epoch * n_batches + b, t.epochs * n_batches)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            bad = None if torch.isfinite(loss) else f"the loss became non-finite ({float(loss)})"
-            if bad is None:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                bad = next((f"the gradient of {n} became non-finite" for n, p in model.named_parameters()
-                            if p.grad is not None and not bool(torch.isfinite(p.grad).all())), None)
-            if bad:
-                bar.close()
-                keep = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
-                raise NonFiniteError(f"training stopped in epoch {epoch + 1}, batch {b + 1}: {bad}; {keep}. Fix: "
-                                     f"lower training.learning_rate or set training.grad_clip (e.g. 1.0)")
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-            if t.weight_clip > 0:
-                _clip(model, t.weight_clip)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        bar.close()
-        train_time = time.perf_counter() - t0
-        model.eval()
-        test = evaluate_ann(model, test_set)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-               "test_loss": test["loss"], "test_accuracy": test["accuracy"], "epoch_time_s": train_time,
-               "eval_time_s": time.perf_counter() - t0 - train_time}
-        ckpt_path = run.save(epoch + 1, model=model, optimizer=opt, config=cfg, generators=gens, metrics=row,
-                             extra={"run_dir": str(run.path.resolve())})
-        last_good = ckpt_path
-        log(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-            f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f} | {train_time:.1f} s")
-    history = run.read_metrics()
-    plot = None
-    if cfg.output.plot and history:
-        arch = cfg.network.arch + (f" {list(cfg.network.channels)}" if cfg.network.arch != "mlp" else "")
-        plot = plot_history(history, run.path / "learning_curves.png",
-                            title=f"{cfg.data.dataset}: ANN {arch} {list(cfg.network.layers)}")
-    return TrainResult(run.path, history, ckpt_path, model, plot)
+    last = fit(cfg, run, model, opt, gens, train_set, test_set, start_epoch=start_epoch, device=device,
+               step=lambda x, y: _ann_step(model, x, y, opt, grad_clip=t.grad_clip, weight_clip=t.weight_clip),
+               evaluate=lambda data: evaluate_ann(model, data),
+               fix="lower training.learning_rate or set training.grad_clip (e.g. 1.0)", progress=progress, log=log,
+               max_batches=max_batches)
+    arch = cfg.network.arch + (f" {list(cfg.network.channels)}" if cfg.network.arch != "mlp" else "")
+    return finish_run(cfg, run, model, last, title=f"{cfg.data.dataset}: ANN {arch} {list(cfg.network.layers)}")

@@ -84,26 +84,22 @@ def evaluate_msnn(checkpoint, preset, *, mapping="dense", prune=0.0, mode="noisy
     (chip s: noise seed s + layer; calibrated input range; fixed test subset)."""
     import torch
     import torch.nn.functional as F
-    from ..training.config import parse_config
-    from ..training.checkpoint import read_checkpoint
     from ..errors import ParameterError
-    from ..training.loop import _calibrate, build_encoder, evaluate, load_datasets, load_network
+    from ..training.loop import build_encoder, evaluate_chip, network_from_checkpoint, read_trained
 
     if mapping != "dense" or prune:
         raise ParameterError("mapping/prune", (mapping, prune), "dense and 0 without memsim.ann.deploy",
                              "install the ANN/mapping module (memsim.ann) for sparse mapping and pruning")
-    cfg = parse_config(read_checkpoint(checkpoint).config, source=f"config of {checkpoint}")
+    ckpt, cfg = read_trained(checkpoint)
     train_set, test_set = _data(cfg)
     data = test_set if split == "test" else train_set
     encoder = build_encoder(cfg)
     accs, errs = [], []
     for s in range(first_seed, first_seed + seeds):
-        net, _ = load_network(checkpoint, crossbar=preset, mode=mode, noise_seed=s)
-        _calibrate(net, encoder, train_set)
-        net.eval()
-        torch.manual_seed(s)
-        r = evaluate(net, encoder, data, batch_size, limit=limit,
-                     generator=torch.Generator().manual_seed(cfg.training.seed + 1 + s))
+        net = network_from_checkpoint(ckpt, cfg, f"checkpoint {checkpoint}", crossbar=preset, mode=mode,
+                                      noise_seed=s)
+        r = evaluate_chip(net, encoder, train_set, data, seed=s, base_seed=cfg.training.seed, batch_size=batch_size,
+                          limit=limit)
         accs.append(r["accuracy"])
         x = encoder(data.images[:min(batch_size, len(data))])[0]
         with torch.no_grad():  # first layer's product against the exact one

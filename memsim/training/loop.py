@@ -30,15 +30,18 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoint import CheckpointError, RunDirectory, check_architecture, read_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, RunDirectory, check_architecture, read_checkpoint
 from .config import Config, ConfigError, check_references, parse_config
 from .data import ImageDataset, load_dataset, make_encoder
-from ..errors import MemsimError, NonFiniteError
+from ..errors import NonFiniteError
 from .network import MemristiveSNN
 from .synapses import is_ideal
 
-__all__ = ["train", "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder",
-           "load_datasets", "evaluate", "evaluate_checkpoint", "load_network", "plot_history", "prepare", "set_threads"]
+__all__ = ["train", "train_step", "optimizer_step", "fit", "open_run", "resume_run", "check_gradients",
+           "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder", "load_datasets",
+           "evaluate", "evaluate_checkpoint", "evaluate_chip", "load_network", "network_from_checkpoint",
+           "read_trained", "calibrate", "plot_history", "prepare", "set_threads", "select_device", "build_optimizer",
+           "finish_run"]
 
 
 def set_threads(n: int) -> None:
@@ -55,14 +58,11 @@ def _resolve_preset(name: str):
 
 
 def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None = None,
-                  noise_seed: int | None = None, for_training: bool = False) -> MemristiveSNN:
+                  noise_seed: int | None = None) -> MemristiveSNN:
     """The network a config describes. ``crossbar``/``mode`` override the preset and its simulation mode
     (default: the config's preset, in ``hardware.mode`` when ``hardware.aware`` else its ``ideal`` mode);
-    ``noise_seed`` replaces the preset's noise seed (layer k uses ``noise_seed + k``).
-
-    ``for_training``: the network hardware-aware training uses (every non-ideality of the preset, read noise
-    included; before crossbar commit bc43ee6 read noise had to be left out, as its std ``sqrt(sum v^2 g^2)`` had
-    a NaN gradient for all-zero tiles)."""
+    ``noise_seed`` replaces the preset's noise seed (layer k uses ``noise_seed + k``). Hardware-aware
+    training uses every non-ideality of the preset, read noise included."""
     net_cfg = cfg.network
     name = net_cfg.crossbar if crossbar is None else crossbar
     preset = _resolve_preset(name)
@@ -168,14 +168,14 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def _device(name: str) -> torch.device:
+def select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("training.device = 'cuda' but torch sees no CUDA device. Fix: set training.device = "
                           "'cpu' or 'auto'", key="training.device", value=name)
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def _optimizer(cfg: Config, params):
+def build_optimizer(cfg: Config, params):
     t = cfg.training
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.learning_rate, weight_decay=t.weight_decay)
@@ -209,6 +209,150 @@ def learning_rate(cfg: Config, step: int, total: int) -> float:
     return t.learning_rate
 
 
+def check_gradients(model: torch.nn.Module) -> None:
+    """Raise :class:`NonFiniteError` naming the first parameter (and synapse layer) whose gradient is not finite."""
+    for name, p in model.named_parameters():
+        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+            layer = f" (layer {name.split('.')[1]})" if name.startswith("synapses.") else ""
+            raise NonFiniteError(f"the gradient of {name} became non-finite{layer}")
+
+
+def optimizer_step(model: torch.nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *,
+                   grad_clip: float = 0.0, where: Callable[[], str] | None = None) -> None:
+    """Backpropagate ``loss`` and step ``optimizer``, clipping the gradient norm to ``grad_clip`` (> 0).
+
+    Raises :class:`NonFiniteError` before the step if the loss (``where()`` says where it started) or a
+    gradient is not finite, so the weights are never overwritten with NaN."""
+    if not torch.isfinite(loss):
+        raise NonFiniteError(f"the loss became non-finite ({float(loss)})" + (f" in {where()}" if where else ""))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    check_gradients(model)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
+def train_step(net: MemristiveSNN, encoder, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *,
+               grad_clip: float = 0.0, weight_clip: float = 0.0) -> tuple[float, int]:
+    """One optimiser step of backpropagation through time on the batch ``x`` (images), ``y`` (labels).
+
+    Gradient-norm clipping (``grad_clip`` > 0) and weight clipping to +-``weight_clip`` standard deviations
+    (> 0) as in the config. Returns the batch's mean loss and its number of correct predictions; raises
+    :class:`NonFiniteError` naming where the loss or a gradient stopped being finite, before the step."""
+    out = net(encoder(x))
+    loss = net.loss(out, y)
+    optimizer_step(net, loss, optimizer, grad_clip=grad_clip, where=lambda: _nonfinite_where(net, out))
+    if weight_clip > 0:
+        clip_weights(net, weight_clip)
+    return loss.item(), int((out.scores.argmax(1) == y).sum())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the loop every kind of network shares (memsim.ann trains with it too)
+
+def open_run(cfg: Config, resume: bool) -> RunDirectory:
+    """The run folder of ``cfg``: never overwrites a run without ``resume``, never resumes where there is none."""
+    run = RunDirectory(cfg.output.dir, keep=cfg.output.keep_checkpoints)
+    if not resume and run.checkpoints():
+        raise CheckpointError(f"run directory {run.path} already holds checkpoints "
+                              f"({run.checkpoints()[-1][1].name}). Fix: pass --resume to continue it, or choose "
+                              f"another output.dir.")
+    if resume and not (run.checkpoints() or run.config_path.is_file() or run.metrics_path.is_file()):
+        raise CheckpointError(f"nothing to resume: {run.path} (= {run.path.resolve()}) holds no run"
+                              + (f"; output.dir '{run.path}' is relative to the current folder {Path.cwd()}"
+                                 if not run.path.is_absolute() else "")
+                              + ". Fix: give the run's own config (memsim train RUN/config.toml --resume), or "
+                                "--output RUN, or drop --resume to start a new run.")
+    return run
+
+
+def resume_run(run: RunDirectory, cfg: Config, *, model, optimizer, generators: dict[str, torch.Generator],
+               log: Callable[[str], None] = print) -> int:
+    """Restore model, optimizer and generators from the newest good checkpoint of ``run``; the epoch it ended
+    (0 when there is none). The folder is the run's identity, however output.dir is spelled or wherever the
+    folder moved."""
+    ckpt = run.resume(model=model, optimizer=optimizer, generators=generators, config=cfg,
+                      allow_changes=("training.epochs", "output.dir"))
+    started_in = (ckpt.extra or {}).get("run_dir") if ckpt is not None else None
+    if started_in and Path(started_in) != run.path.resolve():
+        log(f"note: this run was started in {started_in}; it was moved or copied to {run.path.resolve()} "
+            f"and continues here")
+    for path, why in run.skipped:
+        log(f"skipped unreadable checkpoint {path.name}: {why.splitlines()[0]}")
+    if ckpt is None:
+        log(f"no checkpoint in {run.path}: starting from epoch 0")
+        return 0
+    log(f"resumed {run.path} after epoch {ckpt.epoch}")
+    return ckpt.epoch
+
+
+def fit(cfg: Config, run: RunDirectory, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+        generators: dict[str, torch.Generator], train_set: ImageDataset, test_set: ImageDataset, *,
+        step: Callable[[torch.Tensor, torch.Tensor], tuple[float, int]],
+        evaluate: Callable[[ImageDataset], dict[str, float]], start_epoch: int = 0,
+        before_batch: Callable[[int], None] | None = None, fix: str, device: torch.device,
+        progress: bool = True, log: Callable[[str], None] = print, max_batches: int | None = None) -> Path | None:
+    """Epochs ``start_epoch + 1 .. training.epochs`` of ``model``; the last checkpoint written.
+
+    Batches come in the order of ``generators["loader"]`` (the whole permutation is drawn even when
+    ``max_batches`` caps an epoch, so the generator state is a full epoch's), with the learning rate of
+    :func:`learning_rate` for the global batch index; ``before_batch(index)`` runs first (e.g. a new chip),
+    then ``step(x, y) -> (mean loss, correct)``. After every epoch ``evaluate(test_set)`` (in eval mode), a
+    row in ``RUN/metrics.csv`` and an atomic checkpoint with every generator's state. A
+    :class:`NonFiniteError` stops training naming the epoch and batch; the last good checkpoint is kept
+    and ``fix`` is the advice given."""
+    from tqdm.auto import tqdm
+
+    t = cfg.training
+    last_good = run.checkpoint_path(start_epoch) if start_epoch else None
+    n_batches = math.ceil(len(train_set) / t.batch_size)
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    images, labels = (v.to(device) for v in train_set.tensors())
+    test_set = ImageDataset(*(v.to(device) for v in test_set.tensors()), test_set.info, test_set.split)
+    loader = generators["loader"]
+    for epoch in range(start_epoch, t.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
+        for b, idx in enumerate(_batches(len(labels), t.batch_size, loader)):
+            if b >= n_batches:
+                continue  # keep drawing the full permutation: the generator state matches a full epoch
+            idx = idx.to(device)
+            x, y = images[idx], labels[idx]
+            index = epoch * n_batches + b
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, index, t.epochs * n_batches)
+            if before_batch is not None:
+                before_batch(index)
+            try:
+                loss, right = step(x, y)
+            except NonFiniteError as exc:
+                bar.close()
+                keep = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
+                raise NonFiniteError(f"training stopped in epoch {epoch + 1}, batch {b + 1}: {exc}; {keep}. "
+                                     f"Fix: {fix}") from None
+            loss_sum += loss * len(y)
+            correct += right
+            seen += len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        train_time = time.perf_counter() - t0
+        model.eval()
+        test = evaluate(test_set)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+               "test_loss": test["loss"], "test_accuracy": test["accuracy"], "epoch_time_s": train_time,
+               "eval_time_s": time.perf_counter() - t0 - train_time}
+        last_good = run.save(epoch + 1, model=model, optimizer=optimizer, config=cfg, generators=generators,
+                             metrics=row, extra={"run_dir": str(run.path.resolve())})
+        log(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+            f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f} | {train_time:.1f} s")
+    return last_good
+
+
 def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
           log: Callable[[str], None] = print, max_batches: int | None = None) -> TrainResult:
     """Train the network of ``cfg`` (see the module docstring). ``init``: start from a checkpoint's weights
@@ -221,18 +365,8 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
     prepare(cfg)
     t = cfg.training
     set_threads(t.threads)
-    device = _device(t.device)
-    run = RunDirectory(cfg.output.dir, keep=cfg.output.keep_checkpoints)
-    if not resume and run.checkpoints():
-        raise CheckpointError(f"run directory {run.path} already holds checkpoints "
-                              f"({run.checkpoints()[-1][1].name}). Fix: pass --resume to continue it, or choose "
-                              f"another output.dir.")
-    if resume and not (run.checkpoints() or run.config_path.is_file() or run.metrics_path.is_file()):
-        raise CheckpointError(f"nothing to resume: {run.path} (= {run.path.resolve()}) holds no run"
-                              + (f"; output.dir '{run.path}' is relative to the current folder {Path.cwd()}"
-                                 if not run.path.is_absolute() else "")
-                              + ". Fix: give the run's own config (memsim train RUN/config.toml --resume), or "
-                                "--output RUN, or drop --resume to start a new run.")
+    device = select_device(t.device)
+    run = open_run(cfg, resume)
     train_set, test_set = load_datasets(cfg)
     n_in = train_set.num_inputs
     if cfg.network.layers[0] != n_in or cfg.network.layers[-1] != train_set.num_classes:
@@ -240,104 +374,35 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                           f"({n_in} inputs, {train_set.num_classes} classes)", key="network.layers")
 
     torch.manual_seed(t.seed)
-    net = build_network(cfg, for_training=True)
+    net = build_network(cfg)
     encoder = build_encoder(cfg)
     if init is not None:
         ckpt = read_checkpoint(init)
         _load_weights(net, ckpt, f"checkpoint {init}")
         log(f"initialised weights from {init} (epoch {ckpt.epoch})")
     net.to(device)
-    opt = _optimizer(cfg, net.parameters())
-    loader_gen = torch.Generator().manual_seed(t.seed)
-    gens = _generators(net, loader_gen, encoder)
-    start_epoch = 0
-    if resume:
-        # the folder is the run's identity, however output.dir is spelled or wherever the folder moved
-        ckpt = run.resume(model=net, optimizer=opt, generators=gens, config=cfg,
-                          allow_changes=("training.epochs", "output.dir"))
-        started_in = (ckpt.extra or {}).get("run_dir") if ckpt is not None else None
-        if started_in and Path(started_in) != run.path.resolve():
-            log(f"note: this run was started in {started_in}; it was moved or copied to {run.path.resolve()} "
-                f"and continues here")
-        for path, why in run.skipped:
-            log(f"skipped unreadable checkpoint {path.name}: {why.splitlines()[0]}")
-        if ckpt is None:
-            log(f"no checkpoint in {run.path}: starting from epoch 0")
-        else:
-            start_epoch = ckpt.epoch
-            log(f"resumed {run.path} after epoch {start_epoch}")
+    opt = build_optimizer(cfg, net.parameters())
+    gens = _generators(net, torch.Generator().manual_seed(t.seed), encoder)
+    start_epoch = resume_run(run, cfg, model=net, optimizer=opt, generators=gens, log=log) if resume else 0
     run.write_config(cfg)
-    history = run.read_metrics() if start_epoch else []
-    last_good = run.checkpoint_path(start_epoch) if start_epoch else None
-    n_batches = math.ceil(len(train_set) / t.batch_size)
-    if max_batches is not None:
-        n_batches = min(n_batches, max_batches)
-    from tqdm.auto import tqdm
+    redraw = cfg.hardware.aware and cfg.hardware.resample_defects
+    last = fit(cfg, run, net, opt, gens, train_set, test_set, start_epoch=start_epoch, device=device,
+               step=lambda x, y: train_step(net, encoder, x, y, opt, grad_clip=t.grad_clip, weight_clip=t.weight_clip),
+               evaluate=lambda data: evaluate(net, encoder, data, generator=torch.Generator().manual_seed(t.seed + 1)),
+               before_batch=(lambda index: _redraw_chips(net, t.seed, index)) if redraw else None,
+               fix="lower training.learning_rate, set training.grad_clip (e.g. 1.0) or reduce encoding.scale / "
+                   "network.g_unit", progress=progress, log=log, max_batches=max_batches)
+    return finish_run(cfg, run, net, last, title=f"{cfg.data.dataset}: {list(cfg.network.layers)}, "
+                                               f"{cfg.network.crossbar}")
 
-    images, labels = (v.to(device) for v in train_set.tensors())
-    test_set = ImageDataset(*(v.to(device) for v in test_set.tensors()), test_set.info, test_set.split)
-    ckpt_path = last_good
-    for epoch in range(start_epoch, t.epochs):
-        net.train()
-        t0 = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
-        for b, idx in enumerate(_batches(len(labels), t.batch_size, loader_gen)):
-            if b >= n_batches:
-                continue  # keep drawing the full permutation: the generator state matches a full epoch
-            idx = idx.to(device)
-            x, y = images[idx], labels[idx]
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, epoch * n_batches + b, t.epochs * n_batches)
-            if cfg.hardware.aware and cfg.hardware.resample_defects:
-                _redraw_chips(net, t.seed, epoch * n_batches + b)
-            try:
-                out = net(encoder(x))
-                loss = net.loss(out, y)
-                where = None if torch.isfinite(loss) else _nonfinite_where(net, out)
-                if where:
-                    raise NonFiniteError(f"the loss became non-finite ({float(loss)}) in {where}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for name, p in net.named_parameters():
-                    if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-                        raise NonFiniteError(f"the gradient of {name} became non-finite (layer "
-                                             f"{name.split('.')[1] if name.startswith('synapses.') else '?'})")
-                if t.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
-                opt.step()
-                if t.weight_clip > 0:
-                    clip_weights(net, t.weight_clip)
-            except NonFiniteError as exc:
-                bar.close()
-                keep = f"the last good checkpoint {last_good} is kept" if last_good else "no checkpoint was written"
-                raise NonFiniteError(f"training stopped in epoch {epoch + 1}, batch {b + 1}: {exc}. Training "
-                                     f"stopped; {keep}. Fix: lower training.learning_rate, set training.grad_clip "
-                                     f"(e.g. 1.0) or reduce encoding.scale / network.g_unit") from None
-            loss_sum += loss.item() * len(y)
-            correct += int((out.scores.argmax(1) == y).sum())
-            seen += len(y)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        bar.close()
-        train_time = time.perf_counter() - t0
-        net.eval()
-        test = evaluate(net, encoder, test_set, generator=torch.Generator().manual_seed(t.seed + 1))
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-               "test_loss": test["loss"], "test_accuracy": test["accuracy"], "epoch_time_s": train_time,
-               "eval_time_s": time.perf_counter() - t0 - train_time}
-        history.append(row)
-        ckpt_path = run.save(epoch + 1, model=net, optimizer=opt, config=cfg, generators=gens, metrics=row,
-                             extra={"run_dir": str(run.path.resolve())})
-        last_good = ckpt_path
-        log(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-            f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f} | {train_time:.1f} s")
+
+def finish_run(cfg: Config, run: RunDirectory, model: torch.nn.Module, last: Path | None, title: str) -> TrainResult:
+    """The run's result: its whole history (resumed epochs included) and, if asked, the learning curves."""
     history = run.read_metrics()
     plot = None
     if cfg.output.plot and history:
-        plot = plot_history(history, run.path / "learning_curves.png", title=f"{cfg.data.dataset}: "
-                            f"{list(cfg.network.layers)}, {cfg.network.crossbar}")
-    return TrainResult(run.path, history, ckpt_path, net, plot)
+        plot = plot_history(history, run.path / "learning_curves.png", title=title)
+    return TrainResult(run.path, history, last, model, plot)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -375,20 +440,33 @@ def _load_weights(net: MemristiveSNN, ckpt, source: str) -> None:
             layer.input_scale.copy_(ckpt.model_state[key])
 
 
-def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | None = None,
-                 noise_seed: int | None = None) -> tuple[MemristiveSNN, Config]:
-    """The trained network of a checkpoint, optionally re-targeted to another crossbar preset/mode."""
+def network_from_checkpoint(ckpt: Checkpoint, cfg: Config, source: str, *, crossbar: str | None = None,
+                            mode: str | None = None, noise_seed: int | None = None) -> MemristiveSNN:
+    """The trained network of a read checkpoint and its parsed config (eval mode), optionally re-targeted to
+    another crossbar preset/mode (see :func:`build_network`); ``source`` names the checkpoint in errors."""
+    net = build_network(cfg, crossbar=crossbar, mode=mode, noise_seed=noise_seed)
+    _load_weights(net, ckpt, source)
+    net.eval()
+    return net
+
+
+def read_trained(path: str | Path) -> tuple[Checkpoint, Config]:
+    """A checkpoint written by training, read and validated once, and its parsed config."""
     ckpt = read_checkpoint(path)
     if ckpt.config is None:
         raise CheckpointError(f"checkpoint {path} holds no config; it was not written by memsim train")
-    cfg = parse_config(ckpt.config, source=f"config of {path}")
-    net = build_network(cfg, crossbar=crossbar, mode=mode, noise_seed=noise_seed)
-    _load_weights(net, ckpt, f"checkpoint {path}")
-    net.eval()
-    return net, cfg
+    return ckpt, parse_config(ckpt.config, source=f"config of {path}")
 
 
-def _calibrate(net: MemristiveSNN, encoder, data: ImageDataset, n: int = 256) -> None:
+def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | None = None,
+                 noise_seed: int | None = None) -> tuple[MemristiveSNN, Config]:
+    """The trained network of a checkpoint, optionally re-targeted to another crossbar preset/mode."""
+    ckpt, cfg = read_trained(path)
+    return network_from_checkpoint(ckpt, cfg, f"checkpoint {path}", crossbar=crossbar, mode=mode,
+                                   noise_seed=noise_seed), cfg
+
+
+def calibrate(net: MemristiveSNN, encoder, data: ImageDataset, n: int = 256) -> None:
     """Set the DAC input ranges of preset layers from a batch (as a chip is calibrated), if not saved."""
     if not any(s.needs_calibration for s in net.synapses):
         return
@@ -399,14 +477,26 @@ def _calibrate(net: MemristiveSNN, encoder, data: ImageDataset, n: int = 256) ->
     net.train(was)
 
 
+def evaluate_chip(net: MemristiveSNN, encoder, calibration: ImageDataset, data: ImageDataset, *, seed: int,
+                  base_seed: int, batch_size: int = 256, limit: int | None = None) -> dict[str, float]:
+    """:func:`evaluate` of ``net`` as chip ``seed``: input ranges calibrated on ``calibration``, read noise
+    seeded by ``seed`` and the encoder's randomness by ``base_seed + 1 + seed`` (the training seed: the same
+    test-time draws as the evaluation during training for chip 0)."""
+    calibrate(net, encoder, calibration)
+    net.eval()
+    torch.manual_seed(seed)
+    return evaluate(net, encoder, data, batch_size, limit=limit,
+                    generator=torch.Generator().manual_seed(base_seed + 1 + seed))
+
+
 def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: int | None = None,
                         mode: str | None = None, split: str = "test", limit: int | None = None,
                         batch_size: int = 256, progress: bool = False, substeps: int | None = None) -> dict[str, Any]:
     """Accuracy of a trained checkpoint deployed on ``preset`` (default: the config's eval preset or its
     crossbar), averaged over ``seeds`` noise seeds (programming noise, faults and read noise re-drawn per
-    seed; the weights are programmed once per seed and kept for the whole test set, as on a chip)."""
-    ckpt = read_checkpoint(path)
-    cfg = parse_config(ckpt.config, source=f"config of {path}")
+    seed; the weights are programmed once per seed and kept for the whole test set, as on a chip). The
+    checkpoint is read once; every seed builds its chip from it."""
+    ckpt, cfg = read_trained(path)
     set_threads(cfg.training.threads)
     if cfg.network.kind == "ann":  # deployed through memsim.convert (dense mapping)
         from ..ann.deploy import evaluate_deployed
@@ -421,7 +511,7 @@ def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: i
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds = {seeds!r} is invalid: allowed an integer >= 1", key="seeds", value=seeds)
     train_set, test_set = load_datasets(cfg)
-    device = _device(cfg.training.device)
+    device = select_device(cfg.training.device)
     train_set, test_set = (ImageDataset(*(v.to(device) for v in d.tensors()), d.info, d.split)
                            for d in (train_set, test_set))
     data = test_set if split == "test" else train_set
@@ -430,15 +520,13 @@ def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: i
     n_seeds = 1 if is_ideal(preset) else seeds
     from tqdm.auto import tqdm
     for s in tqdm(range(n_seeds), desc="seeds", disable=not progress):
-        net, _ = load_network(path, crossbar=preset, mode=None if is_ideal(preset) else mode, noise_seed=s)
+        net = network_from_checkpoint(ckpt, cfg, f"checkpoint {path}", crossbar=preset,
+                                      mode=None if is_ideal(preset) else mode, noise_seed=s)
         net.to(device)
         if substeps is not None:
             net.set_substeps(substeps)
-        _calibrate(net, encoder, train_set)
-        net.eval()
-        torch.manual_seed(s)
-        r = evaluate(net, encoder, data, batch_size, limit=limit,
-                     generator=torch.Generator().manual_seed(cfg.training.seed + 1 + s))
+        r = evaluate_chip(net, encoder, train_set, data, seed=s, base_seed=cfg.training.seed, batch_size=batch_size,
+                          limit=limit)
         results.append(r["accuracy"])
     mean = sum(results) / len(results)
     std = (sum((a - mean) ** 2 for a in results) / max(len(results) - 1, 1)) ** 0.5
