@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
+from .network import DEFAULTS, READOUTS
 from ..errors import ConfigError
 from ..schema import closest, is_finite_number, read_toml
 
@@ -66,7 +67,6 @@ __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConf
            "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
            "default_config", "apply_overrides", "parse_override", "check_references", "keys"]
 
-READOUTS = ("voltage", "spike_count")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "cosine")
@@ -131,13 +131,16 @@ class NetworkConfig:
     neuron: str = field(default="mif_neuron", metadata=_spec("str", "neuron card name (devices/)"))
     crossbar: str = field(default="ideal", metadata=_spec("str", "crossbar preset name (crossbar/)"))
     readout: str = field(default="voltage", metadata=_spec("choice", "output readout", choices=READOUTS))
-    time_steps: int = field(default=25, metadata=_spec("int", "simulation time steps per sample", lo=1))
-    dt: float = field(default=4e-5, metadata=_spec("float", "time step in s", lo=0.0, lo_open=True))
-    g_unit: float = field(default=2e-4, metadata=_spec("float", "conductance in S of a synaptic weight of 1 "
-                                                                "(signed: a differential pair)", lo=0.0, lo_open=True))
-    readout_gain: float = field(default=50.0, metadata=_spec("float", "logits per volt of output membrane voltage "
-                                                                      "(loss only; predictions do not depend on it)",
-                                                             lo=0.0, lo_open=True))
+    # the operating point's defaults are memsim.training.network.DEFAULTS, shared with MemristiveSNN
+    time_steps: int = field(default=DEFAULTS["time_steps"],
+                            metadata=_spec("int", "simulation time steps per sample", lo=1))
+    dt: float = field(default=DEFAULTS["dt"], metadata=_spec("float", "time step in s", lo=0.0, lo_open=True))
+    g_unit: float = field(default=DEFAULTS["g_unit"],
+                          metadata=_spec("float", "conductance in S of a synaptic weight of 1 (signed: a differential "
+                                                  "pair)", lo=0.0, lo_open=True))
+    readout_gain: float = field(default=DEFAULTS["readout_gain"],
+                                metadata=_spec("float", "logits per volt of output membrane voltage (loss only; "
+                                                        "predictions do not depend on it)", lo=0.0, lo_open=True))
     substeps: int = field(default=1, metadata=_spec("int", "neuron integration sub-steps per time step", lo=1))
     conv_channels: int = field(default=0, metadata=_spec("int", "convolutional variant: kernels of a conv crossbar "
                                                                 "stage (and MIF layer) before the dense layers; "
@@ -165,8 +168,9 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class EncodingConfig:
     name: str = field(default="direct", metadata=_spec("choice", "input encoding", choices=ENCODINGS))
-    scale: float = field(default=0.2, metadata=_spec("float", "input amplitude at intensity 1: volts on the first "
-                                                              "crossbar's rows (DAC)", lo=0.0, lo_open=True))
+    scale: float = field(default=DEFAULTS["input_scale"],
+                         metadata=_spec("float", "input amplitude at intensity 1: volts on the first crossbar's rows "
+                                                 "(DAC)", lo=0.0, lo_open=True))
     gain: float = field(default=1.0, metadata=_spec("float", "rate: spike probability per step at intensity 1",
                                                     lo=0.0, hi=1.0, lo_open=True))
     method: str = field(default="linear", metadata=_spec("choice", "latency: spike-time law",

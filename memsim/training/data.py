@@ -34,10 +34,10 @@ Encodings
 reuse) turns intensities ``x`` in [0, 1] of shape ``[B, ...]`` into a time-major
 tensor ``[T, B, ...]``:
 
-* ``"direct"``  -- constant current injection ``I = scale * x`` (A) at every step;
+* ``"direct"``  -- a constant level ``scale * x`` (V) at every step;
 * ``"rate"``    -- Bernoulli spikes, ``P(spike at step t) = gain * x``
   independently per step (the discrete-time Poisson process of rate
-  ``gain * x / dt``), amplitude ``scale`` (A); needs an explicit ``seed`` or
+  ``gain * x / dt``), amplitude ``scale`` (V); needs an explicit ``seed`` or
   ``torch.Generator``;
 * ``"latency"`` -- at most one spike per input, brighter inputs earlier:
   ``method="linear"``: step ``round((1 - x) * (T - 1))``;
@@ -591,10 +591,10 @@ def latency_steps(x: torch.Tensor, num_steps: int, *, method: str = "linear", th
 class Encoder:
     """A validated encoding: call it with intensities ``[B, ...]`` in [0, 1] to get ``[T, B, ...]``.
 
-    ``scale`` is the amplitude in amperes (current injection level for ``direct``, spike current for
-    ``rate``/``latency``). ``rate`` draws from ``generator`` (call argument), else from its own generator
-    seeded with ``seed`` (re-seeded at construction only, so consecutive calls differ but a run is
-    reproducible).
+    ``scale`` is the amplitude in volts at intensity 1: the encoder is the DAC driving the first crossbar's
+    rows (the level for ``direct``, the spike height for ``rate``/``latency``). ``rate`` draws from
+    ``generator`` (call argument), else from its own generator seeded with ``seed`` (re-seeded at
+    construction only, so consecutive calls differ but a run is reproducible).
     """
 
     name: str
