@@ -21,7 +21,7 @@ def _identity_net(n: int, **kw) -> MemristiveSNN:
 
 def test_reference_equals_the_verified_neuron_layer():
     # one layer with identity weights: the column currents are g_unit * V_in; the network's circuit
-    # reference must reproduce issue 3's RK4 neuron layer (itself checked against ngspice) on them
+    # reference must reproduce the RK4 neuron layer memsim.nn.MIFNeuron (itself checked against ngspice) on them
     torch.manual_seed(0)
     T, n = 20, 4
     x = torch.rand(T, 2, n, dtype=torch.float64) * 0.3
