@@ -75,10 +75,62 @@ def readout_logits(readout: str, v_out: torch.Tensor, neurons: MIFDynamics, gain
 
 
 class MemristiveSNN(nn.Module):
-    """A fully memristive SNN: ``layers = [inputs, hidden..., classes]``, one crossbar + MIF layer per step.
+    r"""A fully memristive SNN: ``layers = [inputs, hidden..., classes]``, one crossbar + MIF layer per stage.
 
-    ``forward(inputs [T, B, n_in] in V) -> SNNOutput``. ``conv`` (optional) puts a convolutional crossbar
-    stage (``(channels, kernel, stride)``) in front, for image inputs ``[T, B, C, H, W]``.
+    Stage :math:`l` drives its crossbar rows with the previous stage's voltages (the encoder's for
+    :math:`l = 1`) and injects the column currents into its MIF neurons (:class:`MIFDynamics`):
+
+    .. math::  I^{(l)}_t = g_{unit}\, W^{(l)} V^{(l-1)}_t \ \text{(ideal; a preset computes it on crossbar tiles)},
+               \qquad C \dot V^{(l)} = I^{(l)} - \sum_{j=1}^{2} G(x^{(l)}_j)\,(V^{(l)} - E_j)
+
+    with each stage's current held over the step (:math:`V^{(l-1)}_t` at the end of step :math:`t`). Readouts
+    of the last stage's voltages :math:`V_t` (:math:`C` classes): ``"voltage"``, logits
+    :math:`(V_t - V_{rest})\,\gamma` at every step, loss
+    :math:`\frac{1}{T}\sum_t \mathrm{CE}(\text{logits}_t, y)`, prediction :math:`\arg\max_c \frac{1}{T}\sum_t V_{t,c}`;
+    ``"spike_count"``, soft counts :math:`n = \sum_t \sigma((V_t - V_{spike})/k)`, logits :math:`n\gamma/T`.
+    :meth:`loss` adds ``penalty`` times :meth:`range_penalty` (voltages outside the memristors' valid range).
+    No threshold, reset or surrogate gradient: backpropagation runs through the circuit equations.
+
+    Args:
+        layers: sizes ``[inputs, hidden..., classes]`` (at least two).
+        neuron: the MIF neuron card (name or :class:`memsim.neurons.NeuronCard`).
+        crossbar: ``"ideal"`` (exact :math:`g_{unit} W`) or a crossbar preset name / path.
+        readout: ``"voltage"`` or ``"spike_count"``.
+        time_steps: :math:`T`, steps per sample (the encoder's sequence length).
+        dt: time step in s.
+        g_unit: conductance in S of a weight of 1 (:math:`G = W g_{unit}`, signed).
+        readout_gain: :math:`\gamma`, logits per volt (voltage readout) or per spike (spike count).
+        substeps: sub-steps of the neuron twin per ``dt``.
+        mode: crossbar simulation mode of preset synapses (``"noisy"``, ``"irdrop"``, ...).
+        penalty: weight of :meth:`range_penalty` in :meth:`loss`.
+        conv: ``(channels, kernel, stride)`` of a convolutional crossbar stage in front (square single-channel
+            images, flattened).
+        compile: ``torch.compile`` the neuron step.
+
+    Shapes and units: ``forward(inputs)`` takes row voltages ``[T, B, layers[0]]`` in V (with ``conv``: the
+    flattened image) and returns :class:`SNNOutput`: ``logits`` ``[T, B, C]`` (``[1, B, C]`` for spike counts),
+    ``scores`` ``[B, C]``, ``voltages`` one ``[T, B, N_l]`` tensor in V per stage.
+    :meth:`reference` integrates the same network as one continuous-time circuit with RK4 (what the exported
+    ngspice netlist computes).
+
+    Example: a one-stage network: the voltage readout's identity, and the fast twin converging to the RK4
+    circuit as its sub-step shrinks.
+
+        >>> import torch
+        >>> from memsim.training.network import MemristiveSNN
+        >>> _ = torch.manual_seed(0)
+        >>> net = MemristiveSNN([4, 3], time_steps=10).double()
+        >>> x = torch.rand(10, 2, 4, dtype=torch.float64) * 0.2           # V, [T, B, inputs]
+        >>> with torch.no_grad():
+        ...     out, ref = net(x), net.reference(x)
+        ...     net.set_substeps(16)
+        ...     fine = net(x)
+        >>> v = out.voltages[-1]
+        >>> bool(torch.allclose(out.logits, (v - net.neurons[-1].rest_voltage) * 50.0)), tuple(out.scores.shape)
+        (True, (2, 3))
+        >>> err = [float((o.voltages[-1] - ref.voltages[-1]).abs().max()) for o in (out, fine)]   # V
+        >>> err[1] < err[0] / 4
+        True
     """
 
     def __init__(self, layers: Sequence[int], *, neuron="mif_neuron", crossbar="ideal", readout: str = "voltage",
@@ -172,8 +224,10 @@ class MemristiveSNN(nn.Module):
         """The network as one continuous-time circuit, integrated with RK4 (the verified method of
         :class:`memsim.nn.MIFNeuron`): every layer's column currents follow the previous layer's membrane
         voltages *within* a step (``I_l(t) = G_l V_{l-1}(t)``), the input is held over each step. This is
-        what the exported ngspice netlist computes; :meth:`forward` is its one-step-per-``dt`` fast twin
-        (it converges to this as ``substeps`` grows). Use float64 inputs for checks."""
+        what the exported ngspice netlist computes; :meth:`forward` is its one-step-per-``dt`` fast twin. The
+        first stage converges to this as ``substeps`` grows; a deeper stage sees the previous stage's voltage
+        held over each step, a difference of order ``dt`` that sub-steps do not remove (e.g. 50 mV in a
+        [4, 6, 3] network at the default dt). Use float64 inputs for checks."""
         from ..integrate import step as integrate_step
         from ..neurons.circuits import substeps_for
 
