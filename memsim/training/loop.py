@@ -4,8 +4,8 @@
 
 * validates everything before long work starts (config schema, neuron card and time step, crossbar
   preset, encoding, layer sizes against the data, a resumable run directory);
-* trains :class:`memsim.training.network.MemristiveSNN` with backpropagation through time on the circuit equations
-  (no surrogate gradient), optional gradient clipping, a tqdm progress bar;
+* trains :class:`memsim.training.network.MemristiveSNN` with backpropagation through time on the circuit
+  equations (no surrogate gradient), optional gradient clipping, a tqdm progress bar;
 * after every epoch appends a row to ``RUN/metrics.csv`` and writes an atomic checkpoint
   (:class:`memsim.training.checkpoint.RunDirectory`) holding model, optimizer and every RNG state (the data-order
   generator, the rate encoder's, the crossbar noise streams), so ``resume=True`` continues a killed run
@@ -13,6 +13,11 @@
 * stops with :class:`memsim.errors.NonFiniteError` naming the layer and the time step if a state, the
   loss or a gradient becomes non-finite; the last good checkpoint is left untouched;
 * plots the learning curves to ``RUN/learning_curves.png`` at the end.
+
+The pieces, as in well-kept training loops: :func:`train_step` is one optimiser step on a batch,
+:func:`evaluate` the accuracy and loss on a dataset, :func:`fit` the epoch loop (batch order, learning-rate
+schedule, metrics, checkpoints, the non-finite stop) that :func:`train` and :mod:`memsim.ann.train` share,
+with :func:`open_run` / :func:`resume_run` for the run folder.
 
 Hardware-aware training (``hardware.aware = true``): the synapses are the crossbar preset's arrays in
 ``hardware.mode`` (quantised levels, DAC/ADC, programming/read noise, faults, IR drop), re-drawn every
