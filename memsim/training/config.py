@@ -125,13 +125,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
+    # every default that MemristiveSNN has too comes from memsim.training.network.DEFAULTS (one source)
     layers: tuple[int, ...] = field(default=(64, 128, 10),
                                     metadata=_spec("int_list", "layer sizes, inputs first, classes last",
                                                    lo=1, min_len=2))
-    neuron: str = field(default="mif_neuron", metadata=_spec("str", "neuron card name (devices/)"))
-    crossbar: str = field(default="ideal", metadata=_spec("str", "crossbar preset name (crossbar/)"))
-    readout: str = field(default="voltage", metadata=_spec("choice", "output readout", choices=READOUTS))
-    # the operating point's defaults are memsim.training.network.DEFAULTS, shared with MemristiveSNN
+    neuron: str = field(default=DEFAULTS["neuron"], metadata=_spec("str", "neuron card name (devices/)"))
+    crossbar: str = field(default=DEFAULTS["crossbar"], metadata=_spec("str", "crossbar preset name (crossbar/)"))
+    readout: str = field(default=DEFAULTS["readout"], metadata=_spec("choice", "output readout", choices=READOUTS))
     time_steps: int = field(default=DEFAULTS["time_steps"],
                             metadata=_spec("int", "simulation time steps per sample", lo=1))
     dt: float = field(default=DEFAULTS["dt"], metadata=_spec("float", "time step in s", lo=0.0, lo_open=True))
@@ -141,7 +141,8 @@ class NetworkConfig:
     readout_gain: float = field(default=DEFAULTS["readout_gain"],
                                 metadata=_spec("float", "logits per volt of output membrane voltage (loss only; "
                                                         "predictions do not depend on it)", lo=0.0, lo_open=True))
-    substeps: int = field(default=1, metadata=_spec("int", "neuron integration sub-steps per time step", lo=1))
+    substeps: int = field(default=DEFAULTS["substeps"],
+                          metadata=_spec("int", "neuron integration sub-steps per time step", lo=1))
     conv_channels: int = field(default=0, metadata=_spec("int", "convolutional variant: kernels of a conv crossbar "
                                                                 "stage (and MIF layer) before the dense layers; "
                                                                 "0 = off", lo=0))
@@ -206,9 +207,9 @@ class TrainingConfig:
     compile: bool = field(default=False, metadata=_spec("bool", "fuse each neuron time step with torch.compile: "
                                                                 "several times faster per batch after a one-off "
                                                                 "compilation (~30 s per layer and batch shape)"))
-    voltage_penalty: float = field(default=1.0, metadata=_spec("float", "weight of the penalty that keeps membrane "
-                                                                        "voltages in the memristors' valid range",
-                                                               lo=0.0))
+    voltage_penalty: float = field(default=DEFAULTS["penalty"],
+                                   metadata=_spec("float", "weight of the penalty that keeps membrane voltages in the "
+                                                           "memristors' valid range", lo=0.0))
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,10 @@ __all__ = ["MemristiveSNN", "SNNOutput", "READOUTS", "DEFAULTS", "readout_logits
 
 READOUTS = ("voltage", "spike_count")
 
-#: operating point chosen for few-step training (see benchmarks/training.md)
-DEFAULTS = {"dt": 4e-5, "time_steps": 25, "input_scale": 0.2, "g_unit": 2e-4, "readout_gain": 50.0}
+#: the network's defaults, and the run config's (memsim.training.config takes them from here); the operating
+#: point (dt, time steps, input scale, g_unit, readout gain) is chosen for few-step training (benchmarks/training.md)
+DEFAULTS = {"neuron": "mif_neuron", "crossbar": "ideal", "readout": "voltage", "dt": 4e-5, "time_steps": 25,
+            "input_scale": 0.2, "g_unit": 2e-4, "readout_gain": 50.0, "substeps": 1, "penalty": 1.0}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -133,10 +135,12 @@ class MemristiveSNN(nn.Module):
         True
     """
 
-    def __init__(self, layers: Sequence[int], *, neuron="mif_neuron", crossbar="ideal", readout: str = "voltage",
-                 time_steps: int = DEFAULTS["time_steps"], dt: float = DEFAULTS["dt"], g_unit: float = DEFAULTS["g_unit"],
-                 readout_gain: float = DEFAULTS["readout_gain"], substeps: int = 1, mode: str = "noisy",
-                 penalty: float = 1.0, conv: tuple[int, int, int] | None = None, compile: bool = False):
+    def __init__(self, layers: Sequence[int], *, neuron=DEFAULTS["neuron"], crossbar=DEFAULTS["crossbar"],
+                 readout: str = DEFAULTS["readout"], time_steps: int = DEFAULTS["time_steps"],
+                 dt: float = DEFAULTS["dt"], g_unit: float = DEFAULTS["g_unit"],
+                 readout_gain: float = DEFAULTS["readout_gain"], substeps: int = DEFAULTS["substeps"],
+                 mode: str = "noisy", penalty: float = DEFAULTS["penalty"],
+                 conv: tuple[int, int, int] | None = None, compile: bool = False):
         super().__init__()
         layers = [int(n) for n in layers]
         if len(layers) < 2 or any(n < 1 for n in layers):
