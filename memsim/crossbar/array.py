@@ -128,10 +128,14 @@ class CrossbarArray:
     def operator(self, g: torch.Tensor) -> torch.Tensor:
         """The exact IR-drop operators [n_row_tiles, n_col_tiles, rows, cols] of programmed conductances ``g``.
 
-        A differentiable ``g`` (training) gets a fresh operator with its gradient; otherwise the operator of the
+        A differentiable ``g`` (training) gets a fresh operator with its gradient, computed in float32 for a float32
+        layer; otherwise (float64) the operator of the
         last programmed state is reused as long as ``g`` is the same tensor, unedited (``g._version``)."""
         if g.requires_grad and torch.is_grad_enabled():
-            return tile_operator(g, self.preset.circuit)
+            # training draws a new chip state every step: the operator in float32 (about 1e-5 relative, far below
+            # the converters' and the programming noise's resolution) at half the cost; float64 layers stay float64
+            dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
+            return tile_operator(g, self.preset.circuit, dtype=dtype)
         cached = self._operator
         if cached is None or cached[0] is not g or cached[1] != g._version:
             with torch.no_grad():

@@ -16,7 +16,9 @@ How: block Gaussian elimination along the word lines (the array's banded structu
    interface voltages. Each step is one batched Cholesky inverse: O(cols * rows^3) per tile in all,
    a few large batched kernels per column rather than a sparse factorisation per tile.
 
-The precompute runs wherever ``g`` lives (CPU or CUDA), in float64. It is differentiable: for word lines
+The precompute runs wherever ``g`` lives (CPU or CUDA), in float64 (hardware-aware training asks for float32,
+twice as fast, about 1e-5 relative: the pivot recurrences and the Schur update carry only the cells' small share,
+never ``gw`` cancelling ``gw``). It is differentiable: for word lines
 driven from one end (the common layout) a hand-written adjoint reuses the sweep's inverses (backward
 about 1.5 forwards); other layouts go through autograd. When the tensors kept for the backward pass would
 take more than a quarter of the free memory, the tiles are processed in chunks under activation
@@ -55,17 +57,19 @@ def _bitline(d: torch.Tensor, w: Wires) -> tuple[torch.Tensor, torch.Tensor, tor
     if m == 0:
         return d.new_zeros(d.shape[:-1] + (0,)), d.new_zeros(d.shape[:-1] + (0,)), 0
     dc = d[..., :m]
-    up = torch.ones(m, dtype=d.dtype, device=d.device)
-    up[0] = 0.0
-    a = dc + gb * (1.0 + up)  # every chain node links down (to the next node or the amplifier); all but 0 link up
-    delta, eps = [a[..., 0]], [a[..., m - 1]]
-    for k in range(1, m):  # LDL^T pivots from the top and from the bottom
-        delta.append(a[..., k] - gb * gb / delta[-1])
-        eps.append(a[..., m - 1 - k] - gb * gb / eps[-1])
-    delta = torch.stack(delta, -1)
-    eps = torch.stack(eps[::-1], -1)
-    inv_diag = 1.0 / (delta + eps - a)
-    ratio = torch.log(gb / delta)
+    # LDL^T pivots from the top (delta) and from the bottom (eps) of the chain K = Lb + D, written as
+    # delta = gb + e and eps = gb [n > 0] + f so that the recurrences carry only the small parts e, f: the
+    # textbook form a - gb^2 / delta cancels gb against gb and loses the cells' share (~1e-4 of gb) in float32.
+    e = [dc[..., 0]]
+    for k in range(1, m):
+        e.append(dc[..., k] + gb * e[-1] / (gb + e[-1]))
+    f = [dc[..., m - 1] + gb]  # the last node also links down to the amplifier
+    for k in range(m - 2, -1, -1):
+        f.append(dc[..., k] + gb * f[-1] / (gb + f[-1]))
+    e = torch.stack(e, -1)
+    f = torch.stack(f[::-1], -1)
+    inv_diag = 1.0 / (e + f - dc)  # 1 / (delta + eps - a)
+    ratio = -torch.log1p(e / gb)    # log(gb / delta)
     lf = torch.cat([torch.zeros_like(ratio[..., :1]), torch.cumsum(ratio[..., :-1], -1)], -1)
     return inv_diag, lf, m
 
@@ -192,16 +196,15 @@ def _sweep(g: torch.Tensor, w: Wires) -> torch.Tensor:
         first = C - 2
     for j in range(first, -1, -1):
         h = _spd_inverse(_add_diag(s, gw))
-        ho = h @ o
+        h_s = h @ s  # = I - gw H: the updates below use it so that gw I never cancels against gw^2 H
         y, c = column(j)
         if f is not None:
             hf = h @ f
             q_new = hf.transpose(1, 2) @ o + (q if q is not None else 0.0)
             q = torch.cat([torch.zeros_like(c[:, :, None]), q_new], -1)
             f = gw * hf
-        o = torch.cat([c[:, :, None], gw * ho], -1)
-        s = torch.add(y, h, alpha=-gw * gw)
-        s.diagonal(dim1=1, dim2=2).add_(gw)
+        o = torch.cat([c[:, :, None], o - h_s @ o], -1)  # [c_j, gw H O]
+        s = torch.add(y, h_s, alpha=gw)                      # Y + gw I - gw^2 H
     if math.isinf(g_drv):  # the first cell's node is the source itself
         a = o
     else:
@@ -241,9 +244,9 @@ class _LeftDrivenSweep(torch.autograd.Function):
                 h = _spd_inverse(_add_diag(s, gw))
                 hs[j], olds[j] = h, o
                 y, c = column(j)
-                o = torch.cat([c[:, :, None], gw * (h @ o)], -1)
-                s = torch.add(y, h, alpha=-gw * gw)
-                s.diagonal(dim1=1, dim2=2).add_(gw)
+                h_s = h @ s  # = I - gw H, so that gw I never cancels against gw^2 H (float32)
+                o = torch.cat([c[:, :, None], o - h_s @ o], -1)  # [c_j, gw H O]
+                s = torch.add(y, h_s, alpha=gw)                      # Y + gw I - gw^2 H
             p = None if math.isinf(g_drv) else g_drv * _spd_inverse(_add_diag(s, g_drv))
             a = o if p is None else p @ o
         ctx.save_for_backward(d)
@@ -343,14 +346,16 @@ def check_memory(n_tiles: int, rows: int, cols: int, grad: bool = False, device=
     return need
 
 
-def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.Tensor:
+def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""The operator ``A`` [..., rows, cols] of tiles of memristor conductances ``g`` [..., rows, cols] (S).
 
     Column currents for word-line voltages ``V`` [..., rows] are ``V @ A`` (A), exactly, for the circuit's
     wires and layout; 1T1R cells include the access transistor as a series conductance at ``v_gate``:
     :math:`A_{ij} = \partial I_j / \partial V_i` of the nodal system :math:`L(G) u = 0` with the word lines
     driven at :math:`V` and the sense amplifiers at 0 V. Differentiable with respect to ``g``. Computed in
-    float64; returned in ``g``'s dtype. Raises :class:`ParameterError` before allocating when it will not fit.
+    ``dtype`` (float64: exact to rounding; float32, which hardware-aware training uses: about 1e-5 relative, the
+    recurrences carry no cancelling terms), returned in ``g``'s dtype. Raises :class:`ParameterError` before
+    allocating when it will not fit.
 
     Example:
         >>> import torch
@@ -372,7 +377,7 @@ def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.T
     check_conductance_positive(g)
     rows, cols = g.shape[-2:]
     lead = g.shape[:-2]
-    geff = effective_conductance(g.to(torch.float64), circuit, v_gate)
+    geff = effective_conductance(g.to(dtype), circuit, v_gate)
     w = circuit.wires
     if w.ideal:
         return geff.to(g.dtype)
