@@ -17,10 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..training.checkpoint import CheckpointError, check_architecture, read_checkpoint
-from ..training.config import Config, ConfigError, parse_config
+from ..training.config import Config, ConfigError
 from ..training.data import ImageDataset
-from ..training.loop import (build_optimizer, finish_run, fit, load_datasets, open_run, optimizer_step, resume_run,
-                             select_device, set_threads)
+from ..training.loop import build_optimizer, finish_run, fit, optimizer_step, read_trained, resume_run, start_run
 from .models import build_ann
 
 __all__ = ["train_ann", "evaluate_ann", "load_ann", "check_ann_config"]
@@ -62,10 +61,7 @@ def _clip(model: nn.Module, sigmas: float) -> None:
 
 def load_ann(path: str | Path) -> tuple[nn.Module, Config]:
     """The trained ANN of a checkpoint (eval mode) and its config."""
-    ckpt = read_checkpoint(path)
-    if ckpt.config is None:
-        raise CheckpointError(f"checkpoint {path} holds no config; it was not written by memsim train")
-    cfg = parse_config(ckpt.config, source=f"config of {path}")
+    ckpt, cfg = read_trained(path)
     if cfg.network.kind != "ann":
         raise CheckpointError(f"checkpoint {path} holds a network.kind = '{cfg.network.kind}' network, not an ANN")
     model = build_ann(cfg)
@@ -91,10 +87,7 @@ def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = No
     """Train the ANN of ``cfg`` (see the module doc); returns a :class:`memsim.training.TrainResult`."""
     check_ann_config(cfg)
     t = cfg.training
-    set_threads(t.threads)
-    device = select_device(t.device)
-    run = open_run(cfg, resume)
-    train_set, test_set = load_datasets(cfg)
+    device, run, train_set, test_set = start_run(cfg, resume)
     torch.manual_seed(t.seed)
     model = build_ann(cfg, train_set.info.image_shape)
     if init is not None:

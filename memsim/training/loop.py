@@ -42,7 +42,7 @@ from ..errors import NonFiniteError
 from .network import MemristiveSNN
 from .synapses import is_ideal
 
-__all__ = ["train", "train_step", "optimizer_step", "fit", "open_run", "resume_run", "check_gradients",
+__all__ = ["train", "train_step", "optimizer_step", "fit", "open_run", "start_run", "resume_run", "check_gradients",
            "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder", "load_datasets",
            "evaluate", "evaluate_checkpoint", "evaluate_chip", "load_network", "network_from_checkpoint",
            "read_trained", "calibrate", "plot_history", "prepare", "set_threads", "select_device", "build_optimizer",
@@ -272,6 +272,15 @@ def open_run(cfg: Config, resume: bool) -> RunDirectory:
     return run
 
 
+def start_run(cfg: Config, resume: bool) -> tuple[torch.device, RunDirectory, ImageDataset, ImageDataset]:
+    """What every training run starts with, once its config is checked: the thread count, the device, the run
+    folder (:func:`open_run`) and the train and test sets."""
+    set_threads(cfg.training.threads)
+    device = select_device(cfg.training.device)
+    run = open_run(cfg, resume)
+    return (device, run, *load_datasets(cfg))
+
+
 def resume_run(run: RunDirectory, cfg: Config, *, model, optimizer, generators: dict[str, torch.Generator],
                log: Callable[[str], None] = print) -> int:
     """Restore model, optimizer and generators from the newest good checkpoint of ``run``; the epoch it ended
@@ -369,10 +378,7 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
         return train_ann(cfg, resume=resume, init=init, progress=progress, log=log, max_batches=max_batches)
     prepare(cfg)
     t = cfg.training
-    set_threads(t.threads)
-    device = select_device(t.device)
-    run = open_run(cfg, resume)
-    train_set, test_set = load_datasets(cfg)
+    device, run, train_set, test_set = start_run(cfg, resume)
     n_in = train_set.num_inputs
     if cfg.network.layers[0] != n_in or cfg.network.layers[-1] != train_set.num_classes:
         raise ConfigError(f"{cfg.source}: network.layers = {list(cfg.network.layers)} does not match the data "
