@@ -1,92 +1,18 @@
 """Verification as a feature: every model against ngspice, as a table of errors.
 
-A *check* is one (model, stimulus) comparison that returns a :class:`CheckResult`.
-Model kinds register a function that lists their checks (``register``): devices,
-neurons and crossbars in their own ``verify`` modules. ``memsim verify`` and
-the tests run the same checks.
+``memsim verify`` and the tests run the same checks: the device, neuron and crossbar stacks each register
+theirs (their ``verify`` modules, built on :mod:`memsim.checks`); this module imports the three and collects.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from .checks import Check, CheckResult, collect_registered, format_table, register, run_checks
+from .crossbar import verify as _crossbar_checks  # noqa: F401  (importing registers the kind)
+from .devices import verify as _device_checks  # noqa: F401
+from .neurons import verify as _neuron_checks  # noqa: F401
 
-
-@dataclass
-class CheckResult:
-    kind: str            # "device", "neuron", "crossbar", ...
-    model: str           # card or preset name
-    stimulus: str
-    metric: str          # what "error" measures
-    error: float
-    tolerance: float
-    detail: str = ""
-    #: a second criterion that must hold too (neurons: every spike within one time step)
-    also_ok: bool = True
-
-    @property
-    def passed(self) -> bool:
-        return self.error <= self.tolerance and self.also_ok
-
-
-@dataclass
-class Check:
-    kind: str
-    model: str
-    stimulus: str
-    run: Callable[[], CheckResult]
-
-
-_PROVIDERS: dict[str, Callable[[list[str] | None], Iterable[Check]]] = {}
-
-
-def register(kind: str, provider: Callable[[list[str] | None], Iterable[Check]]) -> None:
-    """``provider(names)`` yields the checks of ``kind`` (all models when ``names`` is None)."""
-    _PROVIDERS[kind] = provider
-
-
-def _load_providers() -> None:
-    """Import the modules that register further kinds (they are optional)."""
-    import importlib
-    for module in ("memsim.devices.verify", "memsim.neurons.verify", "memsim.crossbar.verify"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
+__all__ = ["Check", "CheckResult", "collect", "format_table", "register", "run_checks"]
 
 
 def collect(kinds: list[str] | None = None, names: list[str] | None = None) -> list[Check]:
-    _load_providers()
-    checks: list[Check] = []
-    for kind, provider in _PROVIDERS.items():
-        if kinds is None or kind in kinds:
-            checks.extend(provider(names))
-    return checks
-
-
-def run_checks(checks: list[Check], progress: bool = True) -> list[CheckResult]:
-    from tqdm import tqdm
-
-    results = []
-    for check in tqdm(checks, desc="verify", unit="check", disable=not progress):
-        results.append(check.run())
-    return results
-
-
-def format_table(results: list[CheckResult]) -> str:
-    """The results as a table; every error and tolerance is a relative error (a fraction, not per cent),
-    and the lines under the table say what each kind's error measures."""
-    header = f"{'kind':8s} {'model':22s} {'stimulus':20s} {'error':>10s} {'tol':>8s}  ok    detail"
-    lines = [header, "-" * len(header)]
-    for r in results:
-        lines.append(f"{r.kind:8s} {r.model:22s} {r.stimulus:20s} {r.error:10.2e} {r.tolerance:8.0e}  "
-                     f"{'PASS' if r.passed else 'FAIL'}  {r.detail}")
-    failed = sum(not r.passed for r in results)
-    lines.append(f"{len(results) - failed} passed, {failed} failed")
-    metrics = {}
-    for r in results:
-        metrics.setdefault(r.kind, r.metric)
-    if metrics:
-        lines.append("error and tol are fractions (1e-3 = 0.1 %):")
-        lines += [f"  {kind:8s} error = {metric}" for kind, metric in metrics.items()]
-    return "\n".join(lines)
+    """The checks of ``kinds`` (``device``, ``neuron``, ``crossbar``; all if None) for the models ``names``."""
+    return collect_registered(kinds, names)

@@ -15,13 +15,13 @@ ROOT = Path(memsim.__file__).resolve().parent
 LAYERS = {
     # 0: the math namespace and helpers every layer may use
     "memsim.mathns": 0, "memsim.errors": 0, "memsim.io": 0, "memsim.schema": 0, "memsim.resources": 0,
-    "memsim.plots": 0, "memsim.stimuli": 0, "memsim._data": 0,
+    "memsim.plots": 0, "memsim.stimuli": 0, "memsim._data": 0, "memsim.checks": 0,
     # 1: equations only
     "memsim.families": 1, "memsim.neurons.circuits": 1,
     # 2: cards, SPICE bridge, torch integrators and the device / neuron simulations built on them;
     #    device fitting beside them
     "memsim.devices": 2, "memsim.neurons": 2, "memsim.spice": 2, "memsim.integrate": 2, "memsim.scalar": 2,
-    "memsim.verify": 2, "memsim.fitting": 2,
+    "memsim.fitting": 2,
     # 3: crossbar; the variation fit writes a crossbar preset
     "memsim.crossbar": 3, "memsim.fitting.variation": 3,
     # 4: layers
@@ -31,7 +31,7 @@ LAYERS = {
     # 6: design-space sweeps and their cost model
     "memsim.sweep": 6,
     # 7: the command line
-    "memsim.commands": 7, "memsim.cli": 7, "memsim.__main__": 7, "memsim.fitting.command": 7,
+    "memsim.commands": 7, "memsim.cli": 7, "memsim.verify": 7, "memsim.__main__": 7, "memsim.fitting.command": 7,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .. import verify
+from .. import checks
 from .netlist import run_tile
 from .presets import Preset, list_presets, load_preset
 from .solver import relative_error, solve_linear, solve_nonlinear
@@ -55,7 +55,7 @@ def compare_tile(preset: Preset, size: int, cells: str, seed: int = 0, v_scale: 
             "peak": float(np.max(np.abs(ref)))}
 
 
-def crossbar_checks(names: list[str] | None = None) -> Iterable[verify.Check]:
+def crossbar_checks(names: list[str] | None = None) -> Iterable[checks.Check]:
     known = list_presets()
     # names may mix device cards and presets (memsim verify --model ...): take the presets
     for name in (known if names is None else [n for n in names if n in known]):
@@ -65,12 +65,12 @@ def crossbar_checks(names: list[str] | None = None) -> Iterable[verify.Check]:
         for cells in kinds:
             label = f"{size}x{size} {preset.circuit.access} {cells}"
 
-            def run(preset=preset, size=size, cells=cells, label=label) -> verify.CheckResult:
+            def run(preset=preset, size=size, cells=cells, label=label) -> checks.CheckResult:
                 r = compare_tile(preset, size, cells)
-                return verify.CheckResult("crossbar", preset.name, label, METRIC, r["error"], r["tolerance"],
+                return checks.CheckResult("crossbar", preset.name, label, METRIC, r["error"], r["tolerance"],
                                           f"peak={r['peak']:.3g}A wires={preset.circuit.wires.r_wordline}Ohm")
 
-            yield verify.Check("crossbar", preset.name, label, run)
+            yield checks.Check("crossbar", preset.name, label, run)
 
 
-verify.register("crossbar", crossbar_checks)
+checks.register("crossbar", crossbar_checks)

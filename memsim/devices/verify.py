@@ -1,12 +1,12 @@
 """Device checks: every device card's torch RK4 trace against ngspice on the card's standard stimuli.
 
-Importing this module registers the kind "device" with :mod:`memsim.verify`.
+Importing this module registers the kind "device" with :mod:`memsim.checks`.
 """
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..verify import Check, CheckResult, register
+from ..checks import Check, CheckResult, register
 
 #: torch RK4 must match the ngspice trace within this, relative to the trace's peak
 DEVICE_TOLERANCE = 1e-3

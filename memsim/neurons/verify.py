@@ -1,6 +1,6 @@
 """Neuron checks for ``memsim verify``: each neuron card x (step, ramp, spike train), torch RK4 vs ngspice.
 
-Importing this module registers the kind "neuron" with :mod:`memsim.verify`.
+Importing this module registers the kind "neuron" with :mod:`memsim.checks`.
 A check passes when the waveform is within 1 % of the spike amplitude *and*
 every spike time is within one time step (spike counts must agree). The reported
 error is the waveform error as a fraction of the spike amplitude (tolerance 1e-2,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..verify import Check, CheckResult, register
+from ..checks import Check, CheckResult, register
 from .cards import list_neuron_cards, load_neuron_card
 from .simulate import (SPIKE_TIME_TOLERANCE, WAVEFORM_TOLERANCE, compare, spice_trace, standard_stimuli,
                        torch_trace)
