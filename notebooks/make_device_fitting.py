@@ -71,7 +71,7 @@ has its generated `.lib`, and goes straight into a crossbar preset. Its conducta
 voltage is compared with the hidden device's, and a layer mapped onto it is run ideal and with
 programming, read and device-to-device noise."""),
     new_code_cell("""from memsim.crossbar.presets import load_preset
-from memsim.crossbar.mapping import conductance_window
+from memsim.devices.array import conductance_window
 from memsim.devices.cards import with_parameters
 from memsim.crossbar.nonideal import NonIdealities
 from memsim.nn import CrossbarLinear

@@ -34,18 +34,17 @@ With the defaults the cell farthest from both the driver and the sense amplifier
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 from ..errors import ParameterError
+from ..schema import is_finite_number
 
 ACCESS_KINDS = ("0T1R", "1T1R")
 
 
 def _positive(field: str, value, fix: str, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and (value >= 0 if allow_zero else value > 0)
+    ok = is_finite_number(value) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         allowed = "a finite number >= 0" if allow_zero else "a finite number > 0"
         raise ParameterError(field, value, allowed, fix)
@@ -126,11 +125,11 @@ class Transistor:
 
     def __post_init__(self):
         _positive("transistor.k", self.k, "give the transconductance factor mu*Cox*W/L in S/V (> 0)")
-        if not (isinstance(self.v_th, (int, float)) and math.isfinite(self.v_th)):
+        if not is_finite_number(self.v_th):
             raise ParameterError("transistor.v_th", self.v_th, "a finite voltage in V", "give the threshold voltage")
         _positive("transistor.g_off", self.g_off, "give the off-state leakage conductance in S (>= 0)",
                   allow_zero=True)
-        if not (isinstance(self.v_gate, (int, float)) and math.isfinite(self.v_gate)):
+        if not is_finite_number(self.v_gate):
             raise ParameterError("transistor.v_gate", self.v_gate, "a finite voltage in V",
                                  "give the gate voltage of a selected row")
 

@@ -14,24 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from ..devices.array import conductance_window  # noqa: F401  (the window is the device's; re-exported)
 from ..errors import ParameterError
 
 SCHEMES = ("differential", "offset")
-
-
-def conductance_window(card, v_read: float) -> tuple[float, float]:
-    """(g_min, g_max) in S: the card's chord conductance i/v at ``v_read`` for states x = 0 and x = 1."""
-    from ..devices.array import DeviceArray
-    if not (isinstance(v_read, (int, float)) and v_read != 0 and card.voltage_range[0] <= v_read <= card.voltage_range[1]):
-        raise ParameterError("device.v_read", v_read, f"a non-zero voltage inside the card's range {list(card.voltage_range)} V",
-                             "give the read voltage at which the conductance window is taken")
-    dev = DeviceArray.from_card(card, shape=(2,), dtype=torch.float64)
-    g = dev.conductance(torch.tensor([0.0, 1.0], dtype=torch.float64), float(v_read))
-    lo, hi = float(g.min()), float(g.max())
-    if not (0 < lo < hi):
-        raise ParameterError(f"{card.name}.window", (lo, hi), "0 < g_min < g_max",
-                             "use a card whose conductance changes with its state")
-    return lo, hi
 
 
 def check_window(g: torch.Tensor, g_min: float, g_max: float, field: str = "conductance", rel: float = 1e-9) -> None:

@@ -24,18 +24,19 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from ..errors import ParameterError
+from ..schema import is_finite_number
 
 SOURCES = ("program", "read", "d2d", "stuck_on", "stuck_off", "drift")
 
 
 def _rate(field: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+    if not is_finite_number(value) or not 0 <= value <= 1:
         raise ParameterError(field, value, "a fraction in [0, 1]", f"set {field.split('.')[-1]} between 0 and 1")
     return float(value)
 
 
 def _nonneg(field: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not is_finite_number(value) or value < 0:
         raise ParameterError(field, value, "a finite number >= 0", f"set {field.split('.')[-1]} >= 0 (0 = off)")
     return float(value)
 
@@ -62,7 +63,7 @@ class NonIdealities:
                                  "the two fault rates together cannot exceed 1")
         for name in ("drift_t", "drift_t0"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            if not is_finite_number(v) or v <= 0:
                 raise ParameterError(f"noise.{name}", v, "a time > 0 s", "give the time in seconds")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ParameterError("noise.seed", self.seed, "an integer >= 0", "give a seed")

@@ -9,12 +9,12 @@
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import ParameterError
+from ..schema import is_finite_number
 from .mapping import round_ste
 
 
@@ -65,7 +65,7 @@ class DAC:
 
     def __post_init__(self):
         _check_bits("dac.bits", self.bits)
-        if not (isinstance(self.v_max, (int, float)) and math.isfinite(self.v_max) and self.v_max > 0):
+        if not (is_finite_number(self.v_max) and self.v_max > 0):
             raise ParameterError("dac.v_max", self.v_max, "a voltage > 0 V", "give the DAC's full-scale voltage")
 
     def __call__(self, x: torch.Tensor, x_scale, quantise: bool = True) -> torch.Tensor:
@@ -81,7 +81,7 @@ class ADC:
 
     def __post_init__(self):
         _check_bits("adc.bits", self.bits)
-        if not (isinstance(self.range, (int, float)) and math.isfinite(self.range) and 0 < self.range <= 1):
+        if not (is_finite_number(self.range) and 0 < self.range <= 1):
             raise ParameterError("adc.range", self.range, "a fraction in (0, 1]",
                                  "give the ADC full scale as a fraction of rows * v_max * (g_max - g_min)")
 

@@ -181,3 +181,17 @@ class DeviceArray:
             warnings.warn(f"{self.name}: the terminal voltage reached [{v_min:.4g}, {v_max:.4g}] V, outside the "
                           f"card's valid range [{lo:g}, {hi:g}] V; the parameters are not validated there",
                           VoltageRangeWarning, stacklevel=3)
+
+
+def conductance_window(card, v_read: float) -> tuple[float, float]:
+    """(g_min, g_max) in S: the card's chord conductance i/v at ``v_read`` for states x = 0 and x = 1."""
+    if not (isinstance(v_read, (int, float)) and v_read != 0 and card.voltage_range[0] <= v_read <= card.voltage_range[1]):
+        raise ParameterError("device.v_read", v_read, f"a non-zero voltage inside the card's range {list(card.voltage_range)} V",
+                             "give the read voltage at which the conductance window is taken")
+    dev = DeviceArray.from_card(card, shape=(2,), dtype=torch.float64)
+    g = dev.conductance(torch.tensor([0.0, 1.0], dtype=torch.float64), float(v_read))
+    lo, hi = float(g.min()), float(g.max())
+    if not (0 < lo < hi):
+        raise ParameterError(f"{card.name}.window", (lo, hi), "0 < g_min < g_max",
+                             "use a card whose conductance changes with its state")
+    return lo, hi

@@ -58,7 +58,7 @@ def fit_variation(meas: Measurement, joint: FitResult, *, v_read: float = 0.2, s
     if len(meas.groups) < 3:
         raise DataError(f"variation needs at least 3 cycles or devices (told apart by a 'cycle' or 'device' "
                         f"column); the data have {len(meas.groups)}")
-    from ..crossbar.mapping import conductance_window
+    from ..devices.array import conductance_window
 
     per_group, errs, g_on = {}, {}, {}
     for g in meas.groups:
