@@ -76,7 +76,25 @@ class _OnCrossbar:
 
 
 class IdealSynapse(Synapse):
-    """Exact crossbar product: ``I = (V W^T) * g_unit`` (A) for row voltages ``V`` (V)."""
+    r"""The exact crossbar product: column currents :math:`I_j = g_{unit} \sum_i W_{ji} V_i` (Kirchhoff's law).
+
+    Args:
+        in_features: rows (inputs, word lines).
+        out_features: columns (outputs, bit lines).
+        g_unit: siemens per unit weight: the signed conductance is :math:`G = W g_{unit}` (a differential pair
+            :math:`G^+ - G^-` on a chip). ``W`` starts as ``nn.Linear``'s weight.
+
+    Shapes: ``v`` ``[*, in_features]`` in V -> ``[*, out_features]`` in A.
+
+    Example:
+        >>> import torch
+        >>> from memsim.training.synapses import IdealSynapse
+        >>> syn = IdealSynapse(3, 2, g_unit=1e-4)
+        >>> with torch.no_grad():
+        ...     _ = syn.weight.copy_(torch.tensor([[1.0, -0.5, 0.0], [0.2, 0.2, 0.2]]))
+        >>> syn(torch.tensor([0.2, 0.1, -0.1])).detach()   # 1e-4 * [0.2 - 0.05, 0.04]  (A)
+        tensor([1.5000e-05, 4.0000e-06])
+    """
 
     def __init__(self, in_features: int, out_features: int, g_unit: float):
         super().__init__()
@@ -92,7 +110,30 @@ class IdealSynapse(Synapse):
 
 
 class PresetSynapse(_OnCrossbar, Synapse):
-    """A crossbar preset's product (:class:`memsim.nn.CrossbarLinear`) in the same units as :class:`IdealSynapse`."""
+    r"""A crossbar preset's product in the units of :class:`IdealSynapse`: :math:`I = g_{unit}\,
+    \mathrm{xbar}(V)`, where ``xbar`` is a :class:`memsim.nn.CrossbarLinear` (no bias) holding ``W``: quantised
+    levels, DAC/ADC, programming and read noise, faults, drift and (mode ``irdrop``) exact IR drop.
+
+    Args:
+        in_features, out_features, g_unit: as for :class:`IdealSynapse`.
+        preset: a crossbar preset name, path or :class:`memsim.crossbar.Preset`.
+        mode: the crossbar layer's mode (``ideal``, ``noisy``, ``irdrop``, ``nonlinear``).
+
+    Shapes: ``v`` ``[*, in_features]`` in V -> ``[*, out_features]`` in A.
+
+    Example:
+        >>> import torch
+        >>> from memsim.training.synapses import PresetSynapse
+        >>> _ = torch.manual_seed(0)
+        >>> syn = PresetSynapse(20, 4, 1e-4, preset="hfox_1t1r_64", mode="ideal")
+        >>> syn.crossbar_array.grid.n_tiles, syn.needs_calibration   # one 64x64 tile; no DAC range measured yet
+        (1, True)
+        >>> v = 0.2 * torch.rand(5, 20)
+        >>> bool(torch.allclose(syn(v), 1e-4 * v @ syn.weight.T, rtol=1e-5, atol=1e-12))  # the ideal mapping is exact
+        True
+        >>> syn.needs_calibration   # a batch in training mode measured the DAC range
+        False
+    """
 
     def __init__(self, in_features: int, out_features: int, g_unit: float, preset, mode: str):
         super().__init__()
@@ -141,7 +182,27 @@ class ConvSynapse(Synapse):
 
 
 class IdealConvSynapse(ConvSynapse):
-    """:class:`ConvSynapse` with the exact product ``conv2d(V, W) * g_unit``."""
+    r""":class:`ConvSynapse` with the exact product :math:`I_{k,y,x} = g_{unit} \sum_{c,u,v} W_{k,c,u,v}\,
+    V_{c,\,s y + u,\,s x + v}` (``conv2d`` without padding, stride :math:`s`).
+
+    Args:
+        image_shape: ``(C, H, W)`` of the input image (row voltages in V).
+        channels: output channels ``K`` (one crossbar column each).
+        kernel: kernel size (square).
+        stride: stride.
+        g_unit: siemens per unit weight.
+
+    Shapes: ``v`` ``[*, C*H*W]`` in V -> ``[*, K*Ho*Wo]`` in A, ``Ho = (H - kernel) // stride + 1``.
+
+    Example:
+        >>> import torch
+        >>> from memsim.training.synapses import IdealConvSynapse
+        >>> syn = IdealConvSynapse((1, 4, 4), channels=1, kernel=2, stride=2, g_unit=1e-4)
+        >>> with torch.no_grad():
+        ...     _ = syn.weight.fill_(1.0)                      # each output sums a 2x2 patch
+        >>> syn(torch.arange(16.0) * 0.01).detach()            # patches sum to 0.10, 0.18, 0.42, 0.50 V
+        tensor([1.0000e-05, 1.8000e-05, 4.2000e-05, 5.0000e-05])
+    """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float):
         super().__init__(image_shape, channels, kernel, stride, g_unit)
@@ -153,7 +214,28 @@ class IdealConvSynapse(ConvSynapse):
 
 
 class PresetConvSynapse(_OnCrossbar, ConvSynapse):
-    """:class:`ConvSynapse` on a crossbar preset (:class:`memsim.nn.CrossbarConv2d`)."""
+    r""":class:`ConvSynapse` on a crossbar preset: :math:`I = g_{unit}\,\mathrm{xbar}(V)` with ``xbar`` a
+    :class:`memsim.nn.CrossbarConv2d` (no bias; im2col, each patch one read of the tiles), the non-idealities of
+    :class:`PresetSynapse`.
+
+    Args:
+        image_shape, channels, kernel, stride, g_unit: as for :class:`IdealConvSynapse`.
+        preset, mode: as for :class:`PresetSynapse`.
+
+    Shapes: as for :class:`IdealConvSynapse`.
+
+    Example:
+        >>> import torch
+        >>> from memsim.training.synapses import IdealConvSynapse, PresetConvSynapse
+        >>> _ = torch.manual_seed(0)
+        >>> ideal = IdealConvSynapse((2, 6, 6), 3, 3, 1, 1e-4)
+        >>> chip = PresetConvSynapse((2, 6, 6), 3, 3, 1, 1e-4, preset="hfox_1t1r_64", mode="ideal")
+        >>> with torch.no_grad():
+        ...     _ = chip.weight.copy_(ideal.weight)
+        >>> v = 0.2 * torch.rand(4, 72)
+        >>> bool(torch.allclose(chip(v), ideal(v), rtol=1e-5, atol=1e-12))
+        True
+    """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
                  preset, mode: str = "noisy"):
