@@ -207,3 +207,12 @@ def test_check_references_finds_cards_and_presets(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="hardware.eval_preset"):
         C.check_references(C.parse_config({"network": {"neuron": "my_mif", "crossbar": "tile_64"},
                                            "hardware": {"eval_preset": "nonexistent_preset_xyz"}}))
+
+
+def test_num_classes_of_a_built_in_dataset_is_not_silently_ignored():
+    """data.num_classes belongs to custom_idx; on a built-in dataset it must agree with the data or be refused."""
+    assert C.parse_config({"data": {"dataset": "fashion_mnist", "num_classes": 10},
+                           "network": {"layers": [784, 64, 10]}}).data.num_classes == 10
+    with pytest.raises(ConfigError) as info:
+        C.parse_config({"data": {"dataset": "fashion_mnist", "num_classes": 5}, "network": {"layers": [784, 64, 10]}})
+    assert info.value.key == "data.num_classes" and "custom_idx" in str(info.value) and "Fix:" in str(info.value)

@@ -439,6 +439,11 @@ def _cross_check(cfg: Config, source: str) -> None:
                               value=list(layers), allowed=f"last size {n}")
         return
     info = dataset_info(cfg.data.dataset)
+    if cfg.data.num_classes not in (0, info.num_classes):
+        raise ConfigError(f"{source}: data.num_classes = {cfg.data.num_classes} but dataset '{info.name}' has "
+                          f"{info.num_classes} classes (data.num_classes is for dataset 'custom_idx'). Fix: remove "
+                          f"data.num_classes, or use dataset = 'custom_idx' for your own subset of the files",
+                          key="data.num_classes", value=cfg.data.num_classes, allowed=f"0 or {info.num_classes}")
     if layers[0] != info.num_inputs:
         raise ConfigError(f"{source}: network.layers = {list(layers)} does not match the data: dataset "
                           f"'{info.name}' has {info.num_inputs} inputs ({'x'.join(map(str, info.image_shape[1:]))} "
