@@ -80,9 +80,18 @@ def section_layers(args):
 
     base = step_time(mlp(), 20)
     print(f"\n== layers: one SGD step of a 784-256-10 MLP, batch 128 (nn.Linear: {base * 1e3:.2f} ms) ==")
-    for mode, reps in (("ideal", 20), ("noisy", 5), ("irdrop", 2)):
+    for mode, reps in (("ideal", 20), ("noisy", 10), ("irdrop", 3)):
         t = step_time(mlp(mode), reps)
         print(f"  memsim {mode:7s} train step {t * 1e3:9.2f} ms = {t / base:7.1f}x nn.Linear")
+    # the floor of the noisy step: its Gaussian draws alone (programming noise per cell, read noise per pair output
+    # per read, both layers), drawn as the layers draw them (float32, torch's CPU generator)
+    model = mlp("noisy")
+    cells = sum(layer.array.grid.n_tiles * layer.preset.rows * layer.preset.cols for layer in (model[0], model[2]))
+    reads = sum(128 * layer.array.grid.n_tiles * layer.array.grid.outputs_per_tile for layer in (model[0], model[2]))
+    gen = torch.Generator().manual_seed(0)
+    t = best_of(lambda: (torch.randn(cells, generator=gen), torch.randn(reads, generator=gen)), 20)
+    print(f"  noisy's random draws alone: {cells} programming + {reads} read-noise normals = {t * 1e3:.2f} ms "
+          f"= {t / base:.1f}x nn.Linear (the floor of a noisy step on this CPU)")
     # eval reads of a programmed chip: T = 25 time steps of batch 128 through the first layer
     xs = torch.rand(25 * 128, 784)
     for mode in ("noisy", "irdrop"):

@@ -34,16 +34,14 @@ class _Converter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, half, out_scale):
         u = x * (1.0 / scale)
-        inside = u.abs() <= 1
-        out = u.clamp_(-1.0, 1.0).mul_(half).round_().mul_(out_scale / half)
-        ctx.save_for_backward(inside)
-        ctx.gain = out_scale / scale
-        return out
+        if ctx.needs_input_grad[0]:  # d out / d x: out_scale / scale inside the range, 0 where it saturates
+            ctx.save_for_backward((u.abs() <= 1).to(u.dtype).mul_(out_scale / scale))
+        return u.clamp_(-1.0, 1.0).mul_(half).round_().mul_(out_scale / half)
 
     @staticmethod
     def backward(ctx, grad):
-        (inside,) = ctx.saved_tensors
-        return grad * inside * ctx.gain, None, None, None
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None, None
 
 
 def _quantise_symmetric(x: torch.Tensor, scale, bits: int, out_scale) -> torch.Tensor:
