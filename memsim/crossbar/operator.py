@@ -288,9 +288,7 @@ def _column_adjoint(d, ybar, cbar, inv_diag, lf, m: int, gb: float, ideal_bitlin
     yb = ybar[:, :m, :m] + ybar[:, :m, :m].transpose(1, 2)  # twice the symmetric part (Y is symmetric)
     z = kinv * dc[:, None, :]
     # -2 rowsum(Ysym * Z) + rowsum((Z Ysym) * Z) = rowsum(((Z - 2 I) Ysym) * Z), with Ysym = yb / 2
-    zm = z.clone()
-    zm.diagonal(dim1=1, dim2=2).sub_(2.0)
-    chain = 0.5 * torch.einsum("npq,npq->np", zm @ yb, z)
+    chain = 0.5 * torch.einsum("npq,npq->np", torch.baddbmm(yb, z, yb, beta=-2.0), z)
     k = kinv[:, :, m - 1]
     cb = cbar[:, :m]
     chain = chain + gb * k * (cb - (kinv @ (dc * cb)[:, :, None])[:, :, 0]) - cb  # cbar*1 counted above; c = gb d k
