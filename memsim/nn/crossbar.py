@@ -78,11 +78,14 @@ class _CrossbarCore(nn.Module):
 
 
 def _copy_parameters(layer: nn.Module, new: nn.Module) -> nn.Module:
-    """Give the crossbar layer ``new`` the trained weight and bias of the digital ``layer`` it replaces."""
+    """Give the crossbar layer ``new`` the trained weight and bias of the digital ``layer`` it replaces (and, from
+    another crossbar layer, its measured DAC input range)."""
     with torch.no_grad():
         new.weight.copy_(layer.weight)
         if layer.bias is not None:
             new.bias.copy_(layer.bias)
+        if isinstance(layer, _CrossbarCore):
+            new.input_scale.copy_(layer.input_scale)
     return new
 
 
@@ -133,12 +136,16 @@ class CrossbarLinear(_CrossbarCore):
                  preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal", noise: NonIdealities | None = None,
                  scale_momentum: float = 0.9, device=None, dtype=None):
         super().__init__()
+        self._init_linear(in_features, out_features, bias, preset, mode, noise, scale_momentum, device, dtype)
+
+    def _init_linear(self, in_features, out_features, bias, preset, mode, noise, scale_momentum, device, dtype):
+        """The array and ``nn.Linear``'s parameters and initialisation (shared with the mapped variant)."""
         self.in_features, self.out_features = in_features, out_features
         self._init_core(preset, out_features, in_features, mode, noise, scale_momentum)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
         self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
-        self.reset_parameters()
+        CrossbarLinear.reset_parameters(self)
 
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))

@@ -167,12 +167,8 @@ class MappedCrossbarLinear(_Mapped):
                  mode: str = "ideal", mapping: str = "dense", block=None, noise=None,
                  scale_momentum: float = 0.9, device=None, dtype=None, _remap: bool = True):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self._init_core(preset, out_features, in_features, mode, noise, scale_momentum)
-        kw = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw))
-        self.bias = nn.Parameter(torch.empty(out_features, **kw)) if bias else None
-        CrossbarLinear.reset_parameters(self)
+        CrossbarLinear._init_linear(self, in_features, out_features, bias, preset, mode, noise, scale_momentum,
+                                    device, dtype)
         self._init_mapping(mapping, block, _remap)
 
     @classmethod
@@ -180,8 +176,6 @@ class MappedCrossbarLinear(_Mapped):
         new = cls(layer.in_features, layer.out_features, layer.bias is not None, device=layer.weight.device,
                   dtype=layer.weight.dtype, _remap=False, **kw)
         _copy_parameters(layer, new)
-        if isinstance(layer, _CrossbarCore):
-            new.input_scale.copy_(layer.input_scale)
         new.remap()
         return new
 
@@ -282,8 +276,6 @@ class GroupedCrossbarConv2d(_Mapped):
                   layer.dilation, layer.groups, layer.bias is not None, device=layer.weight.device,
                   dtype=layer.weight.dtype, _remap=False, **kw)
         _copy_parameters(layer, new)
-        if isinstance(layer, _CrossbarCore):
-            new.input_scale.copy_(layer.input_scale)
         new.remap()
         return new
 
