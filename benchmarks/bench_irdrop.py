@@ -3,10 +3,11 @@
 * **Evaluation**: a trained ``[784, 256, 10]`` MSNN (T = 25) deployed on ``hfox_1t1r_64`` and evaluated on the test
   set per chip seed in ``noisy`` mode (ideal wires) and in ``irdrop`` mode (exact IR drop through each tile's cached
   operator, the per-chip precompute included in the time).
-* **Training**: the time of one hardware-aware training step (batch 128: forward over T = 25 steps, backward, the
-  optimiser step; fresh programming noise and defects each step) in both modes, and the extrapolated epoch.
+* **Training**: the time of one hardware-aware training step (batch 128 and 256, the fine-tuning config's: forward
+  over T = 25 steps, backward, the optimiser step; fresh programming noise and defects each step) in both modes,
+  and the extrapolated epoch.
 
-    python benchmarks/bench_irdrop.py CHECKPOINT [--seeds 2] [--limit 10000] [--steps 5]
+    python benchmarks/bench_irdrop.py CHECKPOINT [--seeds 2] [--limit 10000] [--steps 5] [--batch 128 --batch 256]
 
 CHECKPOINT: a Fashion-MNIST MSNN checkpoint (e.g. ``memsim train fashion_ideal`` then
 ``runs/fashion/checkpoints/epoch_0020.pt``).
@@ -31,7 +32,7 @@ def eval_time(ckpt: str, mode: str, seeds: int, limit: int | None) -> dict:
     return r
 
 
-def train_step_time(ckpt: str, mode: str, steps: int) -> dict:
+def train_step_time(ckpt: str, mode: str, steps: int, batch: int = 128) -> dict:
     cfg = parse_config(read_checkpoint(ckpt).config)
     train_set, _ = load_datasets(cfg)
     encoder = build_encoder(cfg)
@@ -42,7 +43,7 @@ def train_step_time(ckpt: str, mode: str, steps: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     times = []
     for k in range(steps + 1):
-        idx = torch.randint(0, len(labels), (128,), generator=gen)
+        idx = torch.randint(0, len(labels), (batch,), generator=gen)
         t0 = time.perf_counter()
         opt.zero_grad()
         out = net(encoder(images[idx]))
@@ -52,8 +53,9 @@ def train_step_time(ckpt: str, mode: str, steps: int) -> dict:
         if k:  # the first step pays one-off set-up
             times.append(time.perf_counter() - t0)
     per_step = sum(times) / len(times)
-    batches = (len(labels) + 127) // 128
-    return {"mode": mode, "seconds_per_step": per_step, "epoch_estimate_s": per_step * batches, "steps": steps}
+    batches = (len(labels) + batch - 1) // batch
+    return {"mode": mode, "batch": batch, "seconds_per_step": per_step, "epoch_estimate_s": per_step * batches,
+            "steps": steps}
 
 
 def main(argv=None) -> int:
@@ -62,6 +64,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="chips per evaluation mode")
     ap.add_argument("--limit", type=int, default=None, help="test images (default: all 10,000)")
     ap.add_argument("--steps", type=int, default=3, help="timed training steps per mode")
+    ap.add_argument("--batch", type=int, action="append", help="training batch size (repeatable; default 128 and "
+                    "256, the batch of configs/fashion_hardware_aware.toml)")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args(argv)
@@ -78,12 +82,14 @@ def main(argv=None) -> int:
               f"irdrop {ev['irdrop']['seconds']:.1f} s = {ev['irdrop']['seconds'] / ev['noisy']['seconds']:.2f}x; "
               f"accuracy noisy {100 * ev['noisy']['accuracy']:.2f} %, irdrop {100 * ev['irdrop']['accuracy']:.2f} %")
     if not args.skip_train:
-        tr = {m: train_step_time(args.checkpoint, m, args.steps) for m in ("noisy", "irdrop")}
-        for r in tr.values():
-            print(json.dumps(r))
-        print(f"training step: noisy {tr['noisy']['seconds_per_step']:.2f} s, irdrop "
-              f"{tr['irdrop']['seconds_per_step']:.2f} s = "
-              f"{tr['irdrop']['seconds_per_step'] / tr['noisy']['seconds_per_step']:.1f}x")
+        for batch in args.batch or (128, 256):
+            tr = {m: train_step_time(args.checkpoint, m, args.steps, batch) for m in ("noisy", "irdrop")}
+            for r in tr.values():
+                print(json.dumps(r))
+            print(f"training step, batch {batch}: noisy {tr['noisy']['seconds_per_step']:.2f} s, irdrop "
+                  f"{tr['irdrop']['seconds_per_step']:.2f} s = "
+                  f"{tr['irdrop']['seconds_per_step'] / tr['noisy']['seconds_per_step']:.1f}x (epoch ~"
+                  f"{tr['noisy']['epoch_estimate_s']:.0f} s vs ~{tr['irdrop']['epoch_estimate_s']:.0f} s)")
     return 0
 
 
