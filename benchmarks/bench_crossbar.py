@@ -140,10 +140,15 @@ def section_precompute(args):
     mb = g.numel() * 4 / 2**20
     print(f"  784x256 layer on {arr.grid.n_row_tiles}x{arr.grid.n_col_tiles} = {arr.grid.n_tiles} tiles of 64x64 "
           f"(1T1R): {t:.2f} s; cache {mb:.1f} MB per layer in float32 ({2 * mb:.1f} MB float64)")
-    gg = g.clone().requires_grad_()
-    t0 = time.perf_counter()
-    tile_operator(gg, p.circuit).sum().backward()
-    print(f"  the same with its gradient (forward + backward): {time.perf_counter() - t0:.2f} s")
+    for dtype in (torch.float64, torch.float32):
+        gg = g.to(dtype).clone().requires_grad_()
+        t0 = time.perf_counter()
+        a = tile_operator(gg, p.circuit, dtype=dtype)
+        t1 = time.perf_counter()
+        a.sum().backward()
+        t2 = time.perf_counter()
+        print(f"  the same with its gradient, {str(dtype)[6:]} (training computes float32 layers' in float32): "
+              f"forward {t1 - t0:.2f} s + backward {t2 - t1:.2f} s = {t2 - t0:.2f} s")
     print("  one tile, rows right-hand sides: banded sweep vs SuperLU orderings (factor + solve)")
     for n in args.sizes:
         g1, _ = hfox_tile(n)
