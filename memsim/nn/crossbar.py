@@ -38,6 +38,9 @@ class _CrossbarCore(nn.Module):
         self.scale_momentum = scale_momentum
         self.register_buffer("input_scale", torch.zeros(()))
         self._programmed = None
+        #: measure the DAC input range (as training does) while reading the programmed chip (as evaluation does):
+        #: a chip is programmed once, then calibrated, then used
+        self.calibrating = False
 
     @property
     def mode(self) -> str:
@@ -50,7 +53,7 @@ class _CrossbarCore(nn.Module):
 
     def _scale(self, x: torch.Tensor) -> torch.Tensor:
         batch_max = x.detach().abs().max()
-        if self.training:
+        if self.training or self.calibrating:
             with torch.no_grad():
                 if self.input_scale.item() == 0:
                     self.input_scale.copy_(batch_max)

@@ -479,13 +479,22 @@ def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | N
 
 def calibrate(net: MemristiveSNN, encoder, data: ImageDataset, n: int = 256) -> None:
     """Set the DAC input ranges of preset layers from a batch (as a chip is calibrated), if not saved."""
-    if not any(s.needs_calibration for s in net.synapses):
+    layers = [s.crossbar_layer for s in net.synapses if s.needs_calibration]
+    if not layers:
         return
+    # the chip is programmed once and calibrated on its own reads; evaluation then reads the same chip (in
+    # irdrop mode: the same operators, computed once)
     was = net.training
-    net.train()
-    with torch.no_grad():
-        net(encoder(data.images[:n]))
-    net.train(was)
+    net.eval()
+    for layer in layers:
+        layer.calibrating = True
+    try:
+        with torch.no_grad():
+            net(encoder(data.images[:n]))
+    finally:
+        for layer in layers:
+            layer.calibrating = False
+        net.train(was)
 
 
 def evaluate_chip(net: MemristiveSNN, encoder, calibration: ImageDataset, data: ImageDataset, *, seed: int,
