@@ -359,3 +359,24 @@ def test_float32_training_operator_stays_within_its_stated_error(r_wire):
         (tile_operator(gg, circuit, dtype=dtype)[0] * w.to(dtype)).sum().backward()
         grads.append(gg.grad.double())
     assert float((grads[1] - grads[0]).abs().max() / grads[0].abs().max()) < 1e-3
+
+
+def test_float32_sweep_switches_from_the_neumann_series_to_cholesky_exactly(monkeypatch):
+    """Strong cells behind weak wires make the word lines' Schur complement too large for the series: the float32
+    sweep must then fall back to the Cholesky route, and both routes stay within the stated error of float64."""
+    import memsim.crossbar.operator as op
+    used = {"series": 0, "cholesky": 0}
+    series = op._neumann
+
+    def spy(s, gw):
+        out = series(s, gw)
+        used["cholesky" if out is None else "series"] += 1
+        return out
+
+    monkeypatch.setattr(op, "_neumann", spy)
+    circuit = TileCircuit(Wires(2.5, 2.5, 10.0))
+    g = _g(1, 48, 40, seed=6, lo=1e-4, hi=1e-2)  # up to 100 Ohm cells: ||S / gw|| grows past the series' limit
+    a64 = tile_operator(g, circuit)
+    a32 = tile_operator(g.float(), circuit, dtype=torch.float32)
+    assert used["series"] > 0 and used["cholesky"] > 0
+    assert float((a32.double() - a64).abs().max() / a64.abs().max()) < 2e-5
