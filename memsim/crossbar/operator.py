@@ -86,6 +86,11 @@ def _upper(m: int, device) -> torch.Tensor:
     return _UPPER[key]
 
 
+def _moderate_fall(lf: torch.Tensor) -> bool:
+    """Whether ``exp(-lf)`` and ``exp(lf)`` stay far from overflow in ``lf``'s dtype (so the outer-product forms hold)."""
+    return float(lf[:, -1].detach().min()) > (-300.0 if lf.dtype == torch.float64 else -40.0)
+
+
 def _kinv(inv_diag: torch.Tensor, lf: torch.Tensor) -> torch.Tensor:
     """The inverse [N, m, m] of the bit-line chain matrices from their pivot data (see :func:`_bitline`).
 
@@ -93,7 +98,7 @@ def _kinv(inv_diag: torch.Tensor, lf: torch.Tensor) -> torch.Tensor:
     moderate (always, unless cells rival the bit line's own conductance over hundreds of rows) that is an outer
     product of exp(-lf) and inv_diag exp(lf); beyond, exp(-|lf[q] - lf[p]|) avoids the overflow."""
     upper = _upper(lf.shape[-1], lf.device)
-    if float(lf[:, -1].detach().min()) > -300.0:
+    if _moderate_fall(lf):
         u = inv_diag * torch.exp(lf)
         kinv = torch.exp(-lf)[:, :, None] * u[:, None, :]
         return torch.where(upper, kinv, kinv.transpose(1, 2))
@@ -109,7 +114,7 @@ def _column(d: torch.Tensor, inv_diag, lf, m: int, gb: float, ideal_bitline: boo
         y.diagonal(dim1=1, dim2=2).copy_(d)
         return y, d
     dc = d[:, :m]
-    if float(lf[:, -1].min()) > -300.0:
+    if _moderate_fall(lf):
         # Y = D - D K^-1 D with K^-1[p, q] = exp(-lf[p]) inv_diag[q] exp(lf[q]) (p <= q): for p <= q,
         # Y[p, q] = -a[p] b[q] with a = d exp(-lf), b = d inv_diag exp(lf): one outer product, mirrored
         a = dc * torch.exp(-lf)
