@@ -341,16 +341,26 @@ def _column_adjoint(d, ybar, cbar, inv_diag, lf, m: int, gb: float, ideal_bitlin
     """dL/dd [N, R] of one column from the gradients of its ``Y`` [N, R, R] and ``c`` [N, R] (see _column)."""
     if ideal_bitline or m == 0:
         return ybar.diagonal(dim1=1, dim2=2) + cbar
-    kinv = _kinv(inv_diag, lf)
     out = ybar.diagonal(dim1=1, dim2=2) + cbar  # the direct terms (rows off the chain: all of it)
     dc = d[:, :m]
+    cb = cbar[:, :m]
     yb = ybar[:, :m, :m] + ybar[:, :m, :m].transpose(1, 2)  # twice the symmetric part (Y is symmetric)
-    z = kinv * dc[:, None, :]
+    if _moderate_fall(lf):
+        # K^-1[p, q] = e[min(p, q)] u[max(p, q)] (e = exp(-lf), u = inv_diag exp(lf)): Z = K^-1 D from two outer
+        # products, and K^-1 x from two cumulative sums, without forming K^-1
+        e, u = torch.exp(-lf), inv_diag * torch.exp(lf)
+        z = torch.where(_upper(m, d.device), e[:, :, None] * (u * dc)[:, None, :], u[:, :, None] * (e * dc)[:, None, :])
+        k = e * u[:, m - 1:]                      # K^-1[:, m - 1]
+        ux, ex = u * dc * cb, e * dc * cb
+        kx = e * ux.flip(-1).cumsum(-1).flip(-1) + u * (ex.cumsum(-1) - ex)   # K^-1 (d * cbar)
+    else:
+        kinv = _kinv(inv_diag, lf)
+        z = kinv * dc[:, None, :]
+        k = kinv[:, :, m - 1]
+        kx = (kinv @ (dc * cb)[:, :, None])[:, :, 0]
     # -2 rowsum(Ysym * Z) + rowsum((Z Ysym) * Z) = rowsum(((Z - 2 I) Ysym) * Z), with Ysym = yb / 2
     chain = 0.5 * torch.einsum("npq,npq->np", torch.baddbmm(yb, z, yb, beta=-2.0), z)
-    k = kinv[:, :, m - 1]
-    cb = cbar[:, :m]
-    chain = chain + gb * k * (cb - (kinv @ (dc * cb)[:, :, None])[:, :, 0]) - cb  # cbar*1 counted above; c = gb d k
+    chain = chain + gb * k * (cb - kx) - cb  # cbar*1 counted above; c = gb d k
     out = out.clone()
     out[:, :m] += chain
     return out
