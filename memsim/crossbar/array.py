@@ -80,7 +80,7 @@ class CrossbarArray:
         self.grid = grid if grid is not None else TileGrid(out_features, in_features, self.preset.rows,
                                                            self.preset.cols, self.preset.scheme)
         self.mapping = self.preset.mapping()
-        self._operator: tuple | None = None  # (programmed g, its _version, operators A) of the last irdrop read
+        self._operator: tuple | None = None  # (a copy of the programmed g, its operators A) of the last irdrop read
         self._cell_cache: tuple | None = None  # (programmed g, its _version, cell conductances) of the last read
 
     @property
@@ -129,18 +129,20 @@ class CrossbarArray:
         """The exact IR-drop operators [n_row_tiles, n_col_tiles, rows, cols] of programmed conductances ``g``.
 
         A differentiable ``g`` (training) gets a fresh operator with its gradient, computed in float32 for a float32
-        layer; otherwise (float64) the operator of the
-        last programmed state is reused as long as ``g`` is the same tensor, unedited (``g._version``)."""
+        layer; otherwise (float64) the operator is cached with a copy of the conductances it was computed from and
+        reused while ``g`` holds the same values: a reprogrammed chip, a new drift time, a reseed or an in-place
+        edit that changes any conductance recomputes it; reprogramming the very same state does not."""
         if g.requires_grad and torch.is_grad_enabled():
             # training draws a new chip state every step: the operator in float32 (about 1e-5 relative, far below
             # the converters' and the programming noise's resolution) at half the cost; float64 layers stay float64
             dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
             return tile_operator(g, self.preset.circuit, dtype=dtype)
         cached = self._operator
-        if cached is None or cached[0] is not g or cached[1] != g._version:
+        if cached is None or cached[0].shape != g.shape or cached[0].device != g.device \
+                or not torch.equal(cached[0], g.detach().to(cached[0].dtype)):
             with torch.no_grad():
-                cached = self._operator = (g, g._version, tile_operator(g, self.preset.circuit))
-        return cached[2]
+                cached = self._operator = (g.detach().clone(), tile_operator(g, self.preset.circuit))
+        return cached[1]
 
     def _cells(self, g: torch.Tensor) -> torch.Tensor:
         """The cell conductances the word lines see (1T1R: the transistor in series), cached like the operator."""
