@@ -403,8 +403,9 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                before_batch=(lambda index: _redraw_chips(net, t.seed, index)) if redraw else None,
                fix="lower training.learning_rate, set training.grad_clip (e.g. 1.0) or reduce encoding.scale / "
                    "network.g_unit", progress=progress, log=log, max_batches=max_batches)
+    hardware = f" ({cfg.hardware.mode}, hardware-aware)" if cfg.hardware.aware and cfg.network.crossbar != "ideal" else ""
     return finish_run(cfg, run, net, last, title=f"{cfg.data.dataset}: {list(cfg.network.layers)}, "
-                                               f"{cfg.network.crossbar}")
+                                               f"{cfg.network.crossbar}{hardware}")
 
 
 def finish_run(cfg: Config, run: RunDirectory, model: torch.nn.Module, last: Path | None, title: str) -> TrainResult:
