@@ -403,7 +403,8 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                before_batch=(lambda index: _redraw_chips(net, t.seed, index)) if redraw else None,
                fix="lower training.learning_rate, set training.grad_clip (e.g. 1.0) or reduce encoding.scale / "
                    "network.g_unit", progress=progress, log=log, max_batches=max_batches)
-    hardware = f" ({cfg.hardware.mode}, hardware-aware)" if cfg.hardware.aware and cfg.network.crossbar != "ideal" else ""
+    aware = cfg.hardware.aware and cfg.network.crossbar != "ideal"
+    hardware = f" ({cfg.hardware.mode}, hardware-aware)" if aware else ""
     return finish_run(cfg, run, net, last, title=f"{cfg.data.dataset}: {list(cfg.network.layers)}, "
                                                f"{cfg.network.crossbar}{hardware}")
 
