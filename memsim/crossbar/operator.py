@@ -87,7 +87,7 @@ def _upper(m: int, device) -> torch.Tensor:
 
 
 def _moderate_fall(lf: torch.Tensor) -> bool:
-    """Whether ``exp(-lf)`` and ``exp(lf)`` stay far from overflow in ``lf``'s dtype (so the outer-product forms hold)."""
+    """Whether ``exp(-lf)`` and ``exp(lf)`` stay far from overflow in ``lf``'s dtype (the outer-product forms hold)."""
     return float(lf[:, -1].detach().min()) > (-300.0 if lf.dtype == torch.float64 else -40.0)
 
 
@@ -215,7 +215,7 @@ def _sweep(g: torch.Tensor, w: Wires) -> torch.Tensor:
     N, R, C = g.shape
     if w.drive == "left" and w.r_wordline > 0 and C > 1 and g.requires_grad and torch.is_grad_enabled():
         return _LeftDrivenSweep.apply(g, w)
-    d = g.transpose(1, 2).contiguous()  # [N, C, R]: one bit line per column (contiguous: the column slices are read many times)
+    d = g.transpose(1, 2).contiguous()  # [N, C, R]: one bit line per column; contiguous column slices
     ideal_b = w.r_bitline == 0
     if ideal_b:
         gb, inv_diag, lf, m = math.inf, None, None, 0
@@ -413,7 +413,8 @@ def check_memory(n_tiles: int, rows: int, cols: int, grad: bool = False, device=
     return need
 
 
-def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None,
+                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""The operator ``A`` [..., rows, cols] of tiles of memristor conductances ``g`` [..., rows, cols] (S).
 
     Column currents for word-line voltages ``V`` [..., rows] are ``V @ A`` (A), exactly, for the circuit's
