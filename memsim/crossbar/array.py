@@ -35,7 +35,7 @@ from .mapping import state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
 from .presets import Preset, load_preset
 from .operator import tile_operator
-from .pairs import pair_product
+from .pairs import pair_product, pair_squares
 from .solver import effective_conductance, memristor_for_cell, solve_nonlinear
 from .tiling import TileGrid
 
@@ -80,8 +80,9 @@ class CrossbarArray:
         self.grid = grid if grid is not None else TileGrid(out_features, in_features, self.preset.rows,
                                                            self.preset.cols, self.preset.scheme)
         self.mapping = self.preset.mapping()
-        self._operator: tuple | None = None  # (a copy of the programmed g, its operators A) of the last irdrop read
-        self._cell_cache: tuple | None = None  # (programmed g, its _version, cell conductances) of the last read
+        #: the last programmed state read without gradient: a copy of its conductances and what was derived from
+        #: them (the cells' conductances, the IR-drop operators)
+        self._state: dict | None = None
 
     @property
     def noise(self) -> NonIdealities:
@@ -137,22 +138,30 @@ class CrossbarArray:
             # the converters' and the programming noise's resolution) at half the cost; float64 layers stay float64
             dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
             return tile_operator(g, self.preset.circuit, dtype=dtype)
-        cached = self._operator
-        if cached is None or cached[0].shape != g.shape or cached[0].device != g.device \
-                or not torch.equal(cached[0], g.detach().to(cached[0].dtype)):
-            with torch.no_grad():
-                cached = self._operator = (g.detach().clone(), tile_operator(g, self.preset.circuit))
-        return cached[1]
+        return self._per_state(g, "operator", lambda: tile_operator(g, self.preset.circuit))
 
     def _cells(self, g: torch.Tensor) -> torch.Tensor:
         """The cell conductances the word lines see (1T1R: the transistor in series), cached like the operator."""
         if g.requires_grad and torch.is_grad_enabled():
             return effective_conductance(g, self.preset.circuit)
-        cached = self._cell_cache
-        if cached is None or cached[0] is not g or cached[1] != g._version:
+        return self._per_state(g, "cells", lambda: effective_conductance(g, self.preset.circuit))
+
+    def _per_state(self, g: torch.Tensor, name: str, compute) -> torch.Tensor:
+        """``compute()`` for the programmed conductances ``g``, cached with a copy of the values it was computed
+        from: reused while ``g`` holds them (checked by identity and version first, then by value), dropped with
+        every other quantity of the old state when they change."""
+        state = self._state
+        if state is None or not (state["ref"] is g and state["version"] == g._version):
+            old = None if state is None else state["g"]
+            if old is None or (old.shape, old.dtype, old.device) != (g.shape, g.dtype, g.device) \
+                    or not torch.equal(old, g.detach()):
+                state = {"g": g.detach().clone()}
+            state.update(ref=g, version=g._version)
+            self._state = state
+        if name not in state:
             with torch.no_grad():
-                cached = self._cell_cache = (g, g._version, effective_conductance(g, self.preset.circuit))
-        return cached[2]
+                state[name] = compute()
+        return state[name]
 
     @property
     def quantised(self) -> bool:
@@ -283,11 +292,9 @@ class CrossbarArray:
         A reference column's noise is common to all outputs of its tile, so the offset scheme draws per column
         and subtracts."""
         grid, sigma = self.grid, self.noise.read
-        g2 = gc * gc
         v2 = vt * vt
         if grid.scheme == "differential":
-            opt = grid.outputs_per_tile
-            std = noise_std(torch.einsum("bri,rcij->brcj", v2, g2[..., 0:2 * opt:2] + g2[..., 1:2 * opt:2]))
+            std = noise_std(torch.einsum("bri,rcij->brcj", v2, pair_squares(gc, grid.outputs_per_tile)))
             return sigma * std * self._read_noise(std.shape, std)
-        std = noise_std(torch.einsum("bri,rcij->brcj", v2, g2))
+        std = noise_std(torch.einsum("bri,rcij->brcj", v2, gc * gc))
         return sigma * grid.column_signal(std * self._read_noise(std.shape, std))

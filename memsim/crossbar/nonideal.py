@@ -69,6 +69,11 @@ class NonIdealities:
             raise ParameterError("noise.seed", self.seed, "an integer >= 0", "give a seed")
 
     @property
+    def drift_factor(self) -> float:
+        """``G(t) / G(t0) = (t / t0)^-nu`` at ``drift_t`` (1 without drift)."""
+        return (self.drift_t / self.drift_t0) ** (-self.drift_nu) if self.drift_nu else 1.0
+
+    @property
     def any(self) -> bool:
         return bool(self.program or self.read or self.d2d or self.stuck_on or self.stuck_off or self.drift_nu)
 
@@ -127,7 +132,7 @@ class FixedDefects:
         programs the same chip every step."""
         key = (cfg.drift_nu, cfg.drift_t, cfg.drift_t0, g_min, g_max, like.dtype, like.device)
         if self._affine is None or self._affine[0] != key:
-            gain = (cfg.drift_t / cfg.drift_t0) ** (-cfg.drift_nu) if cfg.drift_nu else 1.0
+            gain = cfg.drift_factor
             if self.d2d is not None:
                 gain = self.d2d.to(dtype=like.dtype, device=like.device) * gain
             offset = 0.0
@@ -175,7 +180,7 @@ def program(g: torch.Tensor, cfg: NonIdealities, g_min: float, g_max: float, def
     its stuck cells."""
     noise = _randn(g.shape, gen, g) if cfg.program else None
     if defects is None:
-        gain, offset = ((cfg.drift_t / cfg.drift_t0) ** (-cfg.drift_nu) if cfg.drift_nu else 1.0), 0.0
+        gain, offset = cfg.drift_factor, 0.0
     else:
         gain, offset = defects.affine(cfg, g_min, g_max, g)
     lo, hi = (g_min, g_max) if cfg.program else (-math.inf, math.inf)
@@ -202,11 +207,3 @@ def noise_std(variance: torch.Tensor) -> torch.Tensor:
     infinite (NaN after the chain rule) gradient there, e.g. on the blank border pixels of an image.
     """
     return _NoiseStd.apply(variance)
-
-
-def read_noise(i: torch.Tensor, v: torch.Tensor, g: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
-    """Add per-read noise to column currents ``i`` [..., cols] for inputs ``v`` [..., rows] and cells ``g`` [rows, cols]."""
-    if not sigma:
-        return i
-    std = noise_std((v * v) @ (g * g))
-    return i + sigma * std * _randn(i.shape, gen, i)

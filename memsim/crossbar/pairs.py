@@ -25,6 +25,12 @@ def _pairs(m: torch.Tensor, pairs: int) -> torch.Tensor:
     return m[..., :2 * pairs].unflatten(-1, (pairs, 2))
 
 
+def pair_squares(gc: torch.Tensor, pairs: int) -> torch.Tensor:
+    """``gc+^2 + gc-^2`` [..., pairs] of cells ``gc`` [..., cols]: a pair output's read-noise variance per ``V^2``."""
+    gp = _pairs(gc, pairs)
+    return torch.addcmul(gp[..., 0].square(), gp[..., 1], gp[..., 1])
+
+
 def _pair_grad(gc: torch.Tensor | None, gq: torch.Tensor | None, gs: torch.Tensor | None, pairs: int,
                cols: int) -> torch.Tensor:
     """Gradient on the cells [..., cols] from ``gs`` (on ``M+ - M-``) and ``gq`` (on ``gc+^2 + gc-^2``).
@@ -52,8 +58,7 @@ class _PairProduct(torch.autograd.Function):
         ctx.same = gc is m
         ctx.noisy = gc is not None
         if ctx.noisy:
-            gp = _pairs(gc, pairs)
-            q = torch.addcmul(gp[..., 0].square(), gp[..., 1], gp[..., 1])  # gc+^2 + gc-^2
+            q = pair_squares(gc, pairs)
             std = torch.einsum(_PRODUCT, vt * vt, q).clamp_min_(0).sqrt_()
             y.addcmul_(std, noise, value=sigma)
             # d y / d var = sigma * noise / (2 std), and no gradient where no current flows (std = 0)
