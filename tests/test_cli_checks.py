@@ -262,3 +262,15 @@ def test_verify_table_states_units_per_kind():
     assert "1 passed, 1 failed" in text                          # the spike-time criterion fails the neuron row
     assert "error and tol are fractions" in text
     assert "device   error = max|i - i_spice| / max|i_spice|" in text and "neuron   error = max|v - v_spice|" in text
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`memsim device list | head -1`: the reader leaves early; no BrokenPipeError traceback, exit 0 (the reader
+    here closes the pipe before memsim writes, so every write meets a closed pipe)."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "memsim", "device", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
