@@ -572,8 +572,12 @@ def plot_history(history: list[dict[str, Any]], path: str | Path, title: str = "
     ax2.plot(epochs, [100 * r["test_accuracy"] for r in history], "s-", label="test")
     ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy (%)"), ax2.legend(), ax2.grid(alpha=0.3)
     from matplotlib.ticker import MaxNLocator
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (ax1, ax2):  # whole epochs only (a single epoch would otherwise get ticks at 0.95 .. 1.05)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+        if len(epochs) <= 10:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
