@@ -54,18 +54,20 @@ def bundled_configs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(d.glob("*.toml"))} if d.is_dir() else {}
 
 
-def resolve_config(name_or_path: str | os.PathLike) -> Path:
-    """A config argument as a file: an existing path, else a bundled config named ``NAME``, ``NAME.toml`` or
+def resolve_config(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A config argument as a file: an existing path (a relative one taken from ``root``, by default the working
+    folder; a sweep spec passes its own folder), else a bundled config named ``NAME``, ``NAME.toml`` or
     ``configs/NAME.toml`` (so the README's commands work from any folder)."""
-    path = Path(name_or_path).expanduser()
+    given = Path(name_or_path).expanduser()
+    path = given if root is None or given.is_absolute() else Path(root) / given
     if path.is_file():
         return path
     if path.is_dir():
         raise ConfigError(f"config {path} is a directory; give a TOML file (a run folder's config is "
                           f"{path / 'config.toml'})", key="config", value=str(path))
     configs = bundled_configs()
-    stem = path.stem if path.suffix == ".toml" else path.name
-    if stem in configs and (len(path.parts) == 1 or path.parent.name == "configs"):
+    stem = given.stem if given.suffix == ".toml" else given.name
+    if stem in configs and (len(given.parts) == 1 or given.parent.name == "configs"):
         return configs[stem]
     from .schema import closest
     near = closest(stem, configs)

@@ -56,8 +56,12 @@ def _device_call(family, p, kind: str, prefix: str, v: str, x: str) -> tuple[lis
 
 
 def device_source(family, params: dict[str, float]) -> str:
-    """The Python source of the whole-trace RK4 loop for one parameter set (for inspection and tests)."""
-    p = family.namespace(params)
+    """The Python source of the whole-trace RK4 loop for one parameter set (for inspection and tests).
+
+    This source is compiled and run, so nothing in it comes from a file as text: the parameter set is
+    validated here (names from the family's code, values finite floats) and each value is folded in as
+    ``repr(float)`` by :class:`memsim.mathns.PyMath`."""
+    p = family.namespace(family.validate(params, where=f"{family.name}.parameters"))
     body = []
     stages = (("k1", "va", "x"), ("k2", "vb", "xb"), ("k3", "vb", "xc"), ("k4", "vc", "xd"))
     nxt = {"k1": "xb = x + hh * k1", "k2": "xc = x + hh * k2", "k3": "xd = x + h * k3", "k4": None}
@@ -132,7 +136,13 @@ def device_trace(card: Card, stimulus, dt: float, n_steps: int | None = None, *,
 # neurons
 
 def neuron_source(card, synapse: bool) -> str:
-    """The Python source of one neuron's whole-trace loop (RK4 sub-steps, input held per step)."""
+    """The Python source of one neuron's whole-trace loop (RK4 sub-steps, input held per step).
+
+    As for :func:`device_source`, the card's values enter only as validated floats: the circuit's and each
+    memristor's parameters are validated again here, whoever built the card."""
+    card.circuit.validate(card.parameters, card.name)
+    for mem in card.memristors:
+        mem.family.validate(mem.parameters, where=f"{card.name}.{mem.name}")
     p, devices = card.namespaces()
     circuit = card.circuit
     names = list(circuit.state_names) + (["a", "s"] if synapse else [])

@@ -7,7 +7,8 @@ value, what is allowed and the fix:
 * :func:`check_keys` - no unknown key in a table;
 * :func:`is_finite_number` / :func:`check_number` - a real, finite number (not a bool, NaN or inf), optionally
   positive or non-negative;
-* :func:`read_toml` - a TOML file as a dict; a missing file or a syntax error names the file, the line and column.
+* :func:`read_toml` - a TOML file as a dict; a missing file or a syntax error names the file, the line and column;
+  a string holding a control character or line break names its field (:mod:`memsim.safetext`).
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import difflib
 import math
 import os
 import tomllib
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from .errors import CardError, ConfigError, MemsimError, ParameterError
+from .safetext import check_strings
 
 
 def closest(name, options: Iterable[str], *, cutoff: float = 0.6) -> str | None:
@@ -76,16 +79,41 @@ def check_number(value, field: str, *, positive: bool = False, nonnegative: bool
 
 
 def read_toml(path: str | os.PathLike, error_cls: type[MemsimError] = CardError, *, what: str = "file") -> dict:
-    """A TOML file as a dict. A missing file or a TOML syntax error raises ``error_cls`` naming the file and,
-    for a syntax error, tomllib's line and column (``what`` names the kind of file: ``"config"``, ``"card"``)."""
+    """A TOML file as a dict. A missing, unreadable, empty or non-UTF-8 file, or a TOML syntax error, raises
+    ``error_cls`` naming the file and, for a syntax error, tomllib's line and column (``what`` names the kind of
+    file: ``"config"``, ``"card"``)."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
     except FileNotFoundError:
         raise _error(error_cls, f"{what} {path} does not exist", field=what, value=str(path)) from None
     except IsADirectoryError:
         raise _error(error_cls, f"{what} {path} is a directory; give a .toml file", field=what,
                      value=str(path)) from None
+    except OSError as exc:
+        raise _error(error_cls, f"{what} {path} cannot be read: {exc.strerror or exc}", field=what,
+                     value=str(path)) from None
+    return _parse_toml(raw, path, error_cls, what)
+
+
+def _parse_toml(raw: bytes, path, error_cls: type[MemsimError], what: str) -> dict:
+    """``raw`` (the bytes of ``path``) as TOML; every way it can fail is one ``error_cls`` line naming the file."""
+    expected = f"expected a TOML {what} (UTF-8 text, 'key = value' lines)"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # binary data or another encoding: tomllib would raise a bare UnicodeDecodeError
+        line = raw[:exc.start].count(b"\n") + 1
+        raise _error(error_cls, f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); {expected}. "
+                                f"Fix: give the right file, or save it as UTF-8", field=what, value=str(path)) from None
+    if not text.strip():  # an empty file is a failed write or the wrong file, never a deliberate set of defaults
+        raise _error(error_cls, f"{path}: the file is empty; {expected}", field=what, value=str(path))
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _error(error_cls, f"{path}: not valid TOML: {exc}. Fix: correct the syntax there (strings in quotes, "
                                 f"one 'key = value' per line, [table] headers)", field=what, value=str(path)) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise _error(error_cls, f"{path}: arrays or inline tables nested too deeply; {expected}", field=what,
+                     value=str(path)) from None
+    check_strings(data, Path(path).stem, error_cls)  # no line break or control character in any string
+    return data

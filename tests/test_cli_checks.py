@@ -2,6 +2,7 @@
 spelled; bundled data and configs are found from any folder; a user's own IDX files train from the CLI."""
 import argparse
 import csv
+import re
 import shutil
 import warnings
 
@@ -158,6 +159,52 @@ def test_bundled_configs_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
     assert main(["configs"]) == 0 and "fashion_ideal" in capsys.readouterr().out
     assert main(["train", "digits_quickstrat", "--print-config"]) == 2
     assert "Did you mean 'digits_quickstart'?" in capsys.readouterr().err
+
+
+# -- errors name the flag the user typed, not a file that does not hold the mistake ---------------------------------
+
+def test_misspelt_set_key_names_the_override_not_the_bundled_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "digits_quickstart", "--set", "training.epoch=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("memsim: error: --set training.epoch=1 (an override of ") and "digits_quickstart" in err
+    assert "unknown key 'training.epoch'. Did you mean 'training.epochs'?" in err
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """An untrained digits MSNN checkpoint: these checks stop before any network or data is loaded."""
+    from memsim.training.checkpoint import save_checkpoint
+    from memsim.training.loop import build_network
+    cfg = load_config(None, ["network.layers=[64, 8, 10]", "network.time_steps=2"])
+    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "epoch_0000.pt", model=build_network(cfg), epoch=0,
+                           config=cfg)
+
+
+def test_evaluate_unknown_preset_names_the_flag(tiny_ckpt, capsys):
+    assert main(["evaluate", str(tiny_ckpt), "--preset", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "--preset = 'nosuch' is invalid" in err and "hardware.eval_preset" not in err
+    assert "hfox_1t1r_64" in err and "memsim crossbar list" in err
+    assert main(["evaluate", str(tiny_ckpt), "--preset", "hfox_1t1r_6"]) == 2
+    assert "did you mean 'hfox_1t1r_64'?" in capsys.readouterr().err
+
+
+def test_evaluate_irdrop_on_ideal_wires_is_refused(tiny_ckpt, tmp_path, capsys):
+    """irdrop on a preset whose wires are ideal (all wire resistances 0, Wires.ideal) would silently be the noisy
+    product: an error naming the preset, its wire resistance and the fix."""
+    text = (data_dir("crossbar") / "hfox_1t1r_64.toml").read_text()
+    for key in ("r_wordline", "r_bitline", "r_source"):
+        text = re.sub(rf"{key} = [0-9.]+", f"{key} = 0.0", text)
+    preset = tmp_path / "flat.toml"
+    preset.write_text(text.replace('name = "hfox_1t1r_64"', 'name = "flat_wires"'))
+    assert main(["evaluate", str(tiny_ckpt), "--preset", str(preset), "--mode", "irdrop"]) == 2
+    err = capsys.readouterr().err
+    assert "--mode = 'irdrop' is invalid" in err and "'flat_wires'" in err and "r_wordline = 0" in err
+    assert "--mode noisy" in err and "memsim crossbar list" in err
+    assert main(["evaluate", str(tiny_ckpt), "--preset", "ideal", "--mode", "irdrop"]) == 2
+    assert "'ideal' preset" in capsys.readouterr().err
 
 
 # -- resume, however the run's path is spelled ----------------------------------------------------------------------

@@ -181,6 +181,29 @@ def test_overrides_from_flags(tmp_path):
         C.load_config(path, ["training.epochs"])
 
 
+def test_override_errors_name_the_override_not_the_file(tmp_path):
+    """A mistake in a --set override is not in the config file: the error names the override text."""
+    path = _write(tmp_path, EXAMPLE)
+    with pytest.raises(ConfigError) as info:
+        C.load_config(path, ["training.epoch=3"])
+    assert str(info.value).startswith(f"--set training.epoch=3 (an override of {path}): unknown key")
+    with pytest.raises(ConfigError) as info:
+        C.load_config(None, ["network.time_steps=0"])
+    assert str(info.value).startswith("--set network.time_steps=0 (an override of the built-in defaults): "
+                                      "network.time_steps = 0 is invalid")
+    with pytest.raises(ConfigError, match=r"^override training.epochs = 0 \(an override of"):
+        C.load_config(path, {"training.epochs": 0})
+    # a bad value the file holds still names the file; a later override of the same key is named when it is bad
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training]\nepochs = 0\n")
+    with pytest.raises(ConfigError) as info:
+        C.load_config(bad, ["training.seed=1"])
+    assert str(info.value).startswith(f"{bad}: training.epochs = 0")
+    cfg = C.load_config(path, ["network.crossbar=hfox_1t1r_6"])
+    with pytest.raises(ConfigError, match=r"^--set network.crossbar=hfox_1t1r_6 .*Did you mean 'hfox_1t1r_64'"):
+        C.check_references(cfg.with_overrides(["network.neuron=mif_neuron"]))
+
+
 def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         C.load_config(tmp_path / "missing.toml")

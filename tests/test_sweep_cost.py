@@ -21,8 +21,9 @@ def test_layer_cost_closed_form():
     c = layer_cost(CM, act, access="1T1R", dac_bits=8, adc_bits=6)
     assert c["energy_array"] == pytest.approx(10e-9 * 2e-3)                      # 2e-11 J
     assert c["energy_dac"] == pytest.approx(25 * 300 * 1e-15 * 256)              # 1.92e-9 J
-    assert c["energy_adc"] == pytest.approx(25 * 100 * 10e-15 * 64)              # 1.6e-9 J
-    assert c["energy"] == pytest.approx(2e-11 + 1.92e-9 + 1.6e-9)
+    # every output of every tile is converted (6 x 32 per read), not only the 100 that hold weights
+    assert c["energy_adc"] == pytest.approx(25 * 6 * 32 * 10e-15 * 64)           # 3.072e-9 J
+    assert c["energy"] == pytest.approx(2e-11 + 1.92e-9 + 3.072e-9)
     # per read: DAC settle 1 ns + read 10 ns + 8 sequential 6-bit SAR conversions (48 ns) = 59 ns
     assert c["latency"] == pytest.approx(25 * 59e-9)
     cell = 12 * (40e-9) ** 2                                                      # 1.92e-14 m^2
@@ -65,4 +66,55 @@ def test_recorder_matches_sum_v2_g():
     assert (act.tiles, act.used_rows, act.used_outputs, act.reads) == (6, 2 * 40, 3 * 10, 1.0)
     total = network_cost(CM, [act], p)
     assert total["energy_array"] == pytest.approx(CM.t_read * per_read, rel=1e-6)
-    assert total["energy_adc"] == pytest.approx(30 * CM.adc_fom * 2 ** p.adc.bits)
+    # the ADC converts every output of every tile, the 2 x 3 x 6 padding outputs included: 6 tiles x 8 = 48
+    assert act.adc_conversions == 48
+    assert total["energy_adc"] == pytest.approx(48 * CM.adc_fom * 2 ** p.adc.bits)
+
+
+@pytest.mark.parametrize("scheme, per_read", [
+    # 784 inputs on 256 rows -> 4 row tiles; 256 outputs on 256 // 2 = 128 pairs per tile -> 2 column tiles:
+    # 8 tiles x 128 = 1024 (the 10-output layer after it: 1 tile x 128 = 128, of which 10 hold weights)
+    ("differential", 4 * 2 * 128),
+    # offset: 255 outputs + the reference column per tile -> ceil(256 / 255) = 2 column tiles: 8 x 255 = 2040
+    ("offset", 4 * 2 * 255),
+])
+def test_adc_conversions_closed_form(scheme, per_read):
+    """A 784x256 layer on 256x256 tiles, read twice per inference (two time steps): conversions per inference
+    = reads x tiles x outputs per tile, the same count in the cost model, the energy and the deploy figures."""
+    from memsim.ann.deploy import adc_conversions_per_read
+    p = load_preset("hfox_1t1r_64")
+    p = p.replace(rows=256, cols=256, scheme=scheme, noise=p.noise.off())
+    arr = CrossbarArray(p, 256, 784, mode="noisy")
+    rec = ActivityRecorder(arr.grid)
+    arr.grid = rec
+    arr(torch.randn(256, 784), torch.rand(4, 784))                  # 2 samples x 2 reads each
+    act = rec.activity(samples=2)
+    assert (act.tiles, act.outputs_per_tile, act.reads) == (8, per_read // 8, 2.0)
+    assert adc_conversions_per_read(act.tiles, act.outputs_per_tile) == per_read
+    assert act.adc_conversions == 2 * per_read
+    cost = layer_cost(CM, act, access="1T1R", dac_bits=8, adc_bits=6)
+    assert cost["energy_adc"] == pytest.approx(2 * per_read * CM.adc_fom * 2 ** 6)
+
+
+def test_sweep_record_layers_sum_to_the_total(tmp_path):
+    """One sweep point of a [64, 16, 10] MLP on 32x32 differential tiles (16 outputs each): layer 1 has 2 row tiles
+    x 1 column tile, layer 2 one tile, so 2 x 16 + 16 = 48 conversions per inference (42 outputs hold weights); the
+    per-layer figures, the total and the ADC energy all use that count."""
+    from sweep_helpers import tiny_ann_checkpoint
+    from memsim.sweep.spec import parse_spec
+    from memsim.sweep.worker import evaluate_point
+    ckpt = tiny_ann_checkpoint(tmp_path)
+    spec = parse_spec({"base": {"checkpoint": str(ckpt), "preset": "hfox_1t1r_64", "mode": "noisy", "chips": 1,
+                                "limit": 40}, "axes": {"tile.size": [32]}})
+    rec = evaluate_point(spec.resolve(spec.points()[0]))
+    assert rec["status"] == "ok", rec.get("traceback")
+    m = rec["metrics"]
+    assert [row["adc_conversions_per_inference"] for row in m["layers"]] == [32, 16]
+    assert m["adc_conversions"] == sum(row["adc_conversions_per_inference"] for row in m["layers"]) == 48
+    cm = load_cost_model(rec["config"]["cost_model"])
+    assert m["energy_adc"] == pytest.approx(48 * cm.adc_energy(6))
+    # the deploy code's own per-layer figures (memsim evaluate, mapping_report) are the same count
+    from memsim.ann.deploy import mapping_report
+    rep = mapping_report(ckpt, load_preset("hfox_1t1r_64").replace(rows=32, cols=32))
+    assert [row["adc_conversions_per_inference"] for row in rep["layers"]] == [32, 16]
+    assert rep["adc_conversions_per_inference"] == 48

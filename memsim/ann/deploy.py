@@ -32,11 +32,25 @@ from ..nn.crossbar import CrossbarConv2d, CrossbarLinear, _CrossbarCore
 from ..nn.grouped import (GroupedCrossbarConv2d, MappedCrossbarLinear, _Mapped, check_mapping, check_prune,
                           mapping_stats, prune_by_magnitude)
 
-__all__ = ["evaluate_deployed", "mapping_report", "resolve_checkpoint", "deploy_model"]
+__all__ = ["evaluate_deployed", "mapping_report", "resolve_checkpoint", "deploy_model", "adc_conversions_per_read"]
 
 _MODES = ("ideal", "noisy", "irdrop")
 _TOTALS = ("tiles", "cells", "used_cells", "nonzero_cells", "zero_cells", "tile_reads_per_inference",
            "adc_conversions_per_inference")
+
+
+def adc_conversions_per_read(tiles: int, outputs_per_tile: int) -> int:
+    """ADC conversions when a layer's ``tiles`` are read once: the one count of the per-layer figures here and of
+    the sweep's total and ADC energy (:mod:`memsim.sweep.cost` reads it from here).
+
+    Every output of every placed tile is converted, ``outputs_per_tile`` per tile, as the simulated periphery
+    digitises them (:mod:`memsim.crossbar.array`): the two columns of a differential pair, or an output column and
+    its tile's reference column (offset scheme), are subtracted in analog and give one conversion; the reference
+    column and a differential tile's odd leftover column are never converted on their own. A tile's unused
+    (padding) outputs are converted too: they are not power-gated, as the latency (each ADC converts all of its
+    outputs in sequence) and the simulated ADC assume. Unused tiles of a sparse layout are not placed at all.
+    """
+    return tiles * outputs_per_tile
 
 
 def resolve_checkpoint(source) -> Path:
@@ -220,7 +234,7 @@ def _stats(model: nn.Module, probe: _Probe | None, batch: int) -> dict[str, Any]
         s["vectors_per_inference"] = vec
         if vec is not None:
             s["tile_reads_per_inference"] = s["tiles"] * vec
-            s["adc_conversions_per_inference"] = s["tiles"] * s["outputs_per_tile"] * vec
+            s["adc_conversions_per_inference"] = adc_conversions_per_read(s["tiles"], s["outputs_per_tile"]) * vec
         rows.append(s)
     out: dict[str, Any] = {k: sum(r.get(k) or 0 for r in rows) for k in _TOTALS}
     out["utilisation"] = out["used_cells"] / out["cells"] if out["cells"] else 0.0

@@ -50,8 +50,9 @@ def register(sub) -> None:
 
 def run_list(args) -> int:
     from ..crossbar.presets import list_presets, load_preset
-    for name in list_presets():
-        print(load_preset(name).summary())
+    from .listing import load_listed
+    for _, preset in load_listed(list_presets(), load_preset):
+        print(preset.summary())
     return 0
 
 

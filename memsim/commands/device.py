@@ -38,8 +38,9 @@ def register(sub) -> None:
 
 def run_list(args) -> int:
     from ..devices.cards import list_cards, load_card
-    for name in list_cards():
-        card = load_card(name)
+    from .listing import load_listed
+    unreadable: list = []
+    for name, card in load_listed(list_cards(unreadable=unreadable), load_card, unreadable):
         print(f"{name:24s} {card.family.name:26s} {card.description}")
     return 0
 

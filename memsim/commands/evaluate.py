@@ -28,16 +28,67 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from ..training.loop import evaluate_checkpoint
+def _preset_origin(args, cfg) -> tuple[str, str]:
+    """The preset to evaluate on and what named it, for errors that point at the right thing."""
+    if args.preset:
+        return args.preset, "--preset"
+    if cfg.hardware.eval_preset:
+        return cfg.hardware.eval_preset, f"hardware.eval_preset of {cfg.source}"
+    return cfg.network.crossbar, f"network.crossbar of {cfg.source}"
 
+
+def _check_preset(name: str, origin: str):
+    """The named preset (None for 'ideal'), or an error naming ``origin`` (e.g. ``--preset``) and the closest
+    preset, before any data is loaded."""
+    from ..crossbar.presets import list_presets, load_preset, preset_path
+    from ..errors import CardError, ParameterError
+    from ..schema import suggest
+
+    if name == "ideal":
+        return None
+    try:
+        preset_path(name)
+    except CardError:
+        names = list_presets()
+        raise ParameterError(origin, name, f"a crossbar preset name ({', '.join(names)}), a preset .toml file, "
+                                           f"or 'ideal'",
+                             suggest(name, names, "pick one") + " (memsim crossbar list shows the presets)") from None
+    return load_preset(name)
+
+
+def _check_mode(mode: str, mode_origin: str, preset, preset_name: str, preset_origin: str) -> None:
+    """irdrop on ideal wires would silently be the noisy product: refuse it, naming the preset's wires and the fix."""
+    if mode != "irdrop":
+        return
+    from ..errors import ParameterError
+    if preset is None:
+        if mode_origin == "--mode":  # a run trained with irdrop may still be evaluated on 'ideal' (exact product)
+            raise ParameterError("--mode", mode, "'noisy' or no --mode with the 'ideal' preset (the exact "
+                                                 "product: no wires, no noise)",
+                                 f"drop --mode irdrop, or give {preset_origin} a crossbar preset with wire "
+                                 f"resistance (memsim crossbar list)")
+        return
+    w = preset.circuit.wires
+    if w.ideal:
+        raise ParameterError(mode_origin, mode, "'noisy' for a preset with ideal wires (nothing for irdrop to solve)",
+                             f"the preset '{preset.name}' ({preset_origin} = {preset_name!r}) has ideal wires "
+                             f"(r_wordline = {w.r_wordline:g}, r_bitline = {w.r_bitline:g}, r_source = "
+                             f"{w.r_source:g} Ohm), so irdrop would evaluate without IR drop. Use a preset with "
+                             f"wire resistance (memsim crossbar list), or --mode noisy")
+
+
+def run(args) -> int:
+    from ..training.loop import evaluate_checkpoint, read_trained
+
+    cfg = read_trained(args.checkpoint)[1]
+    preset_name, preset_origin = _preset_origin(args, cfg)
+    preset = _check_preset(preset_name, preset_origin)
+    mode = args.mode or cfg.hardware.mode
+    _check_mode(mode, "--mode" if args.mode else f"hardware.mode of {cfg.source}", preset, preset_name,
+                preset_origin)
     if args.mapping != "dense" or args.prune:
         from ..ann.deploy import evaluate_deployed
-        from ..training.checkpoint import read_checkpoint
-        from ..training.config import parse_config
-        cfg = parse_config(read_checkpoint(args.checkpoint).config, source=args.checkpoint)
-        r = evaluate_deployed(args.checkpoint, args.preset or cfg.hardware.eval_preset or cfg.network.crossbar,
-                              mapping=args.mapping, prune=args.prune, mode=args.mode or cfg.hardware.mode,
+        r = evaluate_deployed(args.checkpoint, preset_name, mapping=args.mapping, prune=args.prune, mode=mode,
                               seeds=args.seeds or cfg.hardware.eval_seeds, split=args.split, limit=args.limit,
                               progress=True)
     else:

@@ -21,8 +21,9 @@ def run(args) -> int:
     from ..neurons import list_neuron_cards, load_neuron_card
 
     if args.list:
-        for name in list_neuron_cards():
-            card = load_neuron_card(name)
+        from .listing import load_listed
+        unreadable: list = []
+        for name, card in load_listed(list_neuron_cards(unreadable), load_neuron_card, unreadable):
             print(f"{name:20s} {card.type:5s} {card.description}")
         return 0
     if not args.card:

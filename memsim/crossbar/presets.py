@@ -28,6 +28,7 @@ from ..errors import CardError, ParameterError
 from ..schema import check_keys, read_toml, suggest
 from ..devices.cards import Card, load_card
 from ..resources import data_dir, env_dirs
+from ..safetext import spice_name
 from .circuit import TileCircuit, Transistor, Wires
 from .mapping import SCHEMES, Mapping, conductance_window
 from .nonideal import NonIdealities
@@ -187,6 +188,7 @@ def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
     for k in ("name", "provenance"):
         if not isinstance(data.get(k), str) or not data[k].strip():
             raise CardError(f"{source}: '{k}' must be a non-empty string (a preset states where its figures come from)")
+    spice_name(data["name"], f"{source}.name")  # names netlists, result folders and comments: an identifier only
     tile = _table(data, "tile", source, True)
     wires = _table(data, "wires", source, True)
     device = _table(data, "device", source, True)

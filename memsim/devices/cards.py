@@ -12,7 +12,6 @@ loaded directly.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from ..errors import CardError, ParameterError
 from ..schema import check_keys, check_number, read_toml, suggest
 from ..families import DeviceFamily, get_family
 from ..resources import data_dir, env_dirs, require_library
+from ..safetext import spice_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICES_DIR = data_dir("devices")
@@ -93,19 +93,22 @@ def _card_files() -> dict[str, Path]:
     return found
 
 
-def list_cards(kind: str | None = "device") -> list[str]:
+def list_cards(kind: str | None = "device", unreadable: list[tuple[str, str]] | None = None) -> list[str]:
     """Names of the cards on the search path (``kind=None``: every card, devices and neurons).
 
-    A search path without any card raises :class:`CardError` (a broken install, not an empty library)."""
+    A file that is not readable TOML has no kind: it is left out, and named with its error in ``unreadable``
+    when a list is given (the listing commands report it). A search path without any card raises
+    :class:`CardError` (a broken install, not an empty library)."""
     names = []
     files = _card_files()
     require_library("device or neuron cards", list(files), search_path(), "MEMSIM_DEVICE_PATH")
     for name, path in files.items():
         try:
-            with open(path, "rb") as fh:
-                family = tomllib.load(fh).get("family")
-        except (OSError, tomllib.TOMLDecodeError):
-            family = None
+            family = read_toml(path, what="card").get("family")
+        except CardError as exc:
+            if unreadable is not None:
+                unreadable.append((name, str(exc)))
+            continue
         is_device = isinstance(family, str) and family in _device_family_names()
         if kind is None or (kind == "device") == is_device:
             names.append(name)
@@ -167,9 +170,8 @@ def parse_card(data: dict, source: str, path: Path | None = None) -> Card:
     for key in ("name", "family", "parameters", "provenance", "valid", "verify"):
         if key not in data:
             raise CardError(f"{source}: missing required key '{key}'")
-    name = data["name"]
-    if not isinstance(name, str) or not name.replace("_", "").isalnum():
-        raise ParameterError(f"{source}.name", name, "letters, digits and underscores", "rename the card")
+    # the name becomes a SPICE subcircuit name and a file name (NAME.lib): a safe identifier only
+    name = spice_name(data["name"], f"{source}.name")
     family = get_family(data["family"], field=f"{source}.family")
     if not isinstance(data["parameters"], dict):
         raise CardError(f"{source}: [parameters] must be a table")

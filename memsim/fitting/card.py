@@ -14,6 +14,7 @@ import torch
 from ..io import atomic_write_text
 from ..devices.cards import load_card, parse_card
 from ..devices.netlist import subcircuit
+from ..safetext import check_strings, one_line
 from .data import Measurement
 from .fit import FitResult, Problem, coordinates
 from .protocol import PulseTiming, protocols, spice_observe
@@ -82,7 +83,8 @@ def card_data(result: FitResult, meas: Measurement, out: str | Path, *, nrmse_sp
         from .data import DataError
         raise DataError(f"the measured voltages span [{lo:g}, {hi:g}] V; a card's verification needs both "
                         "polarities. Fix: include the RESET (negative) branch in the data")
-    src = meas.path.name if meas.path is not None else "data"
+    # file names become free text of the card: one printable line (a card may hold no control character)
+    src = one_line(meas.path.name) if meas.path is not None else "data"
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     spice_txt = f", ngspice NRMSE {nrmse_spice:.3%}" if nrmse_spice is not None else ""
     what = "current" if meas.kind == "iv" else "read conductance"
@@ -96,10 +98,10 @@ def card_data(result: FitResult, meas: Measurement, out: str | Path, *, nrmse_sp
         "provenance": {
             "source": (f"fitted to {src} (sha256 {meas.sha256}) on {date}, NRMSE {result.nrmse:.3%} on {what} "
                        f"(torch){spice_txt}"),
-            "data": str(meas.path) if meas.path is not None else "",
+            "data": one_line(meas.path) if meas.path is not None else "",
             "sha256": meas.sha256,
             "date": date,
-            "initial_card": init_name,
+            "initial_card": one_line(init_name),
             "free": ", ".join(result.free),
             "nrmse_torch": f"{result.nrmse:.6g}",
             "nrmse_spice": "" if nrmse_spice is None else f"{nrmse_spice:.6g}",
@@ -119,6 +121,7 @@ def card_data(result: FitResult, meas: Measurement, out: str | Path, *, nrmse_sp
 def write_card(data: dict, out: str | Path) -> tuple[Path, Path]:
     """Validate (as the library would load it), then write the card and its generated ``.lib`` next to it."""
     out = Path(out)
+    check_strings(data, out.stem)  # never write a card that the library would refuse to load
     card = parse_card(data, source=out.stem, path=out)
     path = atomic_write_text(out, toml_text(data))
     card = load_card(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class Group:
     """One experiment (a cycle or a device): its rows in file order."""
 
     label: str
-    rows: np.ndarray                 # 1-based data-row numbers in the file
+    rows: np.ndarray                 # each row's number as the user sees it (Measurement.row_name says which)
     columns: dict[str, np.ndarray]   # canonical column -> SI values
 
 
@@ -64,6 +65,8 @@ class Measurement:
     groups: list[Group]
     group_columns: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    #: what the numbers in ``Group.rows`` count: "line" (of a CSV), "sheet row" (of an .xlsx) or "data row"
+    row_name: str = "data row"
 
     @property
     def n_points(self) -> int:
@@ -110,36 +113,93 @@ def _unit_factor(column: str, unit: str, header: str) -> float:
                     f"prefix (k, m, u, n, p), e.g. '{column}_m{base}'. Fix: rename the column or convert the values")
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    if not path.is_file():
-        raise DataError(f"measurement file {str(path)!r} does not exist")
+#: what a measurement file must hold, for messages about a file that holds something else
+_EXPECTED = ("expected a header row (time, voltage, current or amplitude, width, conductance) and rows of numbers. "
+             "Fix: export the measurement as CSV (UTF-8) or .xlsx")
+
+
+def _read_table(path: Path, raw: bytes) -> tuple[list[str], list[list[str]], list[int], str]:
+    """Header, data rows, each data row's number as the user sees it, and what that number counts.
+
+    ``raw`` is the file's content. Blank rows and rows whose first cell starts with ``#`` are skipped, but the
+    numbers stay those of the file (its line in a CSV, its row in the sheet), so a message points at the right
+    place in an editor or in Excel."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        try:
-            import openpyxl
-        except ImportError:
-            raise DataError(f"{path}: reading .xlsx needs openpyxl; install it with 'pip install memsim[xlsx]' "
-                            "or save the sheet as CSV") from None
-        sheet = openpyxl.load_workbook(path, read_only=True, data_only=True).worksheets[0]
-        table = [["" if c is None else str(c) for c in row] for row in sheet.iter_rows(values_only=True)]
+        numbered, row_name = _read_xlsx(path, raw), "sheet row"
     else:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            sample = fh.read(4096)
-            fh.seek(0)
-            try:
-                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-            except csv.Error:
-                dialect = csv.excel
-            table = [row for row in csv.reader(fh, dialect)]
-    table = [row for row in table if any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#")]
-    if not table:
-        raise DataError(f"{path}: the file is empty (expected a header row and data rows)")
-    return [h.strip() for h in table[0]], table[1:]
+        numbered, row_name = _read_csv(path, raw), "line"
+    numbered = [(n, row) for n, row in numbered
+                if any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#")]
+    if not numbered:
+        raise DataError(f"{path}: the file is empty; {_EXPECTED}")
+    header = [h.strip() for h in numbered[0][1]]
+    return header, [row for _, row in numbered[1:]], [n for n, _ in numbered[1:]], row_name
 
 
-def _rows_text(rows) -> str:
+def _read_csv(path: Path, raw: bytes) -> list[tuple[int, list[str]]]:
+    """``(line number, cells)`` of every row of a CSV (delimiter sniffed among , ; and tab)."""
+    body = raw.removeprefix(b"\xef\xbb\xbf")  # the byte-order mark Excel writes before "CSV UTF-8"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a binary file or another encoding: never a bare decode error
+        line = body[:exc.start].count(b"\n") + 1
+        what = " (it is a zip archive: an .xlsx workbook under another name?)" if raw[:4] == b"PK\x03\x04" else ""
+        raise DataError(f"{path}: not a UTF-8 text CSV{what} (byte 0x{body[exc.start]:02x} on line {line}); "
+                        f"{_EXPECTED}") from None
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    numbered, line = [], 0
+    try:
+        for row in reader:
+            numbered.append((line + 1, row))  # the line the row starts on (a quoted cell may span lines)
+            line = reader.line_num
+    except csv.Error as exc:  # a NUL byte, an over-long field: binary content that happens to be valid UTF-8
+        raise DataError(f"{path}: not a CSV file (line {reader.line_num}: {exc}); {_EXPECTED}") from None
+    return numbered
+
+
+def _read_xlsx(path: Path, raw: bytes) -> list[tuple[int, list[str]]]:
+    """``(sheet row number, cells as text)`` of every row of the workbook's first sheet."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise DataError(f"{path}: reading .xlsx needs openpyxl; install it with 'pip install memsim[xlsx]' "
+                        "or save the sheet as CSV") from None
+    if not raw:
+        raise DataError(f"{path}: the file is empty (0 bytes), not an .xlsx workbook; {_EXPECTED}")
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+        try:
+            rows = book.worksheets[0].iter_rows(values_only=True)  # read-only mode yields every row from 1
+            return [(n, ["" if c is None else str(c) for c in row]) for n, row in enumerate(rows, start=1)]
+        finally:
+            book.close()
+    except Exception as exc:  # zipfile, XML, KeyError, IndexError...: a damaged or foreign file, all "unusable"
+        why = (str(exc).splitlines() or [""])[0][:120] or type(exc).__name__
+        raise DataError(f"{path}: not a readable .xlsx workbook ({why}); the file is corrupt, truncated or not an "
+                        f"Excel workbook; {_EXPECTED}") from None
+
+
+def _rows_text(rows, name: str = "data row") -> str:
+    """``"line(s) 3, 7"``: the rows as the user numbers them, the first ten of them."""
     rows = [int(r) for r in rows]
     shown = ", ".join(str(r) for r in rows[:10])
-    return shown + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    return f"{name}(s) " + shown + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+
+
+def _cell_text(cell) -> str:
+    """A bad cell for a message: "empty", or its text quoted (control characters escaped) and cut short."""
+    text = str(cell).strip()
+    return "empty" if not text else repr(text[:20] + ("..." if len(text) > 20 else ""))
+
+
+def _header_text(header: list[str]) -> str:
+    """The header for a message: whole when short, else its first columns (a foreign file can have thousands)."""
+    text = repr(header)
+    return text if len(text) <= 200 else f"{text[:200]}... ({len(header)} columns)"
 
 
 def _resolve_columns(header: list[str], source: str) -> tuple[str, dict[str, tuple[int, float]], list[int]]:
@@ -162,9 +222,10 @@ def _resolve_columns(header: list[str], source: str) -> tuple[str, dict[str, tup
         for c in missing:
             near = closest(c, unused, cutoff=0.4)
             msgs.append(f"'{c}'" + (f" (closest column: '{unused[near]}')" if near else ""))
-        layout = ("I-V sweep: time (s), voltage (V), current (A)" if kind == "iv"
-                  else "pulse train: amplitude (V), width (s), conductance (S)")
-        raise DataError(f"{source}: missing column(s) {', '.join(msgs)}; header is {header}. Expected a {layout}, "
+        layout = ("an I-V sweep: time (s), voltage (V), current (A)" if kind == "iv"
+                  else "a pulse train: amplitude (V), width (s), conductance (S)")
+        raise DataError(f"{source}: missing column(s) {', '.join(msgs)}; header is {_header_text(header)}. "
+                        f"Expected {layout}, "
                         "optionally a 'cycle' and/or 'device' column. Fix: rename the column(s)")
     groups = [k for k, n in enumerate(names) if n in GROUP_COLUMNS]
     return kind, found, groups
@@ -173,45 +234,64 @@ def _resolve_columns(header: list[str], source: str) -> tuple[str, dict[str, tup
 def read_measurement(path, *, group: str | None = None) -> Measurement:
     """Read and check a CSV (or .xlsx) measurement; raise :class:`DataError` before any fitting."""
     path = Path(path)
-    header, rows = _read_table(path)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return measurement_from_table(header, rows, source=str(path), path=path, sha256=sha, group=group)
+    if not path.is_file():
+        raise DataError(f"measurement file {str(path)!r} does not exist")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    header, rows, lines, row_name = _read_table(path, raw)
+    return measurement_from_table(header, rows, source=str(path), path=path, sha256=hashlib.sha256(raw).hexdigest(),
+                                  group=group, lines=lines, row_name=row_name)
 
 
 def measurement_from_table(header: list[str], rows: list[list], *, source: str = "data", path: Path | None = None,
-                           sha256: str = "", group: str | None = None) -> Measurement:
+                           sha256: str = "", group: str | None = None, lines: list[int] | None = None,
+                           row_name: str = "line") -> Measurement:
+    """Check a table and make a :class:`Measurement`. ``lines``: each row's number in the file as the user
+    sees it (what it counts: ``row_name``); without it, messages count data rows (1 = the row under the header)."""
+    if lines is None:
+        lines, row_name = list(range(1, len(rows) + 1)), "data row"
     kind, found, group_idx = _resolve_columns(header, source)
     if group is not None:
         low = [h.lower() for h in header]
         if group.lower() not in low:
             near = closest(group.lower(), low)
             raise DataError(f"{source}: group column '{group}' not found" +
-                            (f" (closest: '{header[low.index(near)]}')" if near else "") + f"; header is {header}")
+                            (f" (closest: '{header[low.index(near)]}')" if near else "") +
+                            f"; header is {_header_text(header)}")
         group_idx = [low.index(group.lower())]
     if not rows:
         raise DataError(f"{source}: no data rows under the header")
     need = IV_COLUMNS if kind == "iv" else PULSE_COLUMNS
     values = {c: np.full(len(rows), np.nan) for c in need}
-    bad: list[int] = []
+    bad: list[tuple[int, str, str]] = []  # (row number, column header, what the cell holds)
     for r, row in enumerate(rows):
         for c in need:
             k, factor = found[c]
             try:
                 values[c][r] = float(row[k]) * factor
-            except (ValueError, IndexError, TypeError):
-                pass
-        if not all(np.isfinite(values[c][r]) for c in need):
-            bad.append(r + 1)
+            except IndexError:
+                bad.append((lines[r], header[k], "missing"))
+            except (ValueError, TypeError):
+                bad.append((lines[r], header[k], _cell_text(row[k])))
+            else:
+                if not np.isfinite(values[c][r]):
+                    bad.append((lines[r], header[k], _cell_text(row[k])))
     if bad:
-        raise DataError(f"{source}: non-numeric or NaN values in data row(s) {_rows_text(bad)} (row 1 is the line "
-                        f"under the header) in columns {list(need)}. Fix: remove or repair those rows")
+        under = " (row 1 is the line under the header)" if row_name == "data row" else ""
+        cells = "; ".join(f"{row_name} {n} column '{col}': {what}" for n, col, what in bad[:5])
+        more = f"; and {len(bad) - 5} more cell(s)" if len(bad) > 5 else ""
+        raise DataError(f"{source}: non-numeric or NaN values in {_rows_text(sorted({b[0] for b in bad}), row_name)}"
+                        f"{under}: {cells}{more}. Fix: remove or repair those rows")
     labels = ["/".join(str(row[k]).strip() if k < len(row) else "" for k in group_idx) for row in rows] \
         if group_idx else [""] * len(rows)
     order: dict[str, list[int]] = {}
     for r, lab in enumerate(labels):
         order.setdefault(lab, []).append(r)
-    groups = [Group(lab or "all", np.asarray(ix) + 1, {c: values[c][ix] for c in need}) for lab, ix in order.items()]
-    meas = Measurement(kind, path, sha256, groups, tuple(header[k].lower() for k in group_idx))
+    numbers = np.asarray(lines)
+    groups = [Group(lab or "all", numbers[ix], {c: values[c][ix] for c in need}) for lab, ix in order.items()]
+    meas = Measurement(kind, path, sha256, groups, tuple(header[k].lower() for k in group_idx), row_name=row_name)
     _check(meas, source)
     return meas
 
@@ -219,24 +299,25 @@ def measurement_from_table(header: list[str], rows: list[list], *, source: str =
 def _check(meas: Measurement, source: str) -> None:
     for g in meas.groups:
         where = f"{source}" + (f" ({'/'.join(meas.group_columns)} {g.label})" if meas.group_columns else "")
+        name = meas.row_name
         if meas.kind == "iv":
             t = g.columns["time"]
             back = np.flatnonzero(np.diff(t) <= 0)
-            if back.size:
-                raise DataError(f"{where}: time is not strictly increasing at data row(s) {_rows_text(g.rows[back + 1])} "
-                                f"(t = {t[back[0] + 1]!r} s after {t[back[0]]!r} s). Fix: sort by time, remove "
-                                "duplicates, or tell cycles apart with a 'cycle' column")
+            if back.size:  # float(): a plain number in the message, not numpy's repr
+                raise DataError(f"{where}: time is not strictly increasing at {_rows_text(g.rows[back + 1], name)} "
+                                f"(t = {float(t[back[0] + 1])!r} s after {float(t[back[0]])!r} s). Fix: sort by "
+                                "time, remove duplicates, or tell cycles apart with a 'cycle' column")
             if len(t) < 3:
                 raise DataError(f"{where}: {len(t)} point(s); an I-V sweep needs at least 3")
         else:
             w, gval = g.columns["width"], g.columns["conductance"]
             neg = np.flatnonzero(w < 0)
             if neg.size:
-                raise DataError(f"{where}: negative pulse width at data row(s) {_rows_text(g.rows[neg])}; widths are "
+                raise DataError(f"{where}: negative pulse width at {_rows_text(g.rows[neg], name)}; widths are "
                                 "durations in s")
             nonpos = np.flatnonzero(gval <= 0)
             if nonpos.size:
-                raise DataError(f"{where}: conductance <= 0 S at data row(s) {_rows_text(g.rows[nonpos])}; a passive "
+                raise DataError(f"{where}: conductance <= 0 S at {_rows_text(g.rows[nonpos], name)}; a passive "
                                 "device read at a non-zero voltage has a positive conductance. Fix: check the sign "
                                 "convention of the read")
     _check_units(meas, source)
@@ -293,12 +374,13 @@ def _check_shape(meas: Measurement, source: str) -> None:
             k = np.flatnonzero(near0)[off]
             raise DataError(f"{source}: the loop is not pinched: at |V| <= {PINCH_V * vpk:.3g} V the current is "
                             f"{np.median(np.abs(i[near0])):.3g} A, {np.median(np.abs(i[near0])) / ipk:.0%} of the peak "
-                            f"(rows {_rows_text(rows[k])}). Every memsim family has i(V = 0) = 0 (a memristor); "
-                            "subtract the instrument's offset current or check that voltage and current are aligned in time")
+                            f"({_rows_text(rows[k], meas.row_name)}). Every memsim family has i(V = 0) = 0 (a "
+                            "memristor); subtract the instrument's offset current or check that voltage and current "
+                            "are aligned in time")
     strong = (np.abs(v) > 0.1 * vpk) & (np.abs(i) > PINCH_I * ipk)
     against = strong & (np.sign(i) != np.sign(v))
     if strong.sum() and against.sum() > 0.05 * strong.sum():
-        raise DataError(f"{source}: the current flows against the voltage at {int(against.sum())} of {int(strong.sum())} "
-                        f"points with significant bias (rows {_rows_text(rows[against])}). memsim's families are passive "
-                        "(i has the sign of v). Fix: check the sign convention (current into the top electrode) or the "
-                        "probe order")
+        raise DataError(f"{source}: the current flows against the voltage at {int(against.sum())} of "
+                        f"{int(strong.sum())} points with significant bias "
+                        f"({_rows_text(rows[against], meas.row_name)}). memsim's families are passive (i has the sign "
+                        "of v). Fix: check the sign convention (current into the top electrode) or the probe order")

@@ -100,7 +100,8 @@ def fit_variation(meas: Measurement, joint: FitResult, *, v_read: float = 0.2, s
 def write_preset(variation: Variation, card_path: Path, base: str, out: str | Path, v_read: float | None = None) -> Path:
     """A crossbar preset: ``base`` with the fitted card as its device and the fitted noise section."""
     from ..crossbar.presets import parse_preset, preset_path
-    from ..io import atomic_write_text, read_toml
+    from ..io import atomic_write_text
+    from ..schema import read_toml
     from .card import card_name, toml_text
 
     data = read_toml(preset_path(base))

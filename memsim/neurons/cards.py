@@ -19,7 +19,6 @@ The ``type`` key (not ``family``) keeps neuron cards out of the device list.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +26,7 @@ from types import SimpleNamespace
 from ..errors import CardError, ParameterError
 from ..schema import check_keys, check_number, is_finite_number, read_toml, suggest
 from ..devices.cards import Card, LibraryEntry, _card_files, card_path, load_card
+from ..safetext import spice_name
 from .circuits import NeuronCircuit, circuit_for
 
 _TOP = {"name", "type", "description", "provenance", "memristors", "parameters", "simulation", "verify"}
@@ -125,7 +125,7 @@ def _memristor(spec, where: str) -> Card:
     if "family" not in spec:
         raise CardError(f"{where}: an inline memristor needs 'family' (or 'card' to reuse a device card)")
     family = get_family(spec.pop("family"), f"{where}.family")
-    name = str(spec.pop("name", where.replace(".", "_")))
+    name = spice_name(spec.pop("name", where.replace(".", "_")), f"{where}.name")
     return Card(name=name, family=family, description=f"memristor of neuron card ({where})", provenance={},
                 parameters=family.validate(spec, where), voltage_range=(-1.0, 1.0), verify=None)
 
@@ -133,8 +133,7 @@ def _memristor(spec, where: str) -> Card:
 def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> NeuronCard:
     check_keys(data, _TOP, source)
     name = data.get("name")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ParameterError(f"{source}.name", name, "an identifier (letters, digits, _)", "name the card")
+    spice_name(name, f"{source}.name")  # a SPICE subcircuit name and a file name (NAME.lib)
     type_ = data.get("type")
     mems = data.get("memristors")
     if not isinstance(mems, dict):
@@ -185,14 +184,16 @@ def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> Neur
                       dt=dt, input_range=(float(rng[0]), float(rng[1])), verify=verify, path=path)
 
 
-def list_neuron_cards() -> list[str]:
-    """Names of the neuron cards on the device search path."""
+def list_neuron_cards(unreadable: list[tuple[str, str]] | None = None) -> list[str]:
+    """Names of the neuron cards on the device search path; files that are not readable TOML are left out
+    (and named with their error in ``unreadable`` when a list is given)."""
     out = []
     for name, path in _card_files().items():
         try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError):
+            data = read_toml(path, what="card")
+        except CardError as exc:
+            if unreadable is not None:
+                unreadable.append((name, str(exc)))
             continue
         if "type" in data and "family" not in data:
             out.append(name)

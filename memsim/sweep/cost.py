@@ -7,7 +7,11 @@ inference (1 for a dense layer, the output positions for a convolution, the time
 * array read energy   ``E_array = t_read * sum_reads sum_cells V_i^2 G_ij``  (the measured word-line voltages of the
   evaluated inputs, the programmed nominal cell conductances, access device included);
 * DAC energy          ``E_dac = R_l * rows_used * fom_dac * 2^dac_bits``   (one conversion per driven row per read);
-* ADC energy          ``E_adc = R_l * outputs_used * fom_adc * 2^adc_bits`` (one conversion per tile output per read);
+* ADC energy          ``E_adc = R_l * tiles_l * outputs_per_tile * fom_adc * 2^adc_bits``: every output of every
+  placed tile is converted on each read, the unused (padding) outputs included (not power-gated); a differential pair,
+  or an output and its tile's reference column, is subtracted in analog and converted once, as the simulated ADC does
+  (:func:`memsim.ann.deploy.adc_conversions_per_read`, the one count of the per-layer figures, the total and this
+  energy);
 * latency             ``sum_l R_l * (t_dac + t_read + m_l * adc_bits * t_bit)``, ``m_l = min(outputs_per_tile,
   outputs_per_adc)`` sequential SAR conversions per ADC; the tiles of a layer run in parallel, the layers in sequence;
 * area                ``sum_tiles rows*cols*a_cell*F^2 + cols*a_col + rows*a_row + n_adc*2^adc_bits*a_level`` with
@@ -137,8 +141,9 @@ class LayerActivity:
     """What one crossbar layer does per inference (from :class:`ActivityRecorder`, or given by hand).
 
     ``tiles``: physical tiles; ``rows``/``cols``/``outputs_per_tile``: the tile geometry; ``used_rows`` and
-    ``used_outputs``: summed over the tiles (rows driven and outputs digitised per read); ``reads``: tile reads per
-    inference; ``v2g``: ``sum_reads sum_cells V^2 G`` per inference (W)."""
+    ``used_outputs``: summed over the tiles (rows driven and outputs holding weights per read; the ADC converts
+    every output, see :attr:`adc_conversions`); ``reads``: tile reads per inference; ``v2g``:
+    ``sum_reads sum_cells V^2 G`` per inference (W)."""
     tiles: int
     rows: int
     cols: int
@@ -148,13 +153,20 @@ class LayerActivity:
     reads: float
     v2g: float
 
+    @property
+    def adc_conversions(self) -> float:
+        """ADC conversions per inference: ``reads`` times every output of every tile (the deploy code's count, so
+        the per-layer figures, the sweep's total and the ADC energy are one number)."""
+        from ..ann.deploy import adc_conversions_per_read  # torch and the network stack: only when a cost is asked
+        return self.reads * adc_conversions_per_read(self.tiles, self.outputs_per_tile)
+
 
 def layer_cost(cm: CostModel, act: LayerActivity, *, access: str, dac_bits: int | None,
                adc_bits: int | None) -> dict[str, float]:
     """Energy (J), latency (s) and area (m^2) of one layer per inference."""
     e_array = cm.t_read * act.v2g
     e_dac = act.reads * act.used_rows * cm.dac_energy(dac_bits)
-    e_adc = act.reads * act.used_outputs * cm.adc_energy(adc_bits)
+    e_adc = act.adc_conversions * cm.adc_energy(adc_bits)
     m = min(act.outputs_per_tile, cm.outputs_per_adc)
     t_tile = (cm.dac_t_conv if dac_bits is not None else 0.0) + cm.t_read + m * cm.adc_time(adc_bits)
     n_adc = math.ceil(act.outputs_per_tile / cm.outputs_per_adc) if adc_bits is not None else 0

@@ -8,7 +8,8 @@ Layout::
     [base]
     checkpoint = "runs/digits/checkpoints/epoch_0008.pt"   # deploy a trained network as it is (no retraining)
     # models = { msnn = "a.pt", mlp = "b.pt" }             # several networks: the axis "model" picks one
-    # config = "configs/x.toml"; finetune_epochs = 1        # hardware-aware fine-tuning per point (from checkpoint)
+    # config = "fashion_hardware_aware"; finetune_epochs = 1  # hardware-aware fine-tuning per point (from checkpoint);
+                                     # a bundled config's name (memsim configs) or a path from the spec's folder
     preset = "hfox_1t1r_64"          # the crossbar preset the axes modify
     mode = "auto"                    # auto (irdrop: the exact IR-drop solve) | noisy | irdrop
     chips = 3                        # chips per point (noise seeds chip_seed..chip_seed+chips-1): mean and spread
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CardError, MemsimError, ParameterError
+from ..errors import CardError, ConfigError, MemsimError, ParameterError
 from ..schema import check_keys, is_finite_number, read_toml, suggest
 
 
@@ -103,6 +104,7 @@ class SweepSpec:
     source: str = ""
     root: Path = field(default_factory=Path.cwd)
     _points: list[dict] | None = field(default=None, repr=False)
+    _config: Path | None = field(default=None, repr=False)
 
     # -- the design ----------------------------------------------------------------
     def grid_size(self) -> int:
@@ -165,7 +167,7 @@ class SweepSpec:
         r = {
             "model": model,
             "checkpoint": str(self._path(models[model])) if models else None,
-            "config": str(self._path(b["config"])) if "config" in b else None,
+            "config": str(self.config_file()) if "config" in b else None,
             "finetune_epochs": int(b.get("finetune_epochs", 0)),
             "preset_base": str(b.get("preset", "hfox_1t1r_64")),
             "preset": preset,
@@ -186,6 +188,17 @@ class SweepSpec:
     def _path(self, p) -> Path:
         p = Path(p).expanduser()
         return p if p.is_absolute() else (self.root / p).resolve()
+
+    def config_file(self) -> Path:
+        """``base.config`` as a file: a path relative to the spec's folder, else a bundled config named as in
+        ``memsim train`` (``fashion_hardware_aware``, ``configs/NAME.toml``: see ``memsim configs``)."""
+        if self._config is None:
+            from ..resources import resolve_config
+            try:
+                self._config = resolve_config(self.base["config"], root=self.root).resolve()
+            except ConfigError as exc:
+                raise SweepError(f"{self.source}.base.config = {self.base['config']!r}: {exc}") from None
+        return self._config
 
     def fingerprint(self) -> str:
         """SHA-256 of what defines the sweep's points (not its name or description)."""
@@ -215,7 +228,7 @@ def preset_data(resolved: dict) -> dict:
             t["r_wordline"] = t["r_bitline"] = value
         else:
             t[k] = float(value) if PRESET_KEYS[key] is float else value
-    data["name"] = f"{data.get('name', resolved['preset_base'])}+sweep"
+    data["name"] = f"{data.get('name', resolved['preset_base'])}_sweep"  # an identifier: it names netlists and folders
     return data
 
 
@@ -375,11 +388,8 @@ def _check_references(spec: SweepSpec) -> None:
     except CardError as exc:
         raise SweepError(f"{src}.base.preset: {exc}") from None
     if "config" in b:
-        cfg_path = spec._path(b["config"])
-        if not cfg_path.is_file():
-            raise SweepError(f"{src}.base.config: '{b['config']}' does not exist (looked at {cfg_path})")
         from ..training.config import load_config
-        cfg = load_config(cfg_path)
+        cfg = load_config(spec.config_file())
         for name, p in models.items():
             check_checkpoint_matches(spec._path(p), cfg, f"{src}.base (model '{name}')")
     else:

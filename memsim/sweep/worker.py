@@ -52,6 +52,15 @@ def _activities(made, layers: list[dict] | None, n_layers: int, samples: int) ->
     return out
 
 
+def _layer_rows(layers: list[dict], acts: list[LayerActivity]) -> list[dict]:
+    """The per-layer figures of a record (scalars only), each layer's ADC conversions per inference the cost
+    model's count (:attr:`LayerActivity.adc_conversions`), so that they sum to the record's total and its energy."""
+    rows = [{k: v for k, v in l.items() if isinstance(v, (int, float, str, type(None)))} for l in layers]
+    for row, act in zip(rows, acts):
+        row["adc_conversions_per_inference"] = act.adc_conversions
+    return rows
+
+
 def _set_threads():
     import torch
     if torch.get_num_threads() != 1:
@@ -170,9 +179,8 @@ def evaluate_point(resolved: dict) -> dict:
             "latency": cost.get("latency", 0.0), "area": cost.get("area", 0.0),
             "area_cells": cost.get("area_cells", 0.0), "area_periphery": cost.get("area_periphery", 0.0),
             "tile_reads": sum(a.reads * a.tiles for a in acts),
-            "adc_conversions": sum(a.reads * a.used_outputs for a in acts),
-            "layers": [{k: v for k, v in l.items() if isinstance(v, (int, float, str, type(None)))}
-                       for l in layers],
+            "adc_conversions": sum(a.adc_conversions for a in acts),
+            "layers": _layer_rows(layers, acts),
         }
         rec["status"] = "ok"
     except Exception as exc:  # recorded with the point; the sweep goes on

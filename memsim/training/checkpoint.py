@@ -27,9 +27,11 @@ import hashlib
 import io
 import math
 import os
+import pickle
 import random
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -199,25 +201,47 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle's protocol before refusing it
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, foreign format: all mean "unusable file"
-        text = str(exc)
-        why = next((ln.strip() for ln in text.splitlines() if "WeightsUnpickler error" in ln),
-                   text.splitlines()[0] if text else "")
-        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a safe checkpoint and cannot be "
-                              f"read ({type(exc).__name__}: {why}). "
-                              f"Fix: resume from an earlier checkpoint (RunDirectory.latest_checkpoint skips "
-                              f"unreadable files) or start a new run.") from None
+        # torch's own text advises loading the file unsafely; never pass that on: say why in memsim's words
+        raise CheckpointError(f"checkpoint {path} is corrupt, truncated or not a memsim checkpoint, and is refused: "
+                              f"{_unreadable_reason(path, exc)}. Fix: use an earlier checkpoint of the run "
+                              f"(RUN/checkpoints/epoch_NNNN.pt), or continue the run with 'memsim train "
+                              f"RUN/config.toml --resume' (it resumes from the newest checkpoint that loads), or "
+                              f"start a new run.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a memsim checkpoint (no '{FORMAT}' marker); it was not written "
                               f"by memsim.training.checkpoint.save_checkpoint")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {payload.get('version')!r} is not supported "
                               f"(this memsim reads version {VERSION})")
-    arch = [(n, tuple(s)) for n, s in payload["architecture"]]
-    return Checkpoint(path=path, epoch=int(payload["epoch"]), config=payload.get("config"),
-                      fingerprint=payload["fingerprint"], architecture=arch, history=list(payload["history"]),
-                      extra=dict(payload.get("extra") or {}), payload=payload)
+    try:
+        arch = [(str(n), tuple(int(k) for k in s)) for n, s in payload["architecture"]]
+        return Checkpoint(path=path, epoch=int(payload["epoch"]), config=payload.get("config"),
+                          fingerprint=payload["fingerprint"], architecture=arch, history=list(payload["history"]),
+                          extra=dict(payload.get("extra") or {}), payload=payload)
+    except (KeyError, TypeError, ValueError) as exc:  # the marker is there but the content is not memsim's
+        raise CheckpointError(f"checkpoint {path} has the memsim marker but malformed content ({type(exc).__name__}: "
+                              f"{exc}); it is corrupt or was not written by memsim, and is refused") from None
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why torch could not read ``path``, from the file's first bytes and the kind of failure (not torch's text)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
+    if not head:
+        return "the file is empty (0 bytes)"
+    if head != b"PK\x03\x04":  # every checkpoint memsim writes is a torch zip archive
+        return "it is not a torch zip archive (a foreign or legacy pickle, or another kind of file)"
+    if isinstance(exc, pickle.UnpicklingError):
+        return ("it holds Python objects other than tensors and plain data, which a memsim checkpoint never does "
+                "(a foreign or tampered file; loading it could run code)")
+    return "the zip archive is truncated or damaged"
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = None, *,

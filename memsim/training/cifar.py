@@ -14,6 +14,7 @@ so a foreign pickle cannot run code.
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -44,22 +45,35 @@ class _SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _why(exc: Exception) -> str:
+    """An exception as a short printable line: its text may quote bytes of the file (control characters)."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in " ".join(str(exc).split()))
+    return f"{type(exc).__name__}: {text[:150]}" if text else type(exc).__name__
+
+
 def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``(data uint8 [N, 3072], labels int64 [N])`` of one batch file, validated."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            d = _SafeUnpickler(fh, encoding="bytes").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"{path}: not a readable CIFAR-10 Python batch ({type(exc).__name__}: {exc}); the file "
-                        f"is corrupt, truncated or not a CIFAR-10 batch. Fix: extract cifar-10-python.tar.gz again") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:  # from memory: a length field of a damaged pickle cannot make a read larger than the file
+        d = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as exc:  # a damaged pickle fails in many ways (EOF, overflow, bad opcode...): all "unusable"
+        raise DataError(f"{path}: not a readable CIFAR-10 Python batch ({_why(exc)}); the file is corrupt, "
+                        f"truncated or not a CIFAR-10 batch. Fix: extract cifar-10-python.tar.gz again") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: a CIFAR-10 batch is a pickled dict, got {type(d).__name__}")
-    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+    d = {(k.decode("latin-1") if isinstance(k, bytes) else k): v for k, v in d.items()}
     if "data" not in d or "labels" not in d:
-        raise DataError(f"{path}: CIFAR-10 batch without 'data'/'labels' (keys {sorted(d)})")
-    data = np.asarray(d["data"])
-    labels = np.asarray(d["labels"], dtype=np.int64)
+        raise DataError(f"{path}: CIFAR-10 batch without 'data'/'labels' (keys {sorted(str(k) for k in d)[:10]})")
+    try:
+        data = np.asarray(d["data"])
+        labels = np.asarray(d["labels"], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged lists, text labels
+        raise DataError(f"{path}: 'data'/'labels' are not arrays of numbers ({_why(exc)}); expected uint8 "
+                        f"[N, 3072] images and N labels 0..9") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: 'data' is {data.dtype} {list(data.shape)}, expected uint8 [N, 3072] "
                         f"(32x32 RGB images)")

@@ -62,10 +62,12 @@ from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
 from .network import DEFAULTS, READOUTS
 from ..errors import ConfigError
 from ..schema import closest, is_finite_number, read_toml
+from ..safetext import check_strings
 
 __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
            "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
-           "default_config", "apply_overrides", "parse_override", "check_references", "keys"]
+           "default_config", "apply_overrides", "parse_override", "override_origins", "check_references",
+           "keys"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -254,6 +256,12 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     source: str = field(default="config", compare=False)
+    #: ``(dotted key, origin)`` of the keys set by overrides, not by ``source`` (errors name the override)
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def origin(self, key: str) -> str:
+        """Where ``key``'s value comes from: its override, else ``source``."""
+        return dict(self.origins).get(key, self.source)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out = {}
@@ -282,7 +290,8 @@ class Config:
         return [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a for k in a[s] if a[s][k] != b[s][k]]
 
     def with_overrides(self, overrides: Iterable[str] | Mapping[str, Any]) -> "Config":
-        return parse_config(apply_overrides(self.to_dict(), overrides), source=self.source)
+        return parse_config(apply_overrides(self.to_dict(), overrides, source=self.source), source=self.source,
+                            origins={**dict(self.origins), **override_origins(overrides, self.source)})
 
 
 def _toml_value(v) -> str:
@@ -367,8 +376,25 @@ def _unknown(source: str, key: str, options: Iterable[str], what: str, elsewhere
     return ConfigError(msg, key=key, allowed=", ".join(sorted(options)))
 
 
-def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
-    """Validate a config mapping (e.g. parsed TOML) into a :class:`Config`; raise :class:`ConfigError`."""
+def parse_config(data: Mapping[str, Any], source: str = "config", origins: Mapping[str, str] | None = None) -> Config:
+    """Validate a config mapping (e.g. parsed TOML) into a :class:`Config`; raise :class:`ConfigError`.
+
+    ``origins``: ``{dotted key: where its value came from}`` for keys set elsewhere than ``source`` (command-line
+    overrides, :func:`override_origins`): an error in such a key names that origin instead of ``source``."""
+    # a checkpoint's stored config and --set overrides bypass read_toml's check: the same rule for them
+    check_strings(data, source, ConfigError)
+    try:
+        cfg = _parse_config(data, source)
+    except ConfigError as exc:
+        origin = (origins or {}).get(exc.key)
+        if origin is None or not str(exc).startswith(f"{source}: "):
+            raise
+        raise ConfigError(origin + str(exc)[len(source):], key=exc.key, value=exc.value,
+                          allowed=exc.allowed) from None
+    return dataclasses.replace(cfg, origins=tuple(sorted((origins or {}).items())))
+
+
+def _parse_config(data: Mapping[str, Any], source: str) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a config is a table of sections, got {type(data).__name__}")
     sections = {}
@@ -471,7 +497,8 @@ def load_config(path: str | os.PathLike | None = None,
         path = resolve_config(path)
     data = {} if path is None else read_toml(path, ConfigError, what="config")
     source = "config" if path is None else str(path)
-    return parse_config(apply_overrides(data, overrides, source=source), source=source)
+    return parse_config(apply_overrides(data, overrides, source=source), source=source,
+                        origins=override_origins(overrides, source))
 
 
 def default_config() -> Config:
@@ -497,25 +524,43 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def _override_items(overrides: Iterable[str] | Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """``(key, value, origin)`` of each override; ``origin`` names it as the user gave it (``--set k=v`` for a
+    string, ``override k = v`` for a mapping entry), so that an error blames the override, not the file."""
+    if isinstance(overrides, Mapping):
+        return [(k, v, f"override {k} = {v!r}") for k, v in overrides.items() if v is not None]
+    return [(*parse_override(o), f"--set {o.strip()}") for o in overrides]
+
+
+def _from_override(origin: str, source: str) -> str:
+    """Where an error in an overridden key comes from: the override, applied on top of the file (or defaults)."""
+    base = "the built-in defaults" if source == "config" else source
+    return f"{origin} (an override of {base})"
+
+
+def override_origins(overrides: Iterable[str] | Mapping[str, Any], source: str = "config") -> dict[str, str]:
+    """``{dotted key: where its value comes from}`` for the keys ``overrides`` set (the last one wins), for
+    :func:`parse_config`'s ``origins``."""
+    return {k: _from_override(origin, source) for k, _, origin in _override_items(overrides)}
+
+
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str] | Mapping[str, Any],
                     source: str = "config") -> dict[str, dict[str, Any]]:
     """A copy of ``data`` with ``overrides`` merged in: strings ``"section.key=value"`` (``--set`` flags) or a
     mapping ``{"section.key": value}`` (argparse values; ``None`` values are skipped so unset flags keep the
-    file's value). Unknown keys raise :class:`ConfigError` with the closest valid key."""
+    file's value). Unknown keys raise :class:`ConfigError` naming the override (not ``source``, which does not
+    hold it) and the closest valid key."""
     merged: dict[str, dict[str, Any]] = {s: dict(t) if isinstance(t, Mapping) else t for s, t in data.items()}
-    if isinstance(overrides, Mapping):
-        items = [(k, v) for k, v in overrides.items() if v is not None]
-    else:
-        items = [parse_override(o) for o in overrides]
     valid = keys()
-    for key, value in items:
+    for key, value, origin in _override_items(overrides):
         if key not in valid:
+            where = _from_override(origin, source)
             section, _, name = key.rpartition(".")
             owner = next((k for k in valid if k.split(".")[-1] == name), None) if name else None
             if owner and section != owner.split(".")[0]:
-                raise ConfigError(f"{source}: unknown key '{key}'. Did you mean '{owner}'?", key=key, value=value,
+                raise ConfigError(f"{where}: unknown key '{key}'. Did you mean '{owner}'?", key=key, value=value,
                                   allowed=", ".join(sorted(valid)))
-            raise _unknown(source, key, valid, "key")
+            raise _unknown(where, key, valid, "key")
         section, name = key.split(".", 1)
         table = merged.setdefault(section, {})
         if not isinstance(table, dict):
@@ -547,7 +592,7 @@ def check_references(cfg: Config) -> None:
         if name not in known:
             near = closest(name, known, cutoff=0.5)
             hint = f"Did you mean '{near}'?" if near else f"Available: {known}."
-            raise ConfigError(f"{cfg.source}: {key} = {name!r}: no such {what} (searched "
+            raise ConfigError(f"{cfg.origin(key)}: {key} = {name!r}: no such {what} (searched "
                               f"{[str(d) for d in dirs]}). {hint}", key=key, value=name, allowed=", ".join(known))
 
     check("network.neuron", cfg.network.neuron, search_path(), "neuron card")

@@ -286,14 +286,15 @@ def _parse_idx(data: bytes, source: str, ndim: int | None = None) -> np.ndarray:
         raise DataError(f"{source}: truncated IDX header ({len(data)} bytes, need {header} for {nd} dimensions)")
     dims = struct.unpack(f">{nd}I", data[4:header])
     dtype = _IDX_DTYPES[code]
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    count = math.prod(dims)  # Python ints: a corrupt header's huge dimensions must not wrap around in int64
+    expected = header + count * dtype.itemsize
     if len(data) < expected:
         raise DataError(f"{source}: truncated IDX data: header says {list(dims)} ({expected} bytes) "
                         f"but the file holds {len(data)} bytes; delete it and download it again")
     if len(data) > expected:
         raise DataError(f"{source}: {len(data) - expected} unexpected trailing bytes after the "
                         f"{list(dims)} array; the file is corrupt")
-    arr = np.frombuffer(data, dtype=dtype, offset=header, count=int(np.prod(dims, dtype=np.int64)))
+    arr = np.frombuffer(data, dtype=dtype, offset=header, count=count)
     return arr.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 
