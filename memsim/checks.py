@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from .progress import progress_bar
+
 
 @dataclass
 class CheckResult:
@@ -53,10 +55,9 @@ def collect_registered(kinds: list[str] | None = None, names: list[str] | None =
 
 
 def run_checks(checks: list[Check], progress: bool = True) -> list[CheckResult]:
-    from tqdm import tqdm
 
     results = []
-    for check in tqdm(checks, desc="verify", unit="check", disable=not progress):
+    for check in progress_bar(checks, desc="verify", unit="check", disable=not progress):
         results.append(check.run())
     return results
 

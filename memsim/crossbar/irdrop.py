@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..progress import progress_bar
 from .presets import Preset, load_preset
 from .solver import solve_ideal, solve_linear_nodes, solve_nonlinear
 
@@ -120,7 +121,6 @@ def size_sweep(preset: Preset | str, sizes, wires=(0.1, 1.0, 2.5), pattern: str 
     """IR-drop error of one ``pattern`` tile of each size (all inputs at ``v_max``) through the exact operator."""
     import time
 
-    from tqdm.auto import tqdm
 
     from .operator import check_memory, tile_operator
     preset = load_preset(preset)
@@ -131,7 +131,7 @@ def size_sweep(preset: Preset | str, sizes, wires=(0.1, 1.0, 2.5), pattern: str 
     sec = np.zeros_like(err)
     tile_operator(pattern_conductance(preset.replace(rows=2, cols=2), pattern, seed), preset.circuit)  # warm-up
     jobs = [(a, k) for a in range(len(wires)) for k in range(len(sizes))]
-    for a, k in tqdm(jobs, desc="IR drop per tile size", disable=not progress):
+    for a, k in progress_bar(jobs, desc="IR drop per tile size", disable=not progress):
         p = preset.replace(rows=sizes[k], cols=sizes[k], r_wire=wires[a])
         g = pattern_conductance(p, pattern, seed)
         v = torch.full((1, p.rows), p.v_max, dtype=torch.float64)

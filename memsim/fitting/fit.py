@@ -33,6 +33,7 @@ import torch
 
 from ..errors import MemsimError, ParameterError
 from ..families import DeviceFamily
+from ..progress import progress_bar
 from ..devices.cards import Card, with_parameters
 from .data import DataError, Measurement
 from .protocol import PulseTiming, protocols, simulate
@@ -346,8 +347,8 @@ def fit(meas: Measurement, init: Card, free: list[str] | None = None, *, starts:
     problem = Problem(meas, init, coords, substeps=substeps, timing=timing)
     z0 = z_starts if z_starts is not None else _sobol_starts(coords, init.parameters, starts, seed)
     t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-    with tqdm(total=max_iter, desc=f"fit {family.name}", unit="it", disable=not progress, leave=False) as bar:
+    with progress_bar(total=max_iter, desc=f"fit {family.name}", unit="it", disable=not progress,
+                      leave=False) as bar:
         if method == "lm":
             z, loss, J, its = levenberg_marquardt(problem, z0, max_iter=max_iter, progress=bar)
         else:

@@ -1,0 +1,73 @@
+"""Progress bars that read well in a terminal and in a log file.
+
+In a terminal a bar redraws in place (tqdm). When stderr is not a terminal (a log file, a pipe, a batch job),
+redraws would pile up: a 3-epoch training wrote 1,400 of them into its log. There a bar prints whole lines
+only, at most one per :data:`LOG_INTERVAL` seconds, and its final state once when it closes (a bar that
+would vanish in a terminal, ``leave=False``, prints nothing at close: the caller's summary line follows).
+
+    from memsim.progress import progress_bar
+    for batch in progress_bar(batches, desc="epoch 1/3"):
+        ...
+"""
+from __future__ import annotations
+
+import sys
+
+from tqdm.auto import tqdm
+from tqdm.std import tqdm as plain_tqdm
+
+__all__ = ["progress_bar", "LOG_INTERVAL", "LogBar"]
+
+#: seconds between two progress lines in a log file
+LOG_INTERVAL = 30.0
+
+
+class LogBar(plain_tqdm):
+    """tqdm that writes one whole line per refresh (no carriage returns), at most every :data:`LOG_INTERVAL` s."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["mininterval"] = kwargs["maxinterval"] = LOG_INTERVAL
+        kwargs.update(dynamic_ncols=False, ncols=100, ascii=True)
+        self._opened = False  # tqdm refreshes once on creation: a log gets no line for 0 %
+        super().__init__(*args, **kwargs)
+        self._opened = True
+
+    def display(self, msg=None, pos=None):
+        if not self._opened or self.disable:
+            return True
+        self.fp.write((msg or self.__str__()).rstrip() + "\n")
+        self.fp.flush()
+        return True
+
+    def clear(self, nolock=False):  # nothing was drawn in place
+        pass
+
+    def close(self):
+        if self.disable:
+            return
+        leave = self.leave
+        if leave and self.n != getattr(self, "last_print_n", None):
+            self.display()  # the final state, once
+        self.leave, self.disable = False, True  # tqdm's own close would add a blank line
+        try:
+            self._decr_instances(self)
+        finally:
+            self.leave = leave
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules  # tqdm.auto draws a widget there, which updates in place
+
+
+def progress_bar(iterable=None, **kwargs) -> plain_tqdm:
+    """``tqdm(iterable, **kwargs)`` in a terminal or a notebook (tqdm.auto), a :class:`LogBar` otherwise."""
+    stream = kwargs.get("file") or sys.stderr
+    cls = tqdm if _is_terminal(stream) or _in_notebook() else LogBar
+    return cls(iterable, **kwargs)
