@@ -28,7 +28,7 @@ LAYERS = {
     # 4: layers
     "memsim.nn": 4,
     # 5: the training stack (the float ANN path is its sibling: `memsim train` trains both)
-    "memsim.training": 5, "memsim.ann": 5,
+    "memsim.training": 5, "memsim.ann": 5, "memsim.interop": 5,
     # 6: design-space sweeps and their cost model
     "memsim.sweep": 6,
     # 7: the command line

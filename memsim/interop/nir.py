@@ -1,0 +1,253 @@
+"""Networks from the rest of the SNN ecosystem: NIR graphs as memsim networks, on ideal or memristive hardware.
+
+    from memsim.interop.nir import import_nir
+    net = import_nir("model.nir", dt=1e-4)                     # ideal: the graph's own arithmetic
+    chip_net = import_nir("model.nir", dt=1e-4, preset="hfox_1t1r_64", mode="noisy")  # synapses on crossbars
+    out = net(x)                                               # x: [T, B, *input shape] -> [T, B, *output shape]
+
+``Affine``/``Linear`` and ``Conv2d`` nodes become ``nn.Linear`` / ``nn.Conv2d`` (ideal) or, with a preset,
+memsim's crossbar layers (:func:`memsim.nn.convert`: the weights are mapped to conductances, programmed with
+the preset's noise and read through its converters and wires). ``LIF``, ``CubaLIF``, ``IF``, ``LI`` and ``I``
+become digital neurons integrated at the graph's time step (:mod:`memsim.interop.nir_neurons`); ``Flatten``,
+``SumPool2d``, ``AvgPool2d``, ``Scale`` and ``Threshold`` their torch equivalents. Several edges into one node
+are summed. The whole graph is checked before anything is built (:func:`memsim.interop.nir_graph.check_graph`).
+
+Stateless nodes process all time steps at once (one crossbar read per layer and step, batched over time), and
+the neurons step through time: the graph is a DAG, so each node's whole input sequence is known when it runs.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ParameterError
+from .nir_graph import GraphPlan, NIRError, check_graph, read_graph, require_nir
+from .nir_neurons import IF, LI, LIF, CubaLIF, Integrator
+
+__all__ = ["import_nir", "export_nir", "NIRNetwork", "NIRError"]
+
+_NEURONS = {"LIF": LIF, "CubaLIF": CubaLIF, "IF": IF, "LI": LI, "I": Integrator}
+
+
+def _tensor(value) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value, dtype=np.float32))
+
+
+def _pair(value) -> tuple[int, int]:
+    arr = np.asarray(value).reshape(-1)
+    return (int(arr[0]), int(arr[0])) if arr.size == 1 else (int(arr[0]), int(arr[1]))
+
+
+class _Pointwise(nn.Module):
+    """``Scale`` (``s * x``), ``Threshold`` (``H(x - theta)``) and ``Flatten`` (a reshape)."""
+
+    def __init__(self, kind: str, node, out_shape: tuple[int, ...]):
+        super().__init__()
+        self.kind, self.out_shape = kind, tuple(out_shape)
+        if kind == "Scale":
+            self.register_buffer("value", _tensor(node.scale))
+        elif kind == "Threshold":
+            self.register_buffer("value", _tensor(node.threshold))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "Scale":
+            return x * self.value.to(x)
+        if self.kind == "Threshold":
+            return (x > self.value.to(x)).to(x.dtype)
+        return x.reshape(x.shape[0], *self.out_shape)
+
+
+class _SumPool(nn.Module):
+    def __init__(self, node):
+        super().__init__()
+        self.k, self.s, self.p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.k, self.s, self.p, count_include_pad=True) * (self.k[0] * self.k[1])
+
+
+def _linear(node) -> nn.Linear:
+    w = np.asarray(node.weight, dtype=np.float32)
+    bias = getattr(node, "bias", None)
+    layer = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w))
+        if bias is not None:
+            layer.bias.copy_(_tensor(bias).reshape(-1))
+    return layer
+
+
+def _conv(node) -> nn.Conv2d:
+    w = np.asarray(node.weight, dtype=np.float32)
+    pad = node.padding if isinstance(node.padding, str) else _pair(node.padding)
+    layer = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]), stride=_pair(node.stride),
+                      padding=pad, dilation=_pair(node.dilation), groups=int(node.groups),
+                      bias=getattr(node, "bias", None) is not None)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w))
+        if layer.bias is not None:
+            layer.bias.copy_(_tensor(node.bias).reshape(-1))
+    return layer
+
+
+def _module(name: str, node, plan: GraphPlan, dt: float) -> nn.Module | None:
+    kind = type(node).__name__
+    if kind in ("Input", "Output"):
+        return None
+    if kind in ("Affine", "Linear"):
+        return _linear(node)
+    if kind == "Conv2d":
+        return _conv(node)
+    if kind == "AvgPool2d":
+        return nn.AvgPool2d(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
+    if kind == "SumPool2d":
+        return _SumPool(node)
+    if kind in _NEURONS:
+        return _NEURONS[kind](node, dt)
+    return _Pointwise(kind, node, plan.shapes[name])
+
+
+class NIRNetwork(nn.Module):
+    """A checked NIR graph as a module: ``forward(x [T, B, *input shape]) -> [T, B, *output shape]``.
+
+    ``layers`` holds one module per computing node (by node name, ``.`` replaced by ``_``); ``plan`` the order,
+    edges and shapes; ``dt`` the time step the neurons integrate at."""
+
+    def __init__(self, graph, plan: GraphPlan, dt: float):
+        super().__init__()
+        self.plan, self.dt = plan, float(dt)
+        self.names = {n: n.replace(".", "_") for n in plan.order}
+        self.layers = nn.ModuleDict()
+        for name in plan.order:
+            module = _module(name, graph.nodes[name], plan, dt)
+            if module is not None:
+                self.layers[self.names[name]] = module
+        self.input_name = plan.order[0]
+        self.output_name = next(n for n in plan.order if type(graph.nodes[n]).__name__ == "Output")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expected = self.plan.shapes[self.input_name]
+        if x.dim() != 2 + len(expected) or tuple(x.shape[2:]) != expected:
+            raise ParameterError("input.shape", tuple(x.shape), f"[T, B, {', '.join(map(str, expected))}]",
+                                 "give time-major input: steps first, then the batch")
+        T, B = x.shape[:2]
+        values: dict[str, torch.Tensor] = {self.input_name: x}
+        for name in self.plan.order[1:]:
+            sources = self.plan.inputs[name]
+            v = values[sources[0]]
+            for s in sources[1:]:
+                v = v + values[s]
+            module = self.layers[self.names[name]] if self.names[name] in self.layers else None
+            if module is None:  # Output
+                values[name] = v
+            elif getattr(module, "spiking", None) is not None:  # a neuron: steps through time
+                values[name] = module(v)
+            else:  # stateless: every step at once
+                y = module(v.reshape(T * B, *v.shape[2:]))
+                values[name] = y.reshape(T, B, *y.shape[1:])
+        return values[self.output_name]
+
+
+def _check_dt(dt, graph) -> float:
+    if dt is None:
+        dt = (getattr(graph, "metadata", None) or {}).get("dt")
+    if dt is None:
+        raise NIRError("the graph does not state its time step. Fix: pass dt=... (import_nir) or --dt (the CLI); "
+                       "snnTorch's NIR export uses dt = 1e-4")
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating)) or not math.isfinite(dt) or dt <= 0:
+        raise ParameterError("dt", dt, "a positive time step in the graph's time unit (s)",
+                             "give the step the graph was exported with (snnTorch: 1e-4)")
+    return float(dt)
+
+
+def import_nir(source, *, dt: float | None = None, preset=None, mode: str = "noisy", mapping: str = "dense",
+               chip=None) -> NIRNetwork:
+    """A NIR graph (object or ``.nir`` file) as a :class:`NIRNetwork` in eval mode.
+
+    ``dt``: the time step the neurons integrate at (default: the graph's ``metadata['dt']``). ``preset``
+    (name, path or :class:`memsim.crossbar.Preset`) puts every ``Affine``/``Linear``/``Conv2d`` on crossbar
+    tiles simulated in ``mode`` with ``mapping``; without it the network is ideal. ``chip``: a
+    :class:`memsim.deploy.Chip` (or any object with ``preset``, ``mode`` and ``mapping``) instead of those three.
+    Every problem of the graph is an error before anything is built."""
+    graph = read_graph(source)
+    plan = check_graph(graph)
+    net = NIRNetwork(graph, plan, _check_dt(dt, graph))
+    if chip is not None:
+        preset, mode, mapping = chip.preset, chip.mode, getattr(chip, "mapping", "dense")
+    if preset is not None and not (isinstance(preset, str) and preset == "ideal"):
+        from ..nn.convert import convert
+        net.layers = convert(net.layers, preset, mode=mode, mapping=mapping, inplace=True)
+    return net.eval()
+
+
+def export_nir(network, *, dt: float | None = None):
+    """A ``nir.NIRGraph`` of ``network``.
+
+    A :class:`NIRNetwork` exports the graph it was built from, with its current weights (trained or
+    fine-tuned). memsim's memristive SNNs have no NIR form: their MIF neurons are circuits of memristors
+    without a NIR node, so exporting one is an error that says so."""
+    nir = require_nir()
+    if not isinstance(network, NIRNetwork):
+        raise NIRError(f"{type(network).__name__} has no NIR form: memsim's memristive networks use MIF neurons "
+                       f"(a capacitor and two memristors), which NIR has no node for. Fix: export a network "
+                       f"imported from NIR, or train an SNN with NIR neurons in its own framework")
+    nodes = {}
+    for name in network.plan.order:
+        module = network.layers[network.names[name]] if network.names[name] in network.layers else None
+        nodes[name] = _node(nir, name, module, network)
+    edges = [(s, n) for n in network.plan.order for s in network.plan.inputs[n]]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": network.dt if dt is None else float(dt)})
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _node(nir, name: str, module, network: NIRNetwork):
+    shape = np.array(network.plan.shapes[name])
+    if module is None:
+        kind_in = name == network.input_name
+        return nir.Input(input_type=shape) if kind_in else nir.Output(output_type=shape)
+    weight = getattr(module, "weight", None)
+    if isinstance(module, nn.Linear) or (weight is not None and weight.dim() == 2):
+        if module.bias is None:
+            return nir.Linear(weight=_array(module.weight))
+        return nir.Affine(weight=_array(module.weight), bias=_array(module.bias))
+    if weight is not None and weight.dim() == 4:
+        return nir.Conv2d(input_shape=None, weight=_array(module.weight), stride=module.stride,
+                          padding=module.padding, dilation=module.dilation, groups=getattr(module, "groups", 1),
+                          bias=_array(module.bias) if module.bias is not None else np.zeros(module.weight.shape[0]))
+    if isinstance(module, LIF):
+        return nir.LIF(tau=_array(module.tau), r=_array(module.r), v_leak=_array(module.v_leak),
+                       v_threshold=_array(module.v_threshold), v_reset=_array(module.v_reset))
+    if isinstance(module, CubaLIF):
+        return nir.CubaLIF(tau_syn=_array(module.tau_syn), tau_mem=_array(module.tau_mem), r=_array(module.r),
+                           v_leak=_array(module.v_leak), v_threshold=_array(module.v_threshold),
+                           v_reset=_array(module.v_reset), w_in=_array(module.w_in))
+    if isinstance(module, IF):
+        return nir.IF(r=_array(module.r), v_threshold=_array(module.v_threshold), v_reset=_array(module.v_reset))
+    if isinstance(module, LI):
+        return nir.LI(tau=_array(module.tau), r=_array(module.r), v_leak=_array(module.v_leak))
+    if isinstance(module, Integrator):
+        return nir.I(r=_array(module.r))
+    if isinstance(module, _SumPool):
+        return nir.SumPool2d(kernel_size=np.array(module.k), stride=np.array(module.s), padding=np.array(module.p))
+    if isinstance(module, nn.AvgPool2d):
+        return nir.AvgPool2d(kernel_size=np.array(_pair(module.kernel_size)), stride=np.array(_pair(module.stride)),
+                             padding=np.array(_pair(module.padding)))
+    if isinstance(module, _Pointwise):
+        if module.kind == "Scale":
+            return nir.Scale(scale=_array(module.value))
+        if module.kind == "Threshold":
+            return nir.Threshold(threshold=_array(module.value))
+        src = network.plan.inputs[name][0]
+        in_shape = network.plan.shapes[src]
+        # one flattened run: find where the output shape departs from the input shape
+        start = next((k for k, (a, b) in enumerate(zip(in_shape, module.out_shape)) if a != b), 0)
+        end = start + len(in_shape) - len(module.out_shape)
+        return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=start, end_dim=end)
+    raise NIRError(f"node '{name}': {type(module).__name__} has no NIR form")  # pragma: no cover

@@ -1,0 +1,153 @@
+"""NIR import/export against snnTorch's own NIR export (the reference): same spikes on the same input.
+
+snnTorch's ``Leaky`` with ``reset_mechanism="zero", reset_delay=False`` is exactly NIR's LIF under forward Euler at
+the exported time step (snnTorch exports ``tau = dt / (1 - beta)``, ``r = tau / dt`` with ``dt = 1e-4``), so the
+spikes must agree bit for bit in float32. (snnTorch's default subtractive reset has no NIR form: NIR resets to
+``v_reset``; such a network is exported as if it reset to zero, and its spikes differ after the first reset.)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+nir = pytest.importorskip("nir")
+snn = pytest.importorskip("snntorch")
+pytest.importorskip("nirtorch")
+
+import snntorch.utils  # noqa: E402
+from snntorch.export_nir import export_to_nir  # noqa: E402
+
+from memsim.cli import main  # noqa: E402
+from memsim.errors import MemsimError  # noqa: E402
+from memsim.interop import NIRError, export_nir, import_nir  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph is being deprecated:DeprecationWarning")
+
+DT = 1e-4  # snnTorch's export step
+KW = dict(init_hidden=True, reset_mechanism="zero", reset_delay=False)
+
+
+def _leaky(shape, beta=0.9, **kw):
+    return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.ones(shape), **KW, **kw)
+
+
+def _snntorch_conv_net():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), _leaky((4, 8, 8)), torch.nn.AvgPool2d(2),
+                              torch.nn.Flatten(), torch.nn.Linear(64, 5), _leaky((5,), 0.8, output=True))
+    return net, export_to_nir(net, torch.randn(1, 1, 8, 8), ignore_dims=[0])
+
+
+def _run_snntorch(net, x):
+    snntorch.utils.reset(net)
+    with torch.no_grad():
+        return torch.stack([net(x[t])[0] for t in range(x.shape[0])])
+
+
+def _input(T=20, B=6, shape=(1, 8, 8), seed=1):
+    return torch.rand(T, B, *shape, generator=torch.Generator().manual_seed(seed)) * 2
+
+
+def test_snntorch_conv_lif_linear_gives_the_same_spikes():
+    net, graph = _snntorch_conv_net()
+    x = _input()
+    ref = _run_snntorch(net, x)
+    with torch.no_grad():
+        out = import_nir(graph, dt=DT)(x)
+    assert ref.sum() > 5  # the network spikes: the comparison is not of two silent outputs
+    assert torch.equal(out, ref)
+
+
+def test_snntorch_synaptic_is_cuba_lif():
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 6), snn.Synaptic(alpha=torch.full((6,), 0.7),
+                                                                     beta=torch.full((6,), 0.85),
+                                                                     threshold=torch.ones(6), output=True, **KW))
+    graph = export_to_nir(net, torch.randn(1, 12), ignore_dims=[0])
+    assert {type(n).__name__ for n in graph.nodes.values()} >= {"CubaLIF"}
+    x = _input(T=30, B=5, shape=(12,))
+    snntorch.utils.reset(net)
+    with torch.no_grad():
+        ref = torch.stack([net(x[t])[0] for t in range(30)])
+        out = import_nir(graph, dt=DT)(x)
+    assert ref.sum() > 5
+    assert torch.allclose(out, ref)
+
+
+def test_export_then_import_round_trip_through_a_file(tmp_path):
+    _, graph = _snntorch_conv_net()
+    net = import_nir(graph, dt=DT)
+    path = tmp_path / "net.nir"
+    nir.write(path, export_nir(net))
+    again = import_nir(path)  # dt travels in the graph's metadata
+    x = _input(seed=3)
+    with torch.no_grad():
+        assert torch.equal(again(x), net(x))
+    assert again.dt == DT
+
+
+def test_on_a_preset_in_ideal_mode_the_spikes_are_unchanged_and_noise_changes_them():
+    net, graph = _snntorch_conv_net()
+    x = _input(seed=4)
+    ref = _run_snntorch(net, x)
+    with torch.no_grad():
+        exact = import_nir(graph, dt=DT, preset="hfox_1t1r_64", mode="ideal")(x)
+        noisy = import_nir(graph, dt=DT, preset="hfox_1t1r_64", mode="noisy")(x)
+    assert torch.equal(exact, ref)
+    assert not torch.equal(noisy, ref)
+    assert (noisy != ref).float().mean() < 0.2  # a programmed chip, not a different network
+
+
+def _graph(nodes, edges):
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _affine(n_in, n_out):
+    return nir.Affine(weight=np.ones((n_out, n_in)), bias=np.zeros(n_out))
+
+
+def _lif(n):
+    return nir.LIF(tau=np.full(n, 1e-3), r=np.full(n, 10.0), v_leak=np.zeros(n), v_threshold=np.ones(n))
+
+
+@pytest.mark.parametrize("nodes, edges, message", [
+    ({"in": nir.Input(np.array([4])), "a": _affine(4, 3), "l": _lif(3), "out": nir.Output(np.array([3]))},
+     [("in", "a"), ("a", "l"), ("l", "a"), ("l", "out")], "cycle"),
+    ({"in": nir.Input(np.array([4])), "a": _affine(4, 3), "x": _lif(3), "out": nir.Output(np.array([3]))},
+     [("in", "a"), ("a", "out")], r"node 'x' \(LIF\) is unconnected"),
+    ({"in": nir.Input(np.array([4])), "a": _affine(5, 3), "out": nir.Output(np.array([3]))},
+     [("in", "a"), ("a", "out")], r"node 'a' \(Affine\) gets an input of shape \[4\]"),
+    ({"in": nir.Input(np.array([4])), "d": nir.Delay(np.ones(4)), "out": nir.Output(np.array([4]))},
+     [("in", "d"), ("d", "out")], "node 'd' has type Delay"),
+    ({"in": nir.Input(np.array([4])), "a": _affine(4, 3), "out": nir.Output(np.array([3]))},
+     [("in", "a"), ("a", "nowhere")], "names node 'nowhere'"),
+])
+def test_bad_graphs_are_one_line_errors_naming_the_node(nodes, edges, message):
+    with pytest.raises(NIRError, match=message) as info:
+        import_nir(_graph(nodes, edges), dt=DT)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_missing_time_step_and_bad_files(tmp_path):
+    _, graph = _snntorch_conv_net()
+    with pytest.raises(NIRError, match="does not state its time step"):
+        import_nir(graph)
+    text = tmp_path / "model.nir"
+    text.write_text("not a graph")
+    with pytest.raises(NIRError, match="not a NIR graph"):
+        import_nir(text, dt=DT)
+    h5py = pytest.importorskip("h5py")
+    foreign = tmp_path / "foreign.nir"
+    with h5py.File(foreign, "w") as fh:
+        fh["x"] = np.arange(3)
+    with pytest.raises(NIRError, match="not a readable NIR graph"):
+        import_nir(foreign, dt=DT)
+    with pytest.raises(MemsimError):
+        import_nir(tmp_path / "missing.nir", dt=DT)
+
+
+def test_memristive_snn_has_no_nir_form():
+    from memsim.training.network import MemristiveSNN
+    with pytest.raises(NIRError, match="MIF neurons"):
+        export_nir(MemristiveSNN([4, 3], dt=1e-5, time_steps=2))
