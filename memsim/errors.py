@@ -21,6 +21,16 @@ class ParameterError(MemsimError, ValueError):
         super().__init__(msg)
 
 
+class CalibrationError(MemsimError, RuntimeError):
+    """A converter range that the preset asks to calibrate was never measured, or a calibration could not run.
+
+    ``layer`` names the crossbar layer (its qualified name in the model, when known)."""
+
+    def __init__(self, message: str, layer: str | None = None):
+        self.layer = layer
+        super().__init__(message)
+
+
 class CardError(MemsimError):
     """A device card (TOML) is missing, malformed or inconsistent."""
 

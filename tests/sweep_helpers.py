@@ -19,8 +19,8 @@ def write_spec(folder: Path, ckpt: Path, axes: str, base_extra: str = "", name: 
     return p
 
 
-def tiny_ann_checkpoint(folder: Path) -> Path:
-    cfg = parse_config({"network": {"kind": "ann", "layers": [64, 16, 10]},
+def tiny_ann_checkpoint(folder: Path, layers=(64, 16, 10)) -> Path:
+    cfg = parse_config({"network": {"kind": "ann", "layers": list(layers)},
                         "training": {"epochs": 1, "batch_size": 64},
                         "output": {"dir": str(folder / "ann"), "plot": False}}, source="tiny ann")
     return Path(train(cfg, progress=False, log=lambda *_: None, max_batches=6).checkpoint)

@@ -47,8 +47,8 @@ def test_config_validation_errors(tmp_path):
         parse_config({"network": {"kind": "ann", "conv_channels": 4}})
     with pytest.raises(ConfigError, match="network.channels"):
         parse_config({"network": {"kind": "ann", "arch": "vgg", "channels": []}})
-    with pytest.raises(ConfigError, match="hardware.aware"):
-        train(parse_config({"network": {"kind": "ann", "crossbar": "hfox_1t1r_64"}, "hardware": {"aware": True},
+    with pytest.raises(ConfigError, match="hardware.aware = true needs a crossbar preset"):
+        train(parse_config({"network": {"kind": "ann"}, "hardware": {"aware": True},
                             "output": {"dir": str(tmp_path / "x")}}), progress=False)
     # 8x8 digits allow at most 3 halving stages
     with pytest.raises(Exception, match="at most 3 stages"):

@@ -15,6 +15,7 @@ from memsim.crossbar.operator import check_memory, sparse_operator, tile_operato
 from memsim.crossbar.solver import relative_error, solve_ideal
 from memsim.errors import ParameterError
 from memsim.nn import CrossbarLinear
+from memsim.nn.calibration import calibrate
 
 HFOX_1T1R = "hfox_1t1r_64"
 
@@ -189,6 +190,8 @@ def test_operator_cache_follows_every_change_of_the_programmed_state(monkeypatch
     torch.manual_seed(0)
     layer = CrossbarLinear(40, 12, preset=p, mode="irdrop").eval()
     x = torch.rand(4, 40)
+    calibrate(layer, lambda: layer(x))  # reads the programmed chip: its operator, computed once
+    layer.array.reset_noise()  # the read-noise stream restarts after calibration, as on a deployed chip
 
     def fresh():  # the same chip built from scratch
         new = CrossbarLinear(40, 12, preset=p, mode="irdrop", noise=layer.array.noise).eval()

@@ -22,17 +22,20 @@ LAYERS = {
     # 2: cards, SPICE bridge, torch integrators and the device / neuron simulations built on them;
     #    device fitting beside them
     "memsim.devices": 2, "memsim.neurons": 2, "memsim.spice": 2, "memsim.integrate": 2, "memsim.scalar": 2,
-    "memsim.fitting": 2,
+    "memsim.fitting": 2, "memsim.pulse": 2,
     # 3: crossbar; the variation fit writes a crossbar preset
     "memsim.crossbar": 3, "memsim.fitting.variation": 3,
     # 4: layers
     "memsim.nn": 4,
-    # 5: the training stack (the float ANN path is its sibling: `memsim train` trains both)
-    "memsim.training": 5, "memsim.ann": 5, "memsim.interop": 5,
-    # 6: design-space sweeps and their cost model
-    "memsim.sweep": 6,
-    # 7: the command line
-    "memsim.commands": 7, "memsim.cli": 7, "memsim.verify": 7, "memsim.__main__": 7, "memsim.fitting.command": 7,
+    # 5: deployment: the chip, the network-kind registry, evaluation on chips, what a chip does per inference
+    "memsim.deploy": 5,
+    # 6: the network kinds and their stacks, registered with deploy (the float ANN path is the MSNN training
+    #    stack's sibling: `memsim train` trains both)
+    "memsim.training": 6, "memsim.ann": 6, "memsim.interop": 6,
+    # 7: design-space sweeps and their cost model
+    "memsim.sweep": 7,
+    # 8: the command line
+    "memsim.commands": 8, "memsim.cli": 8, "memsim.verify": 8, "memsim.__main__": 8, "memsim.fitting.command": 8,
 }
 
 

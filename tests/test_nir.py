@@ -21,6 +21,7 @@ from snntorch.export_nir import export_to_nir  # noqa: E402
 from memsim.cli import main  # noqa: E402
 from memsim.errors import MemsimError  # noqa: E402
 from memsim.interop import NIRError, export_nir, import_nir  # noqa: E402
+from memsim.nn.calibration import calibrate  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph is being deprecated:DeprecationWarning")
 
@@ -91,9 +92,11 @@ def test_on_a_preset_in_ideal_mode_the_spikes_are_unchanged_and_noise_changes_th
     net, graph = _snntorch_conv_net()
     x = _input(seed=4)
     ref = _run_snntorch(net, x)
+    chip = import_nir(graph, dt=DT, preset="hfox_1t1r_64", mode="noisy")
+    calibrate(chip, lambda: chip(x))  # the programmed chip's converter ranges, before it is read
     with torch.no_grad():
         exact = import_nir(graph, dt=DT, preset="hfox_1t1r_64", mode="ideal")(x)
-        noisy = import_nir(graph, dt=DT, preset="hfox_1t1r_64", mode="noisy")(x)
+        noisy = chip(x)
     assert torch.equal(exact, ref)
     assert not torch.equal(noisy, ref)
     assert (noisy != ref).float().mean() < 0.2  # a programmed chip, not a different network
@@ -151,3 +154,35 @@ def test_memristive_snn_has_no_nir_form():
     from memsim.training.network import MemristiveSNN
     with pytest.raises(NIRError, match="MIF neurons"):
         export_nir(MemristiveSNN([4, 3], dt=1e-5, time_steps=2))
+
+
+def _digits_snntorch(tmp_path):
+    torch.manual_seed(5)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), _leaky((32,)), torch.nn.Linear(32, 10),
+                              _leaky((10,), 0.85, output=True))
+    with torch.no_grad():  # enough drive that the untrained net spikes on the digits' intensities
+        net[0].weight.mul_(4.0)
+        net[2].weight.mul_(4.0)
+    path = tmp_path / "digits.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
+    return net, path
+
+
+def test_cli_evaluates_a_nir_file_as_snntorch_scores_it(tmp_path, capsys):
+    import json
+    from memsim.training.data import load_dataset
+    net, path = _digits_snntorch(tmp_path)
+    test = load_dataset("digits", "test", flatten=True)
+    spikes = _run_snntorch(net, test.images.unsqueeze(0).expand(10, *test.images.shape))
+    reference = float((spikes.sum(0).argmax(-1) == test.labels).float().mean())
+    assert main(["evaluate", str(path), "--data", "digits", "--steps", "10", "--dt", "1e-4", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["preset"] == "ideal" and r["accuracy"] == pytest.approx(reference, abs=1e-6)
+    assert main(["evaluate", str(path), "--data", "digits", "--steps", "10", "--dt", "1e-4", "--preset",
+                 "hfox_1t1r_64", "--seeds", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert len(r["per_seed"]) == 2 and 0.0 <= r["accuracy"] <= 1.0 and r["output_error"] > 0
+    assert main(["evaluate", str(path), "--data", "fashion_mnist", "--dt", "1e-4"]) == 2
+    assert "does not take fashion_mnist images (784 values)" in capsys.readouterr().err
+    assert main(["evaluate", str(path), "--steps", "10"]) == 2
+    assert "--data" in capsys.readouterr().err

@@ -1,11 +1,21 @@
-"""Training conventional networks (``network.kind = "ann"``) in float with cross-entropy.
+"""Training conventional networks (``network.kind = "ann"``) with cross-entropy, in float or hardware-aware.
 
 :func:`train_ann` is what :func:`memsim.training.train` runs for an ANN config. It shares the MSNN trainer's
 pieces (:mod:`memsim.training`: data loading, optimizer, learning-rate schedule, batch order, device
-choice, run directory, learning-curve plot) and its behaviour: checks before long work, a tqdm bar, one
-atomic checkpoint per epoch (:class:`memsim.training.checkpoint.RunDirectory`) holding model, optimizer and the
-data-order generator, so ``resume=True`` continues a killed run exactly, and a
-:class:`memsim.errors.NonFiniteError` (the last good checkpoint kept) if the loss or a gradient diverges.
+choice, run directory, the epoch loop :func:`memsim.training.loop.fit`, learning-curve plot) and its behaviour:
+checks before long work, a tqdm bar, one atomic checkpoint per epoch
+(:class:`memsim.training.checkpoint.RunDirectory`) holding model, optimizer and every generator, so
+``resume=True`` continues a killed run exactly, and a :class:`memsim.errors.NonFiniteError` (the last good
+checkpoint kept) if the loss or a gradient diverges.
+
+Hardware-aware training (``hardware.aware = true``, ``hardware.mode = "noisy" | "irdrop"``), as the MSNN's: every
+step runs forward and backward through the crossbar twin of the network on the preset (``network.crossbar``, or a
+:class:`memsim.crossbar.Preset` passed as ``preset=``; :mod:`memsim.ann.aware`), programmed afresh each step (a new
+programming-noise draw, and with ``hardware.resample_defects`` a new chip's defects). The float weights are the
+parameters and the checkpoints stay the float ANN. The test accuracy logged per epoch is then the twin's, on the
+chip of the last step, its converter ranges calibrated on the first training images as a deployed chip's are
+(:func:`memsim.nn.calibration.calibrate`). ``init=`` starts from a checkpoint's weights (fine-tuning a float run
+on a chip).
 """
 from __future__ import annotations
 
@@ -16,22 +26,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..crossbar.presets import Preset
+from ..deploy.chip import DEFAULT_CALIBRATION_SAMPLES
 from ..training.checkpoint import CheckpointError, check_architecture, read_checkpoint
-from ..training.config import Config, ConfigError
+from ..training.config import Config, hardware_preset
 from ..training.data import ImageDataset
-from ..training.loop import build_optimizer, finish_run, fit, optimizer_step, read_trained, resume_run, start_run
+from ..training.loop import (build_optimizer, chip_streams, finish_run, fit, optimizer_step, read_trained,
+                             redraw_chips, resume_run, start_run)
+from .aware import calibrate_twin, crossbar_twin, twin_arrays
 from .models import build_ann
 
 __all__ = ["train_ann", "evaluate_ann", "load_ann", "check_ann_config"]
 
 
-def check_ann_config(cfg: Config) -> None:
-    """ANN-specific checks of a config, before any data is loaded."""
-    if cfg.hardware.aware:
-        raise ConfigError(f"{cfg.source}: hardware.aware = true is not supported for network.kind = 'ann' (ANNs "
-                          f"train in float; deploy them with memsim evaluate / memsim.ann.deploy). Fix: set "
-                          f"hardware.aware = false", key="hardware.aware", value=True)
+def check_ann_config(cfg: Config, preset: Preset | None = None) -> Preset | None:
+    """ANN-specific checks of a config, before any data is loaded; the preset that hardware-aware training runs
+    on (``preset``, else ``network.crossbar``), or ``None`` for float training."""
     build_ann(cfg)  # stage count against the image size
+    return hardware_preset(cfg, preset)
 
 
 def evaluate_ann(model: nn.Module, data: ImageDataset, batch_size: int = 256, *,
@@ -71,10 +83,13 @@ def load_ann(path: str | Path) -> tuple[nn.Module, Config]:
     return model, cfg
 
 
-def _ann_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *,
-              grad_clip: float = 0.0, weight_clip: float = 0.0) -> tuple[float, int]:
-    """One optimiser step on cross-entropy: the batch's mean loss and number of correct predictions."""
-    logits = model(x)
+def _ann_step(net: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              optimizer: torch.optim.Optimizer, *, grad_clip: float = 0.0,
+              weight_clip: float = 0.0) -> tuple[float, int]:
+    """One optimiser step of the float ``model`` on cross-entropy through ``net`` (``model`` itself, or its
+    crossbar twin): the batch's mean loss and number of correct predictions."""
+    net.train()  # fit switches the float model; a twin's crossbar layers are modules of the twin only
+    logits = net(x)
     loss = F.cross_entropy(logits, y)
     optimizer_step(model, loss, optimizer, grad_clip=grad_clip)
     if weight_clip > 0:
@@ -82,10 +97,24 @@ def _ann_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: tor
     return loss.item(), int((logits.argmax(1) == y).sum())
 
 
+def _evaluator(net: nn.Module, model: nn.Module, calibration: torch.Tensor) -> Callable[[ImageDataset], dict]:
+    """The per-epoch test of ``fit``: the float model, or the twin's chip calibrated on ``calibration``."""
+    if net is model:
+        return lambda data: evaluate_ann(model, data)
+
+    def on_chip(data: ImageDataset) -> dict[str, float]:
+        calibrate_twin(net, calibration)
+        return evaluate_ann(net, data)
+    return on_chip
+
+
 def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
-              log: Callable[[str], None] = print, max_batches: int | None = None):
-    """Train the ANN of ``cfg`` (see the module doc); returns a :class:`memsim.training.TrainResult`."""
-    check_ann_config(cfg)
+              log: Callable[[str], None] = print, max_batches: int | None = None, preset: Preset | None = None):
+    """Train the ANN of ``cfg`` (see the module doc); returns a :class:`memsim.training.TrainResult`.
+
+    ``preset``: hardware-aware training on this :class:`memsim.crossbar.Preset` object instead of the one
+    ``network.crossbar`` names (e.g. a sweep point's modified preset)."""
+    preset = check_ann_config(cfg, preset)
     t = cfg.training
     device, run, train_set, test_set = start_run(cfg, resume)
     torch.manual_seed(t.seed)
@@ -97,13 +126,20 @@ def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = No
         log(f"initialised weights from {init} (epoch {ckpt.epoch})")
     model.to(device)
     opt = build_optimizer(cfg, model.parameters())
-    gens = {"loader": torch.Generator().manual_seed(t.seed)}
+    net = model if preset is None else crossbar_twin(model, preset, cfg.hardware.mode)
+    arrays = twin_arrays(net)
+    gens = {"loader": torch.Generator().manual_seed(t.seed), **chip_streams(arrays)}
     start_epoch = resume_run(run, cfg, model=model, optimizer=opt, generators=gens, log=log) if resume else 0
     run.write_config(cfg)
+    redraw = bool(arrays) and cfg.hardware.resample_defects
+    calibration = train_set.images[:DEFAULT_CALIBRATION_SAMPLES].to(device)  # as evaluate_on_chips calibrates
     last = fit(cfg, run, model, opt, gens, train_set, test_set, start_epoch=start_epoch, device=device,
-               step=lambda x, y: _ann_step(model, x, y, opt, grad_clip=t.grad_clip, weight_clip=t.weight_clip),
-               evaluate=lambda data: evaluate_ann(model, data),
+               step=lambda x, y: _ann_step(net, model, x, y, opt, grad_clip=t.grad_clip, weight_clip=t.weight_clip),
+               evaluate=_evaluator(net, model, calibration),
+               before_batch=(lambda index: redraw_chips(arrays, t.seed, index)) if redraw else None,
                fix="lower training.learning_rate or set training.grad_clip (e.g. 1.0)", progress=progress, log=log,
                max_batches=max_batches)
     arch = cfg.network.arch + (f" {list(cfg.network.channels)}" if cfg.network.arch != "mlp" else "")
-    return finish_run(cfg, run, model, last, title=f"{cfg.data.dataset}: ANN {arch} {list(cfg.network.layers)}")
+    hardware = f", {preset.name} ({cfg.hardware.mode}, hardware-aware)" if preset is not None else ""
+    return finish_run(cfg, run, model, last,
+                      title=f"{cfg.data.dataset}: ANN {arch} {list(cfg.network.layers)}{hardware}")

@@ -1,4 +1,8 @@
-"""``memsim evaluate CHECKPOINT --preset P``: accuracy after deployment on a (non-ideal) crossbar preset."""
+"""``memsim evaluate CHECKPOINT --preset P``: accuracy after deployment on chips of a (non-ideal) crossbar preset.
+
+The flags make one :class:`memsim.deploy.Chip` design (preset, mode, mapping, pruning, calibration batch); its
+``--seeds`` chips are programmed, calibrated and evaluated by :func:`memsim.training.evaluate_checkpoint`, the same
+for every network kind."""
 from __future__ import annotations
 
 import json
@@ -9,7 +13,8 @@ from .argtypes import positive_int
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a trained checkpoint deployed on a crossbar preset, "
                                         "averaged over noise seeds")
-    p.add_argument("checkpoint", help="a checkpoint file written by memsim train (RUN/checkpoints/epoch_NNNN.pt)")
+    p.add_argument("checkpoint", help="a checkpoint file written by memsim train (RUN/checkpoints/epoch_NNNN.pt), or "
+                                      "a NIR graph (MODEL.nir, e.g. from snnTorch's export; needs --data)")
     p.add_argument("--preset", help="crossbar preset name or .toml path, or 'ideal' (default: the run's "
                                     "hardware.eval_preset, else its network.crossbar)")
     p.add_argument("--seeds", type=positive_int, help="noise seeds to average (default: the run's hardware.eval_seeds)")
@@ -21,9 +26,20 @@ def register(sub) -> None:
                    help="neuron integration sub-steps per time step, N >= 1 (default: as trained)")
     p.add_argument("--mapping", choices=("dense", "sparse"), default="dense",
                    help="weights on tiles: dense (whole matrices, zeros included) or sparse (only non-zero blocks, "
-                        "packed; memsim.ann.deploy)")
+                        "packed)")
     p.add_argument("--prune", type=float, default=0.0, metavar="F",
                    help="zero this fraction of each crossbar layer's weights by magnitude before mapping, 0 <= F < 1")
+    p.add_argument("--calibration-samples", type=positive_int, metavar="N",
+                   help="the first N training images calibrate each chip's converter ranges, N >= 1 (default: "
+                        "memsim.deploy.Chip's calibration_samples)")
+    nir = p.add_argument_group("NIR graphs (MODEL.nir): what the graph does not state")
+    nir.add_argument("--data", metavar="DATASET", help="the dataset it classifies (digits, mnist, fashion_mnist, ...)")
+    nir.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are (default: the known locations)")
+    nir.add_argument("--steps", type=positive_int, default=25, metavar="T", help="time steps per image (default 25)")
+    nir.add_argument("--encoding", choices=("direct", "rate", "latency"), default="direct",
+                     help="how an image drives the input over the steps (default direct: the intensities every step)")
+    nir.add_argument("--dt", type=float, metavar="S",
+                     help="the neurons' time step (default: the graph's metadata; snnTorch exports use 1e-4)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -77,8 +93,75 @@ def _check_mode(mode: str, mode_origin: str, preset, preset_name: str, preset_or
                              f"wire resistance (memsim crossbar list), or --mode noisy")
 
 
+def _origins(args, cfg, preset_origin: str) -> dict[str, str]:
+    """The flag (or config key) behind each field of the chip, for errors that name what the user wrote."""
+    return {"chip.mapping": "--mapping", "chip.prune": "--prune", "chip.calibration_samples": "--calibration-samples",
+            "chip.mode": "--mode" if args.mode else f"hardware.mode of {cfg.source}", "chip.preset": preset_origin}
+
+
+def _chip(args, cfg, preset):
+    """The chip design of the flags."""
+    from ..deploy.chip import Chip
+
+    fields = {"mapping": args.mapping, "prune": args.prune}
+    if args.calibration_samples is not None:
+        fields["calibration_samples"] = args.calibration_samples
+    if preset is None:
+        return Chip.ideal(**fields)
+    return Chip(preset, mode=args.mode or cfg.hardware.mode, **fields)
+
+
+def _run_nir(args) -> int:
+    """``memsim evaluate MODEL.nir``: the imported network on ``--seeds`` chips of ``--preset`` (default: ideal)."""
+    from ..deploy import evaluate_on_chips
+    from ..errors import ParameterError
+    from ..interop.kind import NIRSetup, load_nir
+    from ..training.data import load_dataset
+
+    if not args.data:
+        raise ParameterError("--data", None, "a dataset name", "say which dataset the graph classifies, e.g. "
+                                                              "--data fashion_mnist")
+    setup = NIRSetup(dataset=args.data, steps=args.steps, encoding=args.encoding, dt=args.dt, data_dir=args.data_dir)
+    network = load_nir(args.checkpoint, setup)
+    preset = _check_preset(args.preset or "ideal", "--preset")
+    mode = args.mode or "noisy"
+    _check_mode(mode, "--mode", preset, args.preset or "ideal", "--preset")
+    origins = {"chip.mapping": "--mapping", "chip.prune": "--prune", "chip.mode": "--mode",
+               "chip.calibration_samples": "--calibration-samples", "chip.preset": "--preset"}
+    try:
+        fields = {"mapping": args.mapping, "prune": args.prune}
+        if args.calibration_samples is not None:
+            fields["calibration_samples"] = args.calibration_samples
+        from ..deploy.chip import Chip
+        chip = Chip.ideal(**fields) if preset is None else Chip(preset, mode=mode, **fields)
+        chips = chip.series(1 if preset is None else (args.seeds or 1))
+    except ParameterError as exc:
+        raise ParameterError(origins.get(exc.field, exc.field), exc.value, exc.allowed, exc.fix) from None
+    train = load_dataset(args.data, "train", data_dir=args.data_dir, flatten=True)
+    data = train if args.split == "train" else load_dataset(args.data, "test", data_dir=args.data_dir, flatten=True)
+    if args.limit:
+        from ..training.data import ImageDataset
+        data = ImageDataset(data.images[:args.limit], data.labels[:args.limit], data.info, data.split)
+    ev = evaluate_on_chips(network, chips, data, calibration=train, progress=True)
+    r = {"model": str(args.checkpoint), "preset": chip.name, "mode": chip.mode, "seeds": len(chips),
+         "accuracy": ev.accuracy, "std": ev.std, "per_seed": ev.per_chip, "output_error": ev.output_error,
+         "samples": len(data)}
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    per = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
+    print(f"{r['model']} (NIR) on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
+          f"+- {100 * r['std']:.2f} over {r['seeds']} chip(s) [{per}], {r['samples']} {args.split} samples")
+    return 0
+
+
 def run(args) -> int:
-    from ..training.loop import evaluate_checkpoint, read_trained
+    from ..errors import ParameterError
+    if str(args.checkpoint).endswith(".nir"):
+        return _run_nir(args)
+    from ..nn.calibration import CalibrationReport
+    from ..training.loop import evaluate_checkpoint
+    from ..training.trained import read_trained
 
     cfg = read_trained(args.checkpoint)[1]
     preset_name, preset_origin = _preset_origin(args, cfg)
@@ -86,22 +169,25 @@ def run(args) -> int:
     mode = args.mode or cfg.hardware.mode
     _check_mode(mode, "--mode" if args.mode else f"hardware.mode of {cfg.source}", preset, preset_name,
                 preset_origin)
-    if args.mapping != "dense" or args.prune:
-        from ..ann.deploy import evaluate_deployed
-        r = evaluate_deployed(args.checkpoint, preset_name, mapping=args.mapping, prune=args.prune, mode=mode,
-                              seeds=args.seeds or cfg.hardware.eval_seeds, split=args.split, limit=args.limit,
-                              progress=True)
-    else:
-        r = evaluate_checkpoint(args.checkpoint, preset=args.preset, seeds=args.seeds, mode=args.mode,
-                                split=args.split, limit=args.limit, progress=True, substeps=args.substeps)
+    try:
+        chip = _chip(args, cfg, preset)
+        r = evaluate_checkpoint(args.checkpoint, chip, seeds=args.seeds or cfg.hardware.eval_seeds, split=args.split,
+                                limit=args.limit, progress=True, substeps=args.substeps)
+    except ParameterError as exc:  # name the flag, not the chip's field
+        field = _origins(args, cfg, preset_origin).get(exc.field, exc.field)
+        raise ParameterError(field, exc.value, exc.allowed, exc.fix) from None
     if args.json:
         print(json.dumps(r, indent=2))
-    else:
-        per = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
-        print(f"{r['checkpoint']} on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
-              f"+- {100 * r['std']:.2f} over {r['seeds']} seed(s) [{per}], {r['samples']} {args.split} samples")
-        if r.get("tiles"):
-            print(f"{r['mapping']} mapping, prune {r['prune']:g}: {r['tiles']} tiles, utilisation "
-                  f"{100 * r['utilisation']:.1f} % ({100 * r['nonzero_utilisation']:.1f} % non-zero), "
-                  f"{r['zero_cells']} zero cells programmed, product error {r['output_error']:.3g}")
+        return 0
+    per = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
+    print(f"{r['checkpoint']} on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
+          f"+- {100 * r['std']:.2f} over {r['seeds']} seed(s) [{per}], {r['samples']} {args.split} samples")
+    if r["tiles"]:
+        print(f"{r['mapping']} mapping, prune {r['prune']:g}: {r['tiles']} tiles, utilisation "
+              f"{100 * r['utilisation']:.1f} % ({100 * r['nonzero_utilisation']:.1f} % non-zero), "
+              f"{r['zero_cells']} zero cells programmed, product error {r['output_error']:.3g}")
+    if r["calibration"][0] is not None:
+        print(f"calibration of chip {r['chip_seeds'][0]} ({r['calibration_samples']} training images, "
+              f"{r['calibration_time_s']:.2f} s for {r['seeds']} chip(s)):")
+        print("  " + CalibrationReport(r["calibration"][0]).summary().replace("\n", "\n  "))
     return 0

@@ -1,11 +1,13 @@
-"""``memsim train [CONFIG] [--set key=value ...]``: train a fully memristive SNN (see memsim.training)."""
+"""``memsim train [CONFIG] [--set key=value ...]``: train the network a config describes, of whichever kind its
+``network.kind`` names (an MSNN, :mod:`memsim.training`; an ANN, :mod:`memsim.ann`)."""
 from __future__ import annotations
 
 from .argtypes import positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a fully memristive SNN (BPTT through MIF neurons and crossbars)",
+    p = sub.add_parser("train", help="train a fully memristive SNN (BPTT through MIF neurons and crossbars) or, "
+                                     "with network.kind = 'ann', a conventional network",
                        description="Train from a TOML config (default: the digits quickstart) with --set overrides. "
                                    "Writes RUN/metrics.csv, RUN/checkpoints/epoch_NNNN.pt every epoch and "
                                    "RUN/learning_curves.png at the end.")
@@ -36,9 +38,10 @@ def _run_folder(config):
 
 
 def run(args) -> int:
-    from ..training.config import load_config
+    from ..deploy.kinds import network_kind
     from ..resources import resolve_config
-    from ..training.loop import prepare, train
+    from ..training.config import load_config
+    from ..training.loop import train
 
     overrides = list(args.overrides)
     for flag, key in ((args.epochs, "training.epochs"), (args.output, "output.dir"), (args.data_dir, "data.data_dir")):
@@ -50,7 +53,7 @@ def run(args) -> int:
         overrides.append(f"output.dir={str(run_dir)!r}")  # the run folder the config sits in, wherever it moved
     cfg = load_config(config, overrides)
     if args.print_config:
-        prepare(cfg)
+        network_kind(cfg.network.kind).check_config(cfg)
         print(cfg.to_toml())
         return 0
     result = train(cfg, resume=args.resume, init=args.init, progress=not args.no_progress)

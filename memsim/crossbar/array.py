@@ -23,6 +23,13 @@
 5. add read noise, subtract the pair/reference columns, digitise each tile column with
    the ADC, and add the partial sums of the tiles that share outputs;
 6. scale the currents back to the weight units.
+
+Bit-serial inputs (``[dac] slice_bits``) read the tiles once per input slice (the slices ride along the batch
+dimension); bit-sliced weights (``[mapping] weight_bits``, ``cell_bits``) repeat the tile grid once per weight
+slice (``[n_row_tiles, slices * n_col_tiles, rows, cols]``, slice-major). Every read of every slice is digitised
+by the ADC, then the slices are shifted and added digitally (:mod:`memsim.crossbar.periphery`,
+:mod:`memsim.crossbar.mapping`). The ADC's full scale comes from the caller (a calibrated layer,
+:mod:`memsim.nn.calibration`), else from this read's own signal per the preset's ``[adc] calibration``.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ import torch
 from ..errors import ParameterError
 from .mapping import state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
+from .periphery import magnitude_range, subsample
 from .presets import Preset, load_preset
 from .operator import tile_operator
 from .pairs import pair_product, pair_squares
@@ -40,6 +48,8 @@ from .solver import effective_conductance, memristor_for_cell, solve_nonlinear
 from .tiling import TileGrid
 
 MODES = ("ideal", "noisy", "irdrop", "nonlinear")
+#: the one default simulation mode (arrays, layers, chips): quantised and noisy, ideal wires
+DEFAULT_MODE = "noisy"
 
 
 def check_mode(mode: str) -> str:
@@ -65,7 +75,7 @@ def _finite_absmax(t: torch.Tensor) -> torch.Tensor | None:
 class CrossbarArray:
     """An ``(out_features, in_features)`` weight matrix on the tiles of ``preset``."""
 
-    def __init__(self, preset: Preset | str, out_features: int, in_features: int, *, mode: str = "noisy",
+    def __init__(self, preset: Preset | str, out_features: int, in_features: int, *, mode: str = DEFAULT_MODE,
                  noise: NonIdealities | None = None, grid=None):
         self.preset = load_preset(preset)
         self.mode = check_mode(mode)
@@ -83,6 +93,9 @@ class CrossbarArray:
         #: the last programmed state read without gradient: a copy of its conductances and what was derived from
         #: them (the cells' conductances, the IR-drop operators)
         self._state: dict | None = None
+        #: an opt-in record of the reads, ``record(vt, cells, vectors)`` per read (memsim.deploy.ArrayActivity, which
+        #: the cost model reads); None: off
+        self.activity = None
 
     @property
     def noise(self) -> NonIdealities:
@@ -167,6 +180,81 @@ class CrossbarArray:
     def quantised(self) -> bool:
         return self.mode != "ideal"
 
+    # -- slices and converter ranges ------------------------------------------------
+    @property
+    def input_slices(self) -> int:
+        """Cycles of a bit-serial read (1 unless ``[dac] slice_bits`` < bits, in the quantised modes)."""
+        dac = self.preset.dac
+        return dac.input_slices if self.quantised and dac is not None else 1
+
+    @property
+    def weight_slices(self) -> int:
+        """Cells per weight and sign (tile grids programmed per weight): 1 unless the weights are bit-sliced."""
+        return self.mapping.slices if self.quantised else 1
+
+    @property
+    def adc_shape(self) -> tuple[int, ...]:
+        """Shape of the ADC full scale: ``()`` per layer, ``(n_row_tiles, slices * n_col_tiles)`` per tile."""
+        adc = self.preset.adc
+        if adc is None or adc.granularity == "layer":
+            return ()
+        return (self.grid.n_row_tiles, self.mapping.slices * self.grid.n_col_tiles)
+
+    def periphery(self) -> dict[str, int]:
+        """Converter counts of the programmed layer, for cost models: ``physical_tiles`` (the grid's tiles once per
+        weight slice), ``input_slices`` (DAC cycles per input vector), ``weight_slices``, ``columns_per_adc``,
+        ``adcs`` (converters on all tiles: outputs per tile / columns_per_adc each), ``conversions_per_vector``
+        (every output of every tile, once per cycle) and ``adc_steps_per_vector`` (conversions one ADC makes in
+        sequence per input vector: cycles x shared outputs; the tiles convert in parallel)."""
+        adc = self.preset.adc
+        share = adc.columns_per_adc if adc is not None else 1
+        tiles = self.grid.n_tiles * self.weight_slices
+        outputs = self.grid.outputs_per_tile
+        return {"physical_tiles": tiles, "input_slices": self.input_slices, "weight_slices": self.weight_slices,
+                "columns_per_adc": share, "adcs": tiles * (outputs // share),
+                "conversions_per_vector": tiles * outputs * self.input_slices,
+                "adc_steps_per_vector": self.input_slices * share}
+
+    def fixed_full_scale(self) -> float:
+        """The ADC full scale (A) of the fixed rule, ``adc.range * rows * v_max * (g_max - g_min)``."""
+        p = self.preset
+        return p.adc.full_scale(p.rows, p.v_max, self.mapping.delta)
+
+    def adc_groups(self, a: torch.Tensor) -> torch.Tensor:
+        """ADC inputs ``a`` [slices, B, n_row_tiles, n_tiles_per_row, outputs] as ``[groups, values]``: one group
+        per layer or per tile (the preset's granularity)."""
+        if not self.adc_shape:
+            return a.reshape(1, -1)
+        return a.movedim((2, 3), (0, 1)).reshape(a.shape[2] * a.shape[3], -1)
+
+    def adc_range(self, y: torch.Tensor) -> torch.Tensor:
+        """The ADC full scale (A, detached, shape :attr:`adc_shape`) that the preset's ``[adc] calibration`` sets
+        from the ADC inputs ``y`` of one read (the batch's own statistic; "fixed": the fixed rule). A layer or
+        tile that saw no signal gets the fixed rule's value (any range digitises zero exactly); a percentile of 0
+        (outputs almost always zero) gives their maximum.
+
+        Training reads this every step, so it stays cheap: the maximum is two reductions over ``y``; a percentile
+        is taken over a fixed-seed random subset of 2**16 values (per layer), or of the batch rows (per tile)."""
+        adc, fixed = self.preset.adc, self.fixed_full_scale()
+        if adc.calibration == "fixed":
+            return torch.full(self.adc_shape, fixed, dtype=y.dtype, device=y.device)
+        y = y.detach()
+        dims = (0, 1, 4) if self.adc_shape else tuple(range(y.dim()))
+        r = torch.maximum(y.amax(dims), y.amin(dims).neg()).reshape(-1)
+        if adc.calibration == "percentile" and adc.percentile < 100:
+            p = magnitude_range(self._sample(y, 2 ** 16).abs(), "percentile", adc.percentile)
+            r = torch.where(p > 0, p, r)
+        return torch.where(r > 0, r, torch.full_like(r, fixed)).reshape(self.adc_shape)
+
+    def _sample(self, y: torch.Tensor, cap: int) -> torch.Tensor:
+        """ADC inputs as ``[groups, values]``, subsampled: ``cap`` values of the layer, or the outputs of
+        ``cap / outputs`` batch rows in every tile."""
+        if not self.adc_shape:
+            return subsample(y.reshape(1, -1), cap)
+        rows = y.reshape(y.shape[0] * y.shape[1], -1, y.shape[4])  # [slices * B, tiles, outputs]
+        rows = subsample(rows, max(cap // y.shape[4], 1), dim=0)
+        return rows.transpose(0, 1).reshape(rows.shape[1], -1)
+
     # -- programming ------------------------------------------------------------
     def _check_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Check the weight's shape and values; returns its largest magnitude."""
@@ -182,7 +270,9 @@ class CrossbarArray:
         """Programmed tile conductances [n_row_tiles, n_col_tiles, rows, cols] (S) and the weight scale."""
         w_scale = self._check_weight(weight).clamp_min(torch.finfo(weight.dtype).tiny)
         mp = self.mapping
-        if self.quantised and mp.scheme == "differential" and isinstance(self.grid, TileGrid):
+        if self.quantised and mp.slices > 1:
+            g = self._sliced_cells(weight / w_scale)
+        elif self.quantised and mp.scheme == "differential" and isinstance(self.grid, TileGrid):
             g = mp.pair_cells(self.grid.pack_outputs(weight / w_scale), self.grid.cols)
         elif self.quantised:
             g = self.grid.pack(mp.to_conductance(weight / w_scale), mp.g_min, mp.g_ref)
@@ -200,10 +290,24 @@ class CrossbarArray:
             g = program(g, self.noise, self.preset.g_min, self.preset.g_max, self._defects, self._gen_program)
         return g, w_scale
 
+    def _sliced_cells(self, wn: torch.Tensor) -> torch.Tensor:
+        """Bit-sliced cells [n_row_tiles, slices * n_col_tiles, rows, cols] (slice-major) of normalised weights."""
+        mp, grid = self.mapping, self.grid
+        if mp.scheme == "differential" and isinstance(grid, TileGrid):
+            cells = mp.sliced_pair_cells(grid.pack_outputs(wn), grid.cols)  # [slices, nr, nc, rows, cols]
+        else:
+            cells = torch.stack([grid.pack(gs, mp.g_min, mp.g_ref) for gs in mp.sliced_conductances(wn)])
+        return cells.transpose(0, 1).flatten(1, 2)
+
     # -- the product --------------------------------------------------------------
     def forward(self, weight: torch.Tensor, x: torch.Tensor, x_scale=None, g: torch.Tensor | None = None,
-                w_scale=None) -> torch.Tensor:
-        """``x @ weight.T`` through the array; ``x`` is [B, in_features]. ``g``/``w_scale``: pre-programmed tiles."""
+                w_scale=None, adc_scale=None) -> torch.Tensor:
+        """``x @ weight.T`` through the array; ``x`` is [B, in_features]. ``g``/``w_scale``: pre-programmed tiles.
+
+        ``x_scale``: the DAC input range (None: this batch's largest ``|x|``). ``adc_scale``: the ADC full scale in
+        A, a number or a tensor of :attr:`adc_shape`; None: from this read (:meth:`adc_range`); or a callable that
+        gets the ADC inputs ``[input slices, B, n_row_tiles, tiles per row, outputs]`` (A) and returns the full
+        scale, or None to pass them on unconverted (a calibration read)."""
         if x.dim() != 2 or x.shape[1] != self.grid.in_features:
             raise ParameterError("input.shape", tuple(x.shape), f"[batch, {self.grid.in_features}]",
                                  "the last dimension must equal in_features")
@@ -221,10 +325,12 @@ class CrossbarArray:
         x_scale = torch.as_tensor(x_scale, dtype=x.dtype, device=x.device).clamp_min(torch.finfo(x.dtype).tiny)
         v_max = p.v_max
         if self.quantised and p.dac is not None:
-            v = p.dac(x, x_scale)
+            v = p.dac.drive(x, x_scale)  # [input slices, B, in]
         else:
-            v = x / x_scale * v_max
-        vt = grid.pack_inputs(v)  # [B, nr, rows]
+            v = (x / x_scale * v_max).unsqueeze(0)
+        vt = grid.pack_inputs(v.flatten(0, 1))  # [slices * B, nr, rows]: the cycles of a bit-serial read
+        if self.activity is not None:
+            self.activity.record(vt, self._cells(g), x.shape[0])
         read_noise = self.quantised and self.noise.read
         # the cells as the word lines see them (1T1R: with the transistor), for the noisy product and read noise
         gc = self._cells(g) if self.mode == "noisy" or read_noise else g
@@ -237,10 +343,35 @@ class CrossbarArray:
             y = self._signal(g, gc, vt)  # [B, nr, nc, opt]: the reference columns already subtracted
             if read_noise:
                 y = y + self._read_noise_term(gc, vt)
+        y = y.unflatten(0, (v.shape[0], x.shape[0]))  # [input slices, B, nr, weight slices * nc, opt]
         if self.quantised and p.adc is not None:
-            y = p.adc(y, p.adc.full_scale(p.rows, v_max, mp.delta))
-        y = grid.combine(y)
+            y = self._digitise(y, adc_scale)
+        y = grid.combine(self._shift_add(y))
         return y * (x_scale * w_scale / (mp.gain * v_max))
+
+    def _digitise(self, y: torch.Tensor, adc_scale) -> torch.Tensor:
+        """The ADC over every tile output of every slice; a callable ``adc_scale`` returning None passes them on."""
+        if callable(adc_scale):
+            adc_scale = adc_scale(y)
+            if adc_scale is None:
+                return y
+        elif adc_scale is None:
+            adc_scale = self.adc_range(y)
+        fs = torch.as_tensor(adc_scale, dtype=y.dtype, device=y.device)
+        if fs.dim():
+            fs = fs.unsqueeze(-1)  # [nr, weight slices * nc, 1] against [..., nr, weight slices * nc, opt]
+        return self.preset.adc(y, fs)
+
+    def _shift_add(self, y: torch.Tensor) -> torch.Tensor:
+        """Digitised slices [input slices, B, nr, weight slices * nc, opt] -> [B, nr, nc, opt]: the slices' outputs
+        shifted (weighted by their powers of two) and added, digitally."""
+        n_in, n_w = y.shape[0], self.weight_slices
+        if n_in == 1 and n_w == 1:
+            return y[0]
+        w_in = self.preset.dac.slice_weights(y.dtype, y.device) if n_in > 1 else y.new_ones(1)
+        w_w = self.mapping.slice_weights(y.dtype, y.device) if n_w > 1 else y.new_ones(1)
+        y = y.unflatten(3, (n_w, y.shape[3] // n_w))  # [input slices, B, nr, weight slices, nc, opt]
+        return torch.einsum("sbrtco,s,t->brco", y, w_in, w_w)
 
     __call__ = forward
 

@@ -9,6 +9,13 @@ Schemes (``w`` normalised to [-1, 1] by the largest |weight|, ``dG = g_max - g_m
   ``I - I_ref``.
 
 Finite conductance levels are quantised with a straight-through gradient.
+
+**Bit-sliced weights** (``weight_bits`` W, ``cell_bits`` c < W, as CrossSim and NeuroSim model them): a weight's
+code - its magnitude ``m = round(|w| (2^W - 1))`` for differential pairs (the sign picks the pair's column),
+the offset-binary ``u = round((w + 1) / 2 (2^W - 1))`` for the offset scheme - is spread over ``W / c`` cells
+(per sign) of ``2^c`` levels each, ``m = sum_t 2^{ct} m_t``. Slice t lives on its own tiles (the tile grid is
+repeated once per slice); its column outputs are digitised separately and added digitally with the weights
+:meth:`Mapping.slice_weights` (``2^{ct} (2^c - 1) / (2^W - 1)``, relative to an unsliced read).
 """
 from __future__ import annotations
 
@@ -62,6 +69,20 @@ def clamp_ste(x, lo, hi):
     return _ClampSTE.apply(x, lo, hi)
 
 
+def bit_slices(code: torch.Tensor, n: int, bits: int) -> torch.Tensor:
+    """Integer ``code`` (>= 0, int64) as ``n`` digits of ``bits`` bits, least significant first:
+    ``[n, *code.shape]``."""
+    shifts = torch.arange(n, device=code.device, dtype=torch.int64).mul_(bits).view(-1, *([1] * code.dim()))
+    return torch.bitwise_right_shift(code.unsqueeze(0), shifts).bitwise_and_(2 ** bits - 1)
+
+
+def _slice_share(z: torch.Tensor, n: int, bits: int) -> torch.Tensor:
+    """The straight-through part of ``n`` slices of the continuous code ``z``: ``(z - z.detach()) 2^{-bits t} / n``
+    per slice t (zero in the forward pass), so that the slices' shift-add has the gradient of ``z`` itself."""
+    share = torch.tensor([2.0 ** (-bits * t) / n for t in range(n)], dtype=z.dtype, device=z.device)
+    return (z - z.detach()).unsqueeze(0) * share.view(-1, *([1] * z.dim()))
+
+
 def quantise(g: torch.Tensor, g_min: float, g_max: float, levels: int) -> torch.Tensor:
     """Round to ``levels`` equally spaced conductances in [g_min, g_max] (straight-through gradient); 0 = analog."""
     if levels == 0:
@@ -73,7 +94,8 @@ def quantise(g: torch.Tensor, g_min: float, g_max: float, levels: int) -> torch.
 class Mapping:
     """Maps normalised weights to conductances of one scheme inside a window."""
 
-    def __init__(self, scheme: str, g_min: float, g_max: float, levels: int = 0):
+    def __init__(self, scheme: str, g_min: float, g_max: float, levels: int = 0, weight_bits: int | None = None,
+                 cell_bits: int | None = None):
         if scheme not in SCHEMES:
             raise ParameterError("mapping.scheme", scheme, f"one of {list(SCHEMES)}", "choose a mapping scheme")
         if isinstance(levels, bool) or not isinstance(levels, int) or levels == 1 or levels < 0:
@@ -81,6 +103,7 @@ class Mapping:
                                  "give the number of programmable conductance levels")
         if not (0 < g_min < g_max):
             raise ParameterError("mapping.window", (g_min, g_max), "0 < g_min < g_max", "check the device card")
+        self.weight_bits, self.cell_bits = check_slicing(weight_bits, cell_bits, levels)
         self.scheme, self.g_min, self.g_max, self.levels = scheme, float(g_min), float(g_max), levels
 
     @property
@@ -100,6 +123,51 @@ class Mapping:
         """Output current per (normalised weight x volt): I_out = gain * sum_i w_i v_i."""
         return self.delta if self.scheme == "differential" else 0.5 * self.delta
 
+    @property
+    def slices(self) -> int:
+        """Cells per weight and sign (1: not bit-sliced)."""
+        return 1 if self.weight_bits is None else self.weight_bits // self.cell_bits
+
+    def slice_weights(self, dtype=torch.float32, device=None) -> torch.Tensor:
+        """Digital weight of each slice's outputs ``[slices]`` relative to an unsliced read (module doc)."""
+        if self.slices == 1:
+            return torch.ones(1, dtype=dtype, device=device)
+        c, top = self.cell_bits, 2 ** self.weight_bits - 1
+        return torch.tensor([2.0 ** (c * t) * (2 ** c - 1) / top for t in range(self.slices)], dtype=dtype,
+                            device=device)
+
+    def _slice_codes(self, z: torch.Tensor) -> torch.Tensor:
+        """Slices ``[slices, *z.shape]`` of the non-negative continuous codes ``z`` (rounded), straight-through."""
+        n, c = self.slices, self.cell_bits
+        digits = bit_slices(z.detach().round().to(torch.int64), n, c).to(z.dtype)
+        return digits + _slice_share(z, n, c)
+
+    def sliced_pair_cells(self, w: torch.Tensor, cols: int) -> torch.Tensor:
+        """Bit-sliced differential cells ``[slices, ..., cols]`` for packed signed weights ``w`` [..., pairs] in
+        [-1, 1]: slice t of ``|w|``'s W-bit code on the pair's + or - cell (interleaved as :meth:`pair_cells`,
+        odd last column erased). Straight-through gradient ``d G+_t / d w = step (2^W - 1) 2^{-ct} / n [w > 0]``,
+        so the slices' shift-add has the gradient of :meth:`pair_cells`."""
+        z = w * (2 ** self.weight_bits - 1)
+        pos, neg = (w > 0).to(w.dtype), (w < 0).to(w.dtype)  # the gradient masks of pair_cells
+        m = self._slice_codes(z.abs())  # |z| has the gradient sign(z): the - cells' slope comes out negative
+        step = self.delta / (2 ** self.cell_bits - 1)
+        cells = torch.stack((m * pos, m * neg), -1).flatten(-2).mul(step).add(self.g_min)
+        if cells.shape[-1] < cols:
+            cells = torch.nn.functional.pad(cells, (0, cols - cells.shape[-1]), value=self.g_min)
+        return cells
+
+    def sliced_conductances(self, wn: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Per slice, ``[G+, G-]`` (differential) or ``[G]`` (offset, offset-binary code) for normalised weights
+        ``wn`` in [-1, 1]: the bit-sliced :meth:`to_conductance`."""
+        top, step = 2 ** self.weight_bits - 1, self.delta / (2 ** self.cell_bits - 1)
+        if self.scheme == "differential":
+            z = wn * top
+            m = self._slice_codes(z.abs())
+            pos, neg = (wn > 0).to(wn.dtype), (wn < 0).to(wn.dtype)
+            return [[self.g_min + step * m[t] * pos, self.g_min + step * m[t] * neg] for t in range(self.slices)]
+        u = self._slice_codes((wn + 1.0) * (0.5 * top))
+        return [[self.g_min + step * u[t]] for t in range(self.slices)]
+
     def to_conductance(self, wn: torch.Tensor) -> list[torch.Tensor]:
         """[G+, G-] (differential) or [G] (offset) for normalised weights ``wn`` in [-1, 1], quantised."""
         if self.scheme == "differential":
@@ -114,6 +182,29 @@ class Mapping:
         if self.scheme != "differential":
             raise ParameterError("mapping.scheme", self.scheme, "'differential'", "use to_conductance and pack")
         return _PairCells.apply(w, self.g_min, self.delta, self.levels, cols)
+
+
+def check_slicing(weight_bits, cell_bits, levels: int) -> tuple[int | None, int | None]:
+    """Validated ``(weight_bits, cell_bits)``: both None (not sliced), or W in [1, 16] and c dividing W (default W),
+    with ``levels`` = 2**c, the levels of one cell."""
+    if weight_bits is None:
+        if cell_bits is not None:
+            raise ParameterError("mapping.cell_bits", cell_bits, "only together with mapping.weight_bits",
+                                 "give mapping.weight_bits, the bits of a weight's code that the cells share")
+        return None, None
+    if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 1 <= weight_bits <= 16:
+        raise ParameterError("mapping.weight_bits", weight_bits, "an integer in [1, 16]",
+                             "give the bits of a weight's code (its magnitude for differential pairs)")
+    c = weight_bits if cell_bits is None else cell_bits
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1 or weight_bits % c:
+        divisors = [d for d in range(1, weight_bits + 1) if weight_bits % d == 0]
+        raise ParameterError("mapping.cell_bits", c, f"a divisor of mapping.weight_bits = {weight_bits}: one of "
+                                                     f"{divisors}", "each cell holds an equal slice of the code")
+    if levels != 2 ** c:
+        raise ParameterError("mapping.levels", levels, f"{2 ** c} (= 2**cell_bits: the levels of one cell), or "
+                                                       "left out", "with weight_bits set, a cell's levels follow "
+                                                                   "cell_bits; leave mapping.levels out")
+    return weight_bits, c
 
 
 class _PairCells(torch.autograd.Function):

@@ -13,9 +13,14 @@ Layout::
                  driver_segment, sense_segment (true/false), sense_end ("bottom" | "top"), drive ("left" | "both")
     [transistor] k (S/V), v_th (V), g_off (S), v_gate (V)          1T1R only, optional
     [device]     card (device card name), v_read (V)
-    [mapping]    scheme ("differential" | "offset"), levels (0 = analog, or >= 2)
-    [dac]        bits, v_max (V)                                  optional: absent = ideal DAC
-    [adc]        bits, range (fraction of rows * v_max * dG)       optional: absent = ideal ADC
+    [mapping]    scheme ("differential" | "offset"), levels (0 = analog, or >= 2: the levels of one cell),
+                 weight_bits (bits of a weight's code; optional: absent = not bit-sliced), cell_bits (bits per
+                 cell, dividing weight_bits; default weight_bits; with weight_bits, levels = 2**cell_bits)
+    [dac]        bits, v_max (V), calibration ("percentile" | "max" | "fixed"), percentile (in (0, 100]),
+                 slice_bits (bits per bit-serial cycle, dividing bits; default bits)   optional: absent = ideal DAC
+    [adc]        bits, range (fraction of rows * v_max * dG, the "fixed" full scale), calibration, percentile,
+                 granularity ("layer" | "tile"), columns_per_adc (outputs per ADC, dividing the tile's outputs)
+                                                                  optional: absent = ideal ADC
     [noise]      program, read, d2d, stuck_on, stuck_off, drift_nu, drift_t, drift_t0, seed   optional
 """
 from __future__ import annotations
@@ -43,9 +48,9 @@ _KEYS = {
     "wires": {"r_wordline", "r_bitline", "r_source", "driver_segment", "sense_segment", "sense_end", "drive"},
     "transistor": {"k", "v_th", "g_off", "v_gate"},
     "device": {"card", "v_read"},
-    "mapping": {"scheme", "levels"},
-    "dac": {"bits", "v_max"},
-    "adc": {"bits", "range"},
+    "mapping": {"scheme", "levels", "weight_bits", "cell_bits"},
+    "dac": {"bits", "v_max", "calibration", "percentile", "slice_bits"},
+    "adc": {"bits", "range", "calibration", "percentile", "granularity", "columns_per_adc"},
     "noise": {f.name for f in dataclasses.fields(NonIdealities)},
 }
 
@@ -65,6 +70,8 @@ class Preset:
     dac: DAC | None
     adc: ADC | None
     noise: NonIdealities
+    weight_bits: int | None = None  # bit-sliced weights: the code's bits (None: not sliced)
+    cell_bits: int | None = None    # bits per cell (None: weight_bits)
     g_min: float = field(init=False)
     g_max: float = field(init=False)
     path: Path | None = field(default=None, compare=False)
@@ -76,7 +83,20 @@ class Preset:
         g_min, g_max = conductance_window(self.card, self.v_read)
         object.__setattr__(self, "g_min", g_min)
         object.__setattr__(self, "g_max", g_max)
-        Mapping(self.scheme, g_min, g_max, self.levels)  # validates levels
+        Mapping(self.scheme, g_min, g_max, self.levels, self.weight_bits, self.cell_bits)  # validates levels, slices
+        if self.adc is not None:
+            self._check_adc_sharing()
+
+    def _check_adc_sharing(self) -> None:
+        outputs = self.cols // 2 if self.scheme == "differential" else self.cols - 1
+        share = self.adc.columns_per_adc
+        if outputs % share:
+            divisors = [d for d in range(1, outputs + 1) if outputs % d == 0]
+            per = "pair" if self.scheme == "differential" else "column, the last being the reference"
+            raise ParameterError("adc.columns_per_adc", share,
+                                 f"a divisor of the tile's {outputs} outputs (tile.cols = {self.cols}, one ADC input "
+                                 f"per {per}): one of {divisors}",
+                                 "share each ADC among a number of outputs that divides the tile's outputs")
 
     @property
     def v_max(self) -> float:
@@ -101,7 +121,7 @@ class Preset:
 
     def mapping(self) -> Mapping:
         lo, hi = self.cell_window()
-        return Mapping(self.scheme, lo, hi, self.levels)
+        return Mapping(self.scheme, lo, hi, self.levels, self.weight_bits, self.cell_bits)
 
     def replace(self, **changes) -> "Preset":
         """A copy with fields replaced; ``r_wire`` sets both wire resistances, ``access`` the access device."""
@@ -115,6 +135,11 @@ class Preset:
             acc = changes.pop("access")
             changes["circuit"] = TileCircuit(changes.get("circuit", self.circuit).wires, acc,
                                              self.circuit.transistor if acc == "1T1R" else None)
+        if ("weight_bits" in changes or "cell_bits" in changes) and "levels" not in changes:
+            bits = changes.get("cell_bits", self.cell_bits)  # a cell's levels follow its bits
+            bits = changes.get("weight_bits", self.weight_bits) if bits is None else bits
+            if isinstance(bits, int) and not isinstance(bits, bool) and 0 < bits <= 16:
+                changes["levels"] = 2 ** bits
         if "noise" in changes and isinstance(changes["noise"], dict):
             changes["noise"] = dataclasses.replace(self.noise, **changes["noise"])
         kept = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
@@ -123,10 +148,34 @@ class Preset:
 
     def summary(self) -> str:
         w = self.circuit.wires
+        sliced = f" ({self.weight_bits}-bit weights on {self.weight_bits // self.cell_bits} cells)" \
+            if self.weight_bits is not None and self.cell_bits < self.weight_bits else ""
         return (f"{self.name}: {self.rows}x{self.cols} {self.circuit.access}, card {self.card.name} "
                 f"(G {self.g_min:.3g}..{self.g_max:.3g} S at {self.v_read} V), wires {w.r_wordline}/{w.r_bitline} Ohm, "
-                f"source {w.r_source} Ohm, {self.scheme} mapping, levels {self.levels or 'analog'}, "
-                f"DAC {self.dac.bits if self.dac else '-'} b, ADC {self.adc.bits if self.adc else '-'} b")
+                f"source {w.r_source} Ohm, {self.scheme} mapping, levels {self.levels or 'analog'}{sliced}, "
+                f"DAC {_describe_dac(self.dac)}, ADC {_describe_adc(self.adc)}")
+
+
+def _calibration(conv) -> str:
+    return f"percentile {conv.percentile:g}" if conv.calibration == "percentile" else conv.calibration
+
+
+def _describe_dac(dac: DAC | None) -> str:
+    if dac is None:
+        return "-"
+    serial = f", {dac.slice_bits} b per cycle" if dac.input_slices > 1 else ""
+    return f"{dac.bits} b ({_calibration(dac)}{serial})"
+
+
+def _describe_adc(adc: ADC | None) -> str:
+    if adc is None:
+        return "-"
+    if adc.calibration == "fixed":
+        how = f"fixed {adc.range:g}"
+    else:
+        how = f"{_calibration(adc)} per {adc.granularity}"
+    share = f", {adc.columns_per_adc} outputs per ADC" if adc.columns_per_adc > 1 else ""
+    return f"{adc.bits} b ({how}{share})"
 
 
 def search_path() -> list[Path]:
@@ -222,7 +271,8 @@ def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
         return Preset(name=data["name"], description=str(data.get("description", "")), provenance=data["provenance"],
                       rows=rows, cols=cols, circuit=circuit, card=card,
                       v_read=_need(device, "v_read", f"{source}.device"), scheme=scheme,
-                      levels=mapping.get("levels", 0),
+                      levels=mapping.get("levels", _cell_levels(mapping)),
+                      weight_bits=mapping.get("weight_bits"), cell_bits=mapping.get("cell_bits"),
                       dac=_construct(source, DAC, dac) if dac is not None else None,
                       adc=_construct(source, ADC, adc) if adc is not None else None,
                       noise=_construct(source, NonIdealities, noise), path=path)
@@ -230,6 +280,12 @@ def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
         if exc.field.startswith(source):
             raise
         raise ParameterError(f"{source}.{exc.field}", exc.value, exc.allowed, exc.fix) from None
+
+
+def _cell_levels(mapping: dict):
+    """A cell's levels when ``levels`` is left out: 2**cell_bits for bit-sliced weights, else analog (0)."""
+    bits = mapping.get("cell_bits", mapping.get("weight_bits"))
+    return 2 ** bits if isinstance(bits, int) and not isinstance(bits, bool) and 0 < bits <= 16 else 0
 
 
 def load_preset(name_or_path) -> Preset:

@@ -108,7 +108,7 @@ class DeviceFamily:
         moving. The ramp keeps dx/dt continuous in x (a hard on/off gate stalls
         ngspice with "timestep too small"), and at 1e-6 of the range it moves a
         state by less than the 1e-3 verification tolerance can see. The gate's
-        own slope (|dx/dt| / 1e-6) is a constraint, not physics: gradients do not
+        own slope (``|dx/dt| / 1e-6``) is a constraint, not physics: gradients do not
         flow through it, otherwise backpropagation through a state resting on its
         bound multiplies by that huge slope at every step and overflows.
         """

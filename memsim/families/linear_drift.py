@@ -13,7 +13,7 @@ parentheses; tests check each against closed-form values):
   stp(z) = 1 for z >= 0 else 0
 * Prodromakis et al., IEEE TED 58, 3099 (2011):    f = j (1 - ((x - 0.5)^2 + 0.75)^p)
 
-Even powers are written as pow(|u|, 2p), which is the same number and keeps the
+Even powers are written as ``pow(|u|, 2p)``, which is the same number and keeps the
 base positive in both torch and ngspice.
 """
 from __future__ import annotations

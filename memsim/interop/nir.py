@@ -3,6 +3,7 @@
     from memsim.interop.nir import import_nir
     net = import_nir("model.nir", dt=1e-4)                     # ideal: the graph's own arithmetic
     chip_net = import_nir("model.nir", dt=1e-4, preset="hfox_1t1r_64", mode="noisy")  # synapses on crossbars
+    calibrate(chip_net, lambda: chip_net(x_train))             # a programmed chip: set its converter ranges once
     out = net(x)                                               # x: [T, B, *input shape] -> [T, B, *output shape]
 
 ``Affine``/``Linear`` and ``Conv2d`` nodes become ``nn.Linear`` / ``nn.Conv2d`` (ideal) or, with a preset,
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..crossbar.array import DEFAULT_MODE
 from ..errors import ParameterError
 from .nir_graph import GraphPlan, NIRError, check_graph, read_graph, require_nir
 from .nir_neurons import IF, LI, LIF, CubaLIF, Integrator
@@ -164,7 +166,7 @@ def _check_dt(dt, graph) -> float:
     return float(dt)
 
 
-def import_nir(source, *, dt: float | None = None, preset=None, mode: str = "noisy", mapping: str = "dense",
+def import_nir(source, *, dt: float | None = None, preset=None, mode: str = DEFAULT_MODE, mapping: str = "dense",
                chip=None) -> NIRNetwork:
     """A NIR graph (object or ``.nir`` file) as a :class:`NIRNetwork` in eval mode.
 

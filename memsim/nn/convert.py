@@ -10,6 +10,11 @@ included; ``"sparse"`` places only its non-zero blocks and packs them onto as fe
 ``block`` rectangles (default 8 x 8) of other matrices. ``prune=`` zeroes that fraction of each layer's
 weights by magnitude before mapping (unstructured; pruned weights become zero cells in dense mapping, and
 blocks left all-zero are not placed in sparse mapping).
+
+A converted model is a chip to program and then calibrate: its converter ranges (DAC input range, ADC full
+scale) are measured on a calibration batch by :func:`memsim.nn.calibration.calibrate` before it is evaluated
+(an eval read of a layer whose preset asks for a measured range raises until then); training sets them from
+each batch.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Mapping
 
 from torch import nn
 
+from ..crossbar.array import DEFAULT_MODE
 from ..crossbar.presets import Preset, load_preset
 from ..errors import ParameterError
 from .crossbar import CrossbarConv2d, CrossbarLinear
@@ -29,7 +35,7 @@ def _unsupported(conv: nn.Conv2d) -> bool:
     return conv.padding_mode != "zeros" or isinstance(conv.padding, str)
 
 
-def convert(model: nn.Module, preset: Preset | str, *, mode: str = "noisy", inplace: bool = False,
+def convert(model: nn.Module, preset: Preset | str, *, mode: str = DEFAULT_MODE, inplace: bool = False,
             skip: tuple[str, ...] = (), mapping: str | Mapping[str, str] = "dense", prune: float = 0.0,
             block: tuple[int, int] | None = None, **kw) -> nn.Module:
     """Replace every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` by its crossbar layer.

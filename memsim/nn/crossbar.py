@@ -11,11 +11,20 @@ DAC/ADC, the preset's noise, ideal wires), ``irdrop`` (``noisy`` + exact IR drop
 each tile's cached linear operator: a matmul per read), ``nonlinear`` (exact IR drop with the
 card's own I-V; slow).
 
-Inputs are scaled to the DAC range by a running maximum of |x| (updated in
-training, frozen in eval). In eval mode the programmed conductances are drawn once
-and kept until the weights change (a programmed chip), so inference is repeatable;
-in training they are re-drawn every step. Reseeding the chip, new defects or new non-idealities
-(``layer.array.reseed(...)``, ``layer.array.noise = ...``) reprogram it at the next call.
+Converter ranges (buffers, saved with the network): ``input_scale`` :math:`s_x`, the DAC input range, and
+``adc_full_scale`` :math:`I_{fs}` (A; one per layer, or one per tile with ``[adc] granularity = "tile"``). In
+training they follow the batch: :math:`s_x` as a running maximum of :math:`|x|`, the ADC from the batch's own
+statistic of its column outputs (also tracked as a running value). In eval mode they are the chip's
+calibration, set by :func:`memsim.nn.calibration.calibrate` on a calibration batch; a layer whose preset asks
+for a measured range (``"percentile"``, ``"max"``) that was never set raises
+:class:`memsim.errors.CalibrationError` before reading. ``"fixed"`` keeps the old rules: the running maximum
+(else the batch's maximum) for the DAC, ``adc.range * rows * v_max * dG`` for the ADC. The ``calibrating`` flag
+(set True, run a batch, set False) is the older spelling of one calibration.
+
+In eval mode the programmed conductances are drawn once and kept until the weights change (a programmed chip),
+so inference is repeatable; in training they are re-drawn every step. Reseeding the chip, new defects or new
+non-idealities (``layer.array.reseed(...)``, ``layer.array.noise = ...``) reprogram it at the next call; its
+calibration stays until the next :func:`memsim.nn.calibration.calibrate`.
 """
 from __future__ import annotations
 
@@ -25,22 +34,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..crossbar.array import CrossbarArray, check_mode
+from ..crossbar.array import DEFAULT_MODE, CrossbarArray, check_mode
 from ..crossbar.nonideal import NonIdealities
 from ..crossbar.presets import Preset, load_preset
 from ..errors import ParameterError
+from .calibration import ConverterRanges
 
 
-class _CrossbarCore(nn.Module):
+class _CrossbarCore(ConverterRanges):
     def _init_core(self, preset, out_features, in_features, mode, noise, scale_momentum):
         self.preset = load_preset(preset)
         self.array = CrossbarArray(self.preset, out_features, in_features, mode=check_mode(mode), noise=noise)
         self.scale_momentum = scale_momentum
-        self.register_buffer("input_scale", torch.zeros(()))
+        self._init_ranges()
         self._programmed = None
-        #: measure the DAC input range (as training does) while reading the programmed chip (as evaluation does):
-        #: a chip is programmed once, then calibrated, then used
-        self.calibrating = False
 
     @property
     def mode(self) -> str:
@@ -50,31 +57,31 @@ class _CrossbarCore(nn.Module):
     def mode(self, value: str) -> None:
         self.array.mode = check_mode(value)
         self._programmed = None
+        with torch.no_grad():  # the column outputs of another read model: the ADC is calibrated anew
+            self.adc_full_scale.zero_()
 
-    def _scale(self, x: torch.Tensor) -> torch.Tensor:
-        batch_max = x.detach().abs().max()
-        if self.training or self.calibrating:
-            with torch.no_grad():
-                if self.input_scale.item() == 0:
-                    self.input_scale.copy_(batch_max)
-                else:
-                    self.input_scale.mul_(self.scale_momentum).add_((1 - self.scale_momentum) * batch_max)
-        s = self.input_scale if self.input_scale.item() > 0 else batch_max
-        return s.to(x.dtype)
-
-    def _matmul(self, x2: torch.Tensor, weight2: torch.Tensor) -> torch.Tensor:
-        scale = self._scale(x2)
-        if self.array.mode == "ideal":  # the exact product: nothing to program (see CrossbarArray)
-            return F.linear(x2, weight2)
-        if self.training:
-            return self.array(weight2, x2, scale)
+    # -- reads ----------------------------------------------------------------------------
+    def _program(self, weight2: torch.Tensor):
+        """The chip programmed with ``weight2`` (drawn once per weight version, mode and chip state)."""
         key = (weight2.data_ptr(), weight2._version, self.array.mode, self.array.version)
         if self._programmed is None or self._programmed[0] != key:
             with torch.no_grad():
                 g, ws = self.array.conductances(weight2)
             self._programmed = (key, g, ws)
-        _, g, ws = self._programmed
-        return self.array(weight2, x2, scale, g=g, w_scale=ws)
+        return self._programmed[1], self._programmed[2]
+
+    def _matmul(self, x2: torch.Tensor, weight2: torch.Tensor) -> torch.Tensor:
+        if self._record is not None:
+            return self._recording_read(x2, weight2)
+        if self.array.mode == "ideal":  # the exact product: nothing to program (see CrossbarArray)
+            if self.training:
+                self._track_dac(x2)
+            return F.linear(x2, weight2)
+        if self.training:
+            return self.array(weight2, x2, self._track_dac(x2), adc_scale=self._track_adc)
+        scale, adc = self._eval_ranges(x2)
+        g, ws = self._program(weight2)
+        return self.array(weight2, x2, scale, g=g, w_scale=ws, adc_scale=adc)
 
     def tile_report(self) -> str:
         return self.array.grid.report()
@@ -82,13 +89,18 @@ class _CrossbarCore(nn.Module):
 
 def _copy_parameters(layer: nn.Module, new: nn.Module) -> nn.Module:
     """Give the crossbar layer ``new`` the trained weight and bias of the digital ``layer`` it replaces (and, from
-    another crossbar layer, its measured DAC input range)."""
+    another crossbar layer, its measured DAC input range, and its ADC full scale when it reads the same tiles:
+    same preset, mode and layout)."""
     with torch.no_grad():
         new.weight.copy_(layer.weight)
         if layer.bias is not None:
             new.bias.copy_(layer.bias)
         if isinstance(layer, _CrossbarCore):
             new.input_scale.copy_(layer.input_scale)
+            same = (layer.preset == new.preset and layer.mode == new.mode
+                    and layer.array.grid == new.array.grid)
+            if same and layer.adc_full_scale.shape == new.adc_full_scale.shape:
+                new.adc_full_scale.copy_(layer.adc_full_scale)
     return new
 
 
@@ -130,13 +142,15 @@ class CrossbarLinear(_CrossbarCore):
         >>> bool(torch.allclose(layer(x), x @ layer.weight.T + layer.bias, atol=1e-5))
         True
         >>> layer.mode = "irdrop"   # exact IR drop of the 64x64 1T1R tiles with 1 Ohm wires
-        >>> y = layer.eval()(x)
-        >>> tuple(y.shape), layer.array.grid.n_tiles
-        ((8, 24), 2)
+        >>> from memsim.nn.calibration import calibrate
+        >>> report = calibrate(layer.eval(), lambda: layer(x))   # the chip's DAC and ADC ranges, once
+        >>> y = layer(x)
+        >>> tuple(y.shape), layer.array.grid.n_tiles, report["CrossbarLinear"]["adc_method"]
+        ((8, 24), 2, 'percentile')
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal", noise: NonIdealities | None = None,
+                 preset: Preset | str = "hfox_1t1r_64", mode: str = DEFAULT_MODE, noise: NonIdealities | None = None,
                  scale_momentum: float = 0.9, device=None, dtype=None):
         super().__init__()
         self._init_linear(in_features, out_features, bias, preset, mode, noise, scale_momentum, device, dtype)
@@ -209,7 +223,7 @@ class CrossbarConv2d(_CrossbarCore):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 bias: bool = True, *, preset: Preset | str = "hfox_1t1r_64", mode: str = "ideal",
+                 bias: bool = True, *, preset: Preset | str = "hfox_1t1r_64", mode: str = DEFAULT_MODE,
                  noise: NonIdealities | None = None, scale_momentum: float = 0.9,
                  device=None, dtype=None):
         super().__init__()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..crossbar.array import CrossbarArray
+from ..crossbar.array import DEFAULT_MODE, CrossbarArray
 from ..crossbar.sparse import DEFAULT_BLOCK, Block, SparseGrid
 from ..crossbar.tiling import TileGrid
 from ..errors import ParameterError
@@ -105,6 +105,8 @@ class _Mapped(_CrossbarCore):
                                    grid=grid)
         self._programmed = None
         self._unrolled = None
+        buf = self.adc_full_scale  # a new layout: its tiles' ADCs are calibrated anew
+        self.adc_full_scale = torch.zeros(self.array.adc_shape, dtype=buf.dtype, device=buf.device)
 
     def prune_(self, fraction: float) -> "torch.Tensor":
         """Unstructured magnitude pruning of ``fraction`` of this layer's weights (in place), then remap."""
@@ -164,7 +166,7 @@ class MappedCrossbarLinear(_Mapped):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, preset="hfox_1t1r_64",
-                 mode: str = "ideal", mapping: str = "dense", block=None, noise=None,
+                 mode: str = DEFAULT_MODE, mapping: str = "dense", block=None, noise=None,
                  scale_momentum: float = 0.9, device=None, dtype=None, _remap: bool = True):
         super().__init__()
         CrossbarLinear._init_linear(self, in_features, out_features, bias, preset, mode, noise, scale_momentum,
@@ -247,7 +249,7 @@ class GroupedCrossbarConv2d(_Mapped):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, *, preset="hfox_1t1r_64", mode: str = "ideal",
+                 groups: int = 1, bias: bool = True, *, preset="hfox_1t1r_64", mode: str = DEFAULT_MODE,
                  mapping: str = "dense", block=None, noise=None,
                  scale_momentum: float = 0.9, device=None, dtype=None, _remap: bool = True):
         super().__init__()

@@ -60,9 +60,10 @@ _PRESET_SECTIONS = {
     "wires": {"r_wordline": float, "r_bitline": float, "r_source": float, "r": float},
     "transistor": {"k": float, "v_th": float, "g_off": float, "v_gate": float},
     "device": {"card": str, "v_read": float},
-    "mapping": {"scheme": str, "levels": int},
-    "dac": {"bits": int, "v_max": float},
-    "adc": {"bits": int, "range": float},
+    "mapping": {"scheme": str, "levels": int, "weight_bits": int, "cell_bits": int},
+    "dac": {"bits": int, "v_max": float, "calibration": str, "percentile": float, "slice_bits": int},
+    "adc": {"bits": int, "range": float, "calibration": str, "percentile": float, "granularity": str,
+            "columns_per_adc": int},
     "noise": {"program": float, "read": float, "d2d": float, "stuck_on": float, "stuck_off": float,
               "drift_nu": float, "drift_t": float, "drift_t0": float},
 }
@@ -235,17 +236,6 @@ def preset_data(resolved: dict) -> dict:
 def build_preset(resolved: dict):
     from ..crossbar.presets import parse_preset
     return parse_preset(preset_data(resolved), source=f"sweep preset ({resolved['preset_base']})")
-
-
-def preset_toml(data: dict) -> str:
-    """A preset's data as TOML text (flat tables of numbers and strings)."""
-    def val(v):
-        return json.dumps(v) if isinstance(v, str) else repr(v) if not isinstance(v, bool) else str(v).lower()
-    lines = [f"{k} = {val(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for sec, t in data.items():
-        if isinstance(t, dict):
-            lines += ["", f"[{sec}]"] + [f"{k} = {val(v)}" for k, v in t.items()]
-    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------------------

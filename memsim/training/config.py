@@ -60,6 +60,7 @@ from typing import Any, Iterable, Mapping
 
 from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
 from .network import DEFAULTS, READOUTS
+from ..crossbar.presets import Preset, load_preset
 from ..errors import ConfigError
 from ..schema import closest, is_finite_number, read_toml
 from ..safetext import check_strings
@@ -67,7 +68,7 @@ from ..safetext import check_strings
 __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
            "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
            "default_config", "apply_overrides", "parse_override", "override_origins", "check_references",
-           "keys"]
+           "hardware_preset", "keys"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -151,8 +152,9 @@ class NetworkConfig:
     conv_kernel: int = field(default=3, metadata=_spec("int", "convolutional variant: kernel size", lo=1))
     conv_stride: int = field(default=1, metadata=_spec("int", "convolutional variant: stride", lo=1))
     kind: str = field(default="msnn", metadata=_spec("choice", "network family: msnn (fully memristive SNN) or "
-                                                               "ann (conventional ReLU network trained in float, "
-                                                               "deployed with memsim.convert; memsim.ann)",
+                                                               "ann (conventional ReLU network trained in float or "
+                                                               "hardware-aware, deployed with memsim.convert; "
+                                                               "memsim.ann)",
                                                      choices=NETWORK_KINDS))
     arch: str = field(default="mlp", metadata=_spec("choice", "ann only: mlp (the layers), vgg (3x3 conv stages of "
                                                               "network.channels, then the dense layers[1:-1]), "
@@ -601,3 +603,35 @@ def check_references(cfg: Config) -> None:
         check("network.crossbar", cfg.network.crossbar, xdirs, "crossbar preset")
     if cfg.hardware.eval_preset and cfg.hardware.eval_preset != "ideal":
         check("hardware.eval_preset", cfg.hardware.eval_preset, xdirs, "crossbar preset")
+
+
+def hardware_preset(cfg: Config, preset: Preset | None = None) -> Preset | None:
+    """The crossbar preset that hardware-aware training of ``cfg`` runs on, checked before any work: ``preset`` (a
+    :class:`memsim.crossbar.Preset` object, e.g. a sweep point's modified preset) else ``network.crossbar``;
+    ``None`` when ``hardware.aware`` is false (float / ideal training)."""
+    aware = cfg.hardware.aware
+    if preset is not None and not isinstance(preset, Preset):
+        raise ConfigError(f"preset = {preset!r} is invalid: allowed a memsim.crossbar.Preset object or None (then "
+                          f"network.crossbar names it). Fix: pass load_preset(...) or set network.crossbar",
+                          key="preset", value=preset, allowed="a Preset or None")
+    if not aware:
+        if preset is not None:  # a preset that nothing would use is a mistake, not a default
+            raise ConfigError(f"{cfg.origin('hardware.aware')}: a crossbar preset ({preset.name}) was given but "
+                              f"hardware.aware = false, so training would not use it. Fix: set hardware.aware = true "
+                              f"to train through it, or pass no preset", key="hardware.aware", value=False)
+        return None
+    if preset is None:
+        if cfg.network.crossbar == "ideal":
+            raise ConfigError(f"{cfg.origin('hardware.aware')}: hardware.aware = true needs a crossbar preset, but "
+                              f"network.crossbar is 'ideal' (nothing to inject). Fix: set network.crossbar to a preset "
+                              f"(e.g. hfox_1t1r_64) or hardware.aware = false.", key="hardware.aware", value=True)
+        check_references(cfg)
+        preset = load_preset(cfg.network.crossbar)
+    wires = preset.circuit.wires
+    if cfg.hardware.mode == "irdrop" and wires.ideal:  # would silently train on the noisy product
+        raise ConfigError(f"{cfg.origin('hardware.mode')}: hardware.mode = 'irdrop' but the preset '{preset.name}' "
+                          f"has ideal wires (r_wordline = {wires.r_wordline:g}, r_bitline = {wires.r_bitline:g}, "
+                          f"r_source = {wires.r_source:g} Ohm): there is no IR drop to train through. Fix: set "
+                          f"hardware.mode = 'noisy', or use a preset with wire resistance (memsim crossbar list)",
+                          key="hardware.mode", value="irdrop", allowed="'noisy' for a preset with ideal wires")
+    return preset

@@ -1,6 +1,7 @@
 """Training fully memristive SNNs: build from a config, train with BPTT, checkpoint, resume, evaluate.
 
-:func:`train` runs a :class:`memsim.training.config.Config`:
+:func:`train` runs a :class:`memsim.training.config.Config` of any network kind (the kind's trainer, from
+:mod:`memsim.deploy`'s registry); :func:`train_msnn`, the MSNN's:
 
 * validates everything before long work starts (config schema, neuron card and time step, crossbar
   preset, encoding, layer sizes against the data, a resumable run directory);
@@ -21,32 +22,38 @@ with :func:`open_run` / :func:`resume_run` for the run folder.
 
 Hardware-aware training (``hardware.aware = true``): the synapses are the crossbar preset's arrays in
 ``hardware.mode`` (quantised levels, DAC/ADC, programming/read noise, faults, IR drop), re-drawn every
-batch, so the weights learn to tolerate them. :func:`evaluate_checkpoint` deploys a trained network on a
-preset (weights programmed once per seed, as on a chip) and averages the accuracy over noise seeds.
+batch, so the weights learn to tolerate them. :func:`evaluate_checkpoint` deploys a trained network of any kind
+on chips (:func:`memsim.deploy.evaluate_on_chips`: each chip programmed once, calibrated, evaluated) and
+averages the accuracy over them.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
 from .checkpoint import Checkpoint, CheckpointError, RunDirectory, check_architecture, read_checkpoint
-from .config import Config, ConfigError, check_references, parse_config
+from .config import Config, ConfigError, check_references, hardware_preset, parse_config
 from .data import ImageDataset, load_dataset, make_encoder
-from ..errors import NonFiniteError
+from ..crossbar.array import CrossbarArray
+from ..crossbar.presets import Preset
+from ..deploy.chip import Chip
+from ..deploy.evaluate import evaluate_on_chips
+from ..deploy.kinds import network_kind
+from ..errors import NonFiniteError, ParameterError
 from .network import MemristiveSNN
 from .synapses import is_ideal
+from .trained import load_trained, read_trained
 
 __all__ = ["train", "train_step", "optimizer_step", "fit", "open_run", "start_run", "resume_run", "check_gradients",
            "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder", "load_datasets",
-           "evaluate", "evaluate_checkpoint", "evaluate_chip", "load_network", "network_from_checkpoint",
-           "read_trained", "calibrate", "plot_history", "prepare", "set_threads", "select_device", "build_optimizer",
-           "finish_run"]
+           "evaluate", "evaluate_checkpoint", "load_network", "network_from_checkpoint", "read_trained",
+           "plot_history", "prepare", "train_msnn", "set_threads", "select_device", "build_optimizer",
+           "finish_run", "redraw_chips", "chip_streams"]
 
 
 def set_threads(n: int) -> None:
@@ -103,28 +110,28 @@ def load_datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
     return load_dataset(d.dataset, "train", **kw), load_dataset(d.dataset, "test", **kw)
 
 
-def prepare(cfg: Config) -> None:
-    """Every check that can fail on bad input, before any data is loaded or any training runs."""
-    if cfg.network.kind == "ann":
-        from ..ann.train import check_ann_config
-        check_ann_config(cfg)
-        return
+def prepare(cfg: Config, preset: Preset | None = None) -> Preset | None:
+    """Every check of an MSNN config that can fail on bad input, before any data is loaded or any training runs;
+    the preset hardware-aware training runs on (``preset``, else ``network.crossbar``; None when not aware)."""
     check_references(cfg)
-    if cfg.hardware.aware and is_ideal(cfg.network.crossbar):
-        raise ConfigError(f"{cfg.source}: hardware.aware = true needs a crossbar preset, but network.crossbar is "
-                          f"'ideal' (nothing to inject). Fix: set network.crossbar to a preset (e.g. hfox_1t1r_64) "
-                          f"or hardware.aware = false.", key="hardware.aware", value=True)
+    preset = hardware_preset(cfg, preset)  # a preset to train through, and wires for irdrop
     build_encoder(cfg)
-    build_network(cfg)  # neuron card, dt against the card, preset loading
+    build_network(cfg, crossbar=preset)  # neuron card, dt against the card, preset loading
+    return preset
 
 
 def _generators(net: MemristiveSNN, loader: torch.Generator, encoder) -> dict[str, torch.Generator]:
     gens = {"loader": loader}
     if encoder.generator is not None:
         gens["encoder"] = encoder.generator
-    for k, arr in net.crossbar_arrays():
-        gens.update({f"crossbar{k}.{name}": gen for name, gen in arr.noise_streams.items()})
+    gens.update(chip_streams(net.crossbar_arrays()))
     return gens
+
+
+def chip_streams(arrays: Iterable[tuple[int, CrossbarArray]]) -> dict[str, torch.Generator]:
+    """The noise streams of ``(layer index, array)`` pairs by checkpoint name (``crossbar{k}.program`` ...): saved
+    with every checkpoint, so a resumed hardware-aware run draws the noise it would have drawn."""
+    return {f"crossbar{k}.{name}": gen for k, arr in arrays for name, gen in arr.noise_streams.items()}
 
 
 def _nonfinite_where(net: MemristiveSNN, out) -> str:
@@ -198,10 +205,10 @@ def clip_weights(net: MemristiveSNN, sigmas: float) -> None:
             w.clamp_(-bound, bound)
 
 
-def _redraw_chips(net: MemristiveSNN, seed: int, step: int) -> None:
-    """A new chip's fixed defects for every preset layer, from (seed, step): reproducible on resume, and far
-    from the evaluation chips' seeds (0, 1, ...)."""
-    for k, arr in net.crossbar_arrays():
+def redraw_chips(arrays: Iterable[tuple[int, CrossbarArray]], seed: int, step: int) -> None:
+    """A new chip's fixed defects for every ``(layer index, array)``, from (seed, step): reproducible on resume,
+    and far from the evaluation chips' seeds (0, 1, ...)."""
+    for k, arr in arrays:
         arr.redraw_defects(1_000_003 * (seed + 1) + 7919 * step + k)
 
 
@@ -368,15 +375,24 @@ def fit(cfg: Config, run: RunDirectory, model: torch.nn.Module, optimizer: torch
 
 
 def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
-          log: Callable[[str], None] = print, max_batches: int | None = None) -> TrainResult:
-    """Train the network of ``cfg`` (see the module docstring). ``init``: start from a checkpoint's weights
-    (e.g. hardware-aware fine-tuning of an ideal run). ``max_batches`` caps the batches per epoch (tests)."""
+          log: Callable[[str], None] = print, max_batches: int | None = None,
+          preset: Preset | None = None) -> TrainResult:
+    """Train the network of ``cfg``, of whichever kind its ``network.kind`` names: the kind's trainer
+    (:func:`train_msnn` for an MSNN, :func:`memsim.ann.train.train_ann` for an ANN; :mod:`memsim.deploy`'s
+    registry picks it). ``init``: start from a checkpoint's weights (e.g. hardware-aware fine-tuning of an ideal
+    run); ``preset``: hardware-aware training through this :class:`memsim.crossbar.Preset` object instead of the
+    one ``network.crossbar`` names (e.g. a sweep point's); ``max_batches`` caps the batches per epoch (tests)."""
     if not isinstance(cfg, Config):
         cfg = parse_config(cfg)
-    if cfg.network.kind == "ann":  # conventional network trained in float: memsim.ann
-        from ..ann.train import train_ann
-        return train_ann(cfg, resume=resume, init=init, progress=progress, log=log, max_batches=max_batches)
-    prepare(cfg)
+    return network_kind(cfg.network.kind).train(cfg, resume=resume, init=init, progress=progress, log=log,
+                                                max_batches=max_batches, preset=preset)
+
+
+def train_msnn(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
+               log: Callable[[str], None] = print, max_batches: int | None = None,
+               preset: Preset | None = None) -> TrainResult:
+    """Train the MSNN of ``cfg`` (see the module docstring and :func:`train`)."""
+    preset = prepare(cfg, preset)
     t = cfg.training
     device, run, train_set, test_set = start_run(cfg, resume)
     n_in = train_set.num_inputs
@@ -385,7 +401,7 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
                           f"({n_in} inputs, {train_set.num_classes} classes)", key="network.layers")
 
     torch.manual_seed(t.seed)
-    net = build_network(cfg)
+    net = build_network(cfg, crossbar=preset)
     encoder = build_encoder(cfg)
     if init is not None:
         ckpt = read_checkpoint(init)
@@ -397,16 +413,17 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
     start_epoch = resume_run(run, cfg, model=net, optimizer=opt, generators=gens, log=log) if resume else 0
     run.write_config(cfg)
     redraw = cfg.hardware.aware and cfg.hardware.resample_defects
+    arrays = net.crossbar_arrays()
     last = fit(cfg, run, net, opt, gens, train_set, test_set, start_epoch=start_epoch, device=device,
                step=lambda x, y: train_step(net, encoder, x, y, opt, grad_clip=t.grad_clip, weight_clip=t.weight_clip),
                evaluate=lambda data: evaluate(net, encoder, data, generator=torch.Generator().manual_seed(t.seed + 1)),
-               before_batch=(lambda index: _redraw_chips(net, t.seed, index)) if redraw else None,
+               before_batch=(lambda index: redraw_chips(arrays, t.seed, index)) if redraw else None,
                fix="lower training.learning_rate, set training.grad_clip (e.g. 1.0) or reduce encoding.scale / "
                    "network.g_unit", progress=progress, log=log, max_batches=max_batches)
-    aware = cfg.hardware.aware and cfg.network.crossbar != "ideal"
-    hardware = f" ({cfg.hardware.mode}, hardware-aware)" if aware else ""
+    hardware = f" ({cfg.hardware.mode}, hardware-aware)" if preset is not None else ""
+    crossbar = preset.name if preset is not None else cfg.network.crossbar
     return finish_run(cfg, run, net, last, title=f"{cfg.data.dataset}: {list(cfg.network.layers)}, "
-                                               f"{cfg.network.crossbar}{hardware}")
+                                               f"{crossbar}{hardware}")
 
 
 def finish_run(cfg: Config, run: RunDirectory, model: torch.nn.Module, last: Path | None, title: str) -> TrainResult:
@@ -463,14 +480,6 @@ def network_from_checkpoint(ckpt: Checkpoint, cfg: Config, source: str, *, cross
     return net
 
 
-def read_trained(path: str | Path) -> tuple[Checkpoint, Config]:
-    """A checkpoint written by training, read and validated once, and its parsed config."""
-    ckpt = read_checkpoint(path)
-    if ckpt.config is None:
-        raise CheckpointError(f"checkpoint {path} holds no config; it was not written by memsim train")
-    return ckpt, parse_config(ckpt.config, source=f"config of {path}")
-
-
 def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | None = None,
                  noise_seed: int | None = None) -> tuple[MemristiveSNN, Config]:
     """The trained network of a checkpoint, optionally re-targeted to another crossbar preset/mode."""
@@ -479,82 +488,60 @@ def load_network(path: str | Path, *, crossbar: str | None = None, mode: str | N
                                    noise_seed=noise_seed), cfg
 
 
-def calibrate(net: MemristiveSNN, encoder, data: ImageDataset, n: int = 256) -> None:
-    """Set the DAC input ranges of preset layers from a batch (as a chip is calibrated), if not saved."""
-    layers = [s.crossbar_layer for s in net.synapses if s.needs_calibration]
-    if not layers:
-        return
-    # the chip is programmed once and calibrated on its own reads; evaluation then reads the same chip (in
-    # irdrop mode: the same operators, computed once)
-    was = net.training
-    net.eval()
-    for layer in layers:
-        layer.calibrating = True
-    try:
-        with torch.no_grad():
-            net(encoder(data.images[:n]))
-    finally:
-        for layer in layers:
-            layer.calibrating = False
-        net.train(was)
+def evaluate_checkpoint(source, chip: Chip | Sequence[Chip] | None = None, *, preset: str | Path | Preset | None = None,
+                        seeds: int | None = None, mode: str | None = None, split: str = "test",
+                        limit: int | None = None, batch_size: int = 256, progress: bool = False,
+                        substeps: int | None = None, data_dir: str | Path | None = None,
+                        device: str | torch.device | None = None) -> dict[str, Any]:
+    """A trained network (any kind) deployed on chips: :func:`memsim.deploy.evaluate_on_chips` of the checkpoint,
+    the run folder or the run config ``source``, on the run's own data.
 
+    ``chip``: the chip design (a :class:`memsim.deploy.Chip`; with ``seeds``, the chips ``chip.seed .. chip.seed +
+    seeds - 1``), or a list of chips. Without it, the run's chip: ``preset`` (a name, path or object; default the
+    run's ``hardware.eval_preset``, else its ``network.crossbar``; ``"ideal"``: the exact product) in ``mode``
+    (default ``hardware.mode``), ``seeds`` chips (default ``hardware.eval_seeds``; one for the ideal chip).
+    ``split``: ``"test"`` | ``"train"``; ``limit``: its first N samples; ``substeps``: the MSNN neurons' integration
+    sub-steps (default as trained); ``device``: default the run's ``training.device``. Every chip is programmed
+    once and calibrated on the training split's first ``chip.calibration_samples`` images, as a chip is.
 
-def evaluate_chip(net: MemristiveSNN, encoder, calibration: ImageDataset, data: ImageDataset, *, seed: int,
-                  base_seed: int, batch_size: int = 256, limit: int | None = None) -> dict[str, float]:
-    """:func:`evaluate` of ``net`` as chip ``seed``: input ranges calibrated on ``calibration``, read noise
-    seeded by ``seed`` and the encoder's randomness by ``base_seed + 1 + seed`` (the training seed: the same
-    test-time draws as the evaluation during training for chip 0)."""
-    calibrate(net, encoder, calibration)
-    net.eval()
-    torch.manual_seed(seed)
-    return evaluate(net, encoder, data, batch_size, limit=limit,
-                    generator=torch.Generator().manual_seed(base_seed + 1 + seed))
-
-
-def evaluate_checkpoint(path: str | Path, *, preset: str | None = None, seeds: int | None = None,
-                        mode: str | None = None, split: str = "test", limit: int | None = None,
-                        batch_size: int = 256, progress: bool = False, substeps: int | None = None) -> dict[str, Any]:
-    """Accuracy of a trained checkpoint deployed on ``preset`` (default: the config's eval preset or its
-    crossbar), averaged over ``seeds`` noise seeds (programming noise, faults and read noise re-drawn per
-    seed; the weights are programmed once per seed and kept for the whole test set, as on a chip). The
-    checkpoint is read once; every seed builds its chip from it."""
-    ckpt, cfg = read_trained(path)
+    Returns :meth:`memsim.deploy.ChipsEvaluation.as_dict`: accuracy (mean, ``std``, ``per_seed``), output error,
+    tiles and utilisation, ``layers``, the calibration of every chip, ``samples``, ``mode``, ``preset``, ..."""
+    network = load_trained(source, data_dir=data_dir, substeps=substeps)
+    cfg = network.config
+    chips = _chips(cfg, chip, preset, mode, seeds)
+    if split not in ("test", "train"):
+        raise ParameterError("split", split, "'test' or 'train'", "choose the data split to evaluate")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ParameterError("limit", limit, "an integer >= 1 or None", "evaluate on the first N samples")
     set_threads(cfg.training.threads)
-    if cfg.network.kind == "ann":  # deployed through memsim.convert (dense mapping)
-        from ..ann.deploy import evaluate_deployed
-        return evaluate_deployed(path, preset or cfg.hardware.eval_preset or cfg.network.crossbar,
-                                 mode=mode or cfg.hardware.mode, seeds=cfg.hardware.eval_seeds if seeds is None
-                                 else seeds, split=split, limit=limit, batch_size=batch_size, progress=progress)
-    preset = preset or cfg.hardware.eval_preset or cfg.network.crossbar
-    if not is_ideal(preset):
-        check_references(dataclasses.replace(cfg, hardware=dataclasses.replace(cfg.hardware, eval_preset=preset)))
-    mode = mode or cfg.hardware.mode
-    seeds = cfg.hardware.eval_seeds if seeds is None else seeds
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"seeds = {seeds!r} is invalid: allowed an integer >= 1", key="seeds", value=seeds)
-    train_set, test_set = load_datasets(cfg)
-    device = select_device(cfg.training.device)
+    device = select_device(cfg.training.device) if device is None else torch.device(device)
     train_set, test_set = (ImageDataset(*(v.to(device) for v in d.tensors()), d.info, d.split)
-                           for d in (train_set, test_set))
+                           for d in load_datasets(cfg))
     data = test_set if split == "test" else train_set
-    encoder = build_encoder(cfg)
-    results = []
-    n_seeds = 1 if is_ideal(preset) else seeds
-    from tqdm.auto import tqdm
-    for s in tqdm(range(n_seeds), desc="seeds", disable=not progress):
-        net = network_from_checkpoint(ckpt, cfg, f"checkpoint {path}", crossbar=preset,
-                                      mode=None if is_ideal(preset) else mode, noise_seed=s)
-        net.to(device)
-        if substeps is not None:
-            net.set_substeps(substeps)
-        r = evaluate_chip(net, encoder, train_set, data, seed=s, base_seed=cfg.training.seed, batch_size=batch_size,
-                          limit=limit)
-        results.append(r["accuracy"])
-    mean = sum(results) / len(results)
-    std = (sum((a - mean) ** 2 for a in results) / max(len(results) - 1, 1)) ** 0.5
-    return {"checkpoint": str(path), "preset": preset if isinstance(preset, str) else str(preset),
-            "mode": "ideal" if is_ideal(preset) else mode, "seeds": n_seeds, "accuracy": mean, "std": std,
-            "per_seed": results, "samples": len(data) if limit is None else min(limit, len(data))}
+    if limit is not None:
+        data = ImageDataset(data.images[:limit], data.labels[:limit], data.info, data.split)
+    return evaluate_on_chips(network, chips, data, calibration=train_set, batch_size=batch_size, device=device,
+                             progress=progress).as_dict()
+
+
+def _chips(cfg: Config, chip, preset, mode, seeds) -> list[Chip]:
+    """The chips :func:`evaluate_checkpoint` runs on: ``chip`` (a design or a list), else the run's."""
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ParameterError("seeds", seeds, "an integer >= 1", "give the number of chips to average")
+    if chip is not None:
+        if preset is not None or mode is not None:
+            raise ParameterError("preset/mode", (preset, mode), "None when chip= is given (the chip holds both)",
+                                 "give either chip=Chip.load(preset, mode=...) or preset=/mode=")
+        if isinstance(chip, Chip):
+            return chip.series(seeds or 1)
+        if seeds is not None:
+            raise ParameterError("seeds", seeds, "None with a list of chips", "list the chips, or give one chip design")
+        return list(chip)
+    preset = preset or cfg.hardware.eval_preset or cfg.network.crossbar
+    if isinstance(preset, str) and preset == "ideal":
+        return [Chip.ideal()]
+    design = Chip.load(preset, mode=mode or cfg.hardware.mode)
+    return design.series(cfg.hardware.eval_seeds if seeds is None else seeds)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..crossbar.array import DEFAULT_MODE
 from ..errors import ParameterError
 from ..mathns import TORCH
 from ..schema import is_finite_number, suggest
@@ -139,7 +140,7 @@ class MemristiveSNN(nn.Module):
                  readout: str = DEFAULTS["readout"], time_steps: int = DEFAULTS["time_steps"],
                  dt: float = DEFAULTS["dt"], g_unit: float = DEFAULTS["g_unit"],
                  readout_gain: float = DEFAULTS["readout_gain"], substeps: int = DEFAULTS["substeps"],
-                 mode: str = "noisy", penalty: float = DEFAULTS["penalty"],
+                 mode: str = DEFAULT_MODE, penalty: float = DEFAULTS["penalty"],
                  conv: tuple[int, int, int] | None = None, compile: bool = False):
         super().__init__()
         layers = [int(n) for n in layers]

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..crossbar.array import DEFAULT_MODE
 from ..errors import ParameterError
 
 if TYPE_CHECKING:
@@ -249,7 +250,8 @@ class PresetConvSynapse(_OnCrossbar, ConvSynapse):
         return self.xbar(img)
 
 
-def build_synapse(in_features: int, out_features: int, g_unit: float, preset="ideal", mode: str = "noisy") -> Synapse:
+def build_synapse(in_features: int, out_features: int, g_unit: float, preset="ideal",
+                  mode: str = DEFAULT_MODE) -> Synapse:
     if is_ideal(preset):
         return IdealSynapse(in_features, out_features, g_unit)
     return PresetSynapse(in_features, out_features, g_unit, preset, mode)
