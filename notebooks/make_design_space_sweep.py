@@ -60,6 +60,21 @@ t = df.groupby("tile.size")["tiles"].first()
 assert t[16] > t[32] > t[64]
 again = run_sweep(spec, out, workers=1, progress=False)
 assert again["ran"] == 0 and again["skipped"] == 6"""),
+    new_markdown_cell("""## Converter ranges come from the signal
+
+Each chip's ADC full scale is calibrated on the layer's own column outputs (`[adc] calibration = "percentile"`, the
+99.99th percentile over 256 training images; the DAC's input range likewise), as real macros and CrossSim set it,
+so a conclusion about ADC bits is about the devices, not about a range someone forgot to tune. The fixed rule
+(`"fixed"`: full scale = `adc.range x rows x v_max x dG`) is still an axis value, to show what it would have said."""),
+    new_code_cell("""adc_spec = parse_spec({"name": "adc", "base": {"checkpoint": str(ckpt), "preset": "hfox_1t1r_64", "mode": "noisy",
+                                               "chips": 2, "limit": 150},
+                        "axes": {"adc.bits": [4, 6], "adc.calibration": ["percentile", "fixed"]}})
+run_sweep(adc_spec, work / "adc", workers=1, progress=False)
+dfa = table(work / "adc")
+view = dfa.pivot(index="adc.bits", columns="adc.calibration", values="output_error")
+print(dfa.pivot(index="adc.bits", columns="adc.calibration", values="accuracy"))
+print(view)
+assert (view["percentile"] < view["fixed"]).all()  # the calibrated ADC reads the product more exactly"""),
     new_code_cell("""fig_paths = [plot_accuracy_vs_tile(df, work / "acc_tile.png"), plot_pareto(df, work / "pareto.png", color="noise.program")]
 front = pareto_front(df[df.status == "ok"])
 print(front[["tile.size", "noise.program", "accuracy", "energy"]])

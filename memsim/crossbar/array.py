@@ -40,7 +40,7 @@ import torch
 from ..errors import ParameterError
 from .mapping import state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
-from .periphery import magnitude_range, subsample
+from .periphery import magnitude_range, mse_range, subsample
 from .presets import Preset, load_preset
 from .operator import tile_operator
 from .pairs import pair_product, pair_squares
@@ -50,16 +50,17 @@ from .tiling import TileGrid
 MODES = ("ideal", "noisy", "irdrop", "nonlinear")
 #: the one default simulation mode (arrays, layers, chips): quantised and noisy, ideal wires
 DEFAULT_MODE = "noisy"
+#: removed modes and what replaced them, so that an old script or config naming one is told what to use instead
+#: ('approx', a fixed-point estimate per read, was slower than irdrop at equal error: benchmarks/crossbar.md)
+REMOVED_MODES = {"approx": "use 'irdrop': exact IR drop through each tile's cached operator, faster than the "
+                           "fixed-point estimate that 'approx' was (memsim.crossbar.solve_approx remains for "
+                           "one-off reads)"}
 
 
 def check_mode(mode: str) -> str:
-    if mode == "approx":  # a fixed-point estimate per read: slower than irdrop at equal error (benchmarks/crossbar.md)
-        raise ParameterError("mode", mode, f"one of {list(MODES)}",
-                             "use 'irdrop': exact IR drop through each tile's cached operator, faster than the "
-                             "fixed-point estimate that 'approx' was (memsim.crossbar.solve_approx remains for "
-                             "one-off reads)")
     if mode not in MODES:
-        raise ParameterError("mode", mode, f"one of {list(MODES)}", "choose how the array is simulated")
+        fix = REMOVED_MODES.get(mode) if isinstance(mode, str) else None
+        raise ParameterError("mode", mode, f"one of {list(MODES)}", fix or "choose how the array is simulated")
     return mode
 
 
@@ -244,6 +245,9 @@ class CrossbarArray:
         if adc.calibration == "percentile" and adc.percentile < 100:
             p = magnitude_range(self._sample(y, 2 ** 16).abs(), "percentile", adc.percentile)
             r = torch.where(p > 0, p, r)
+        elif adc.calibration == "mse":
+            m = mse_range(self._sample(y, 2 ** 16).abs(), adc.bits, r)
+            r = torch.where(m > 0, m, r)
         return torch.where(r > 0, r, torch.full_like(r, fixed)).reshape(self.adc_shape)
 
     def _sample(self, y: torch.Tensor, cap: int) -> torch.Tensor:

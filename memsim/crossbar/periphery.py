@@ -13,9 +13,11 @@ r"""Periphery: the input DAC and the per-column ADC (straight-through gradients)
   [-I_fs, I_fs] and clips beyond. Partial sums of tiles that share outputs, and of input and weight slices,
   are added after the ADC (digitally). ``columns_per_adc`` outputs share one converter through a column
   multiplexer: it changes the conversion schedule (latency, energy, area in the cost model), not the values.
-* The ranges. ``calibration = "percentile" | "max" | "fixed"`` per converter: a percentile or the maximum of the
-  magnitudes the converter sees on a calibration batch (:func:`magnitude_range`, :class:`SignalRecord`;
-  the layers and :mod:`memsim.nn.calibration` record them), or the fixed rule (ADC:
+* The ranges. ``calibration = "percentile" | "max" | "mse" | "fixed"`` per converter: a percentile or the maximum
+  of the magnitudes the converter sees on a calibration batch (:func:`magnitude_range`, :class:`SignalRecord`;
+  the layers and :mod:`memsim.nn.calibration` record them), the clip that minimises the converter's own
+  quantisation error on them at its bits (:func:`mse_range`: what a designer tuning the range for a coarse
+  converter picks, since a high percentile wastes most of a 4-bit converter's levels), or the fixed rule (ADC:
   :math:`I_{fs} = \mathrm{range} \cdot rows \cdot v_{max} \cdot (g_{max} - g_{min})`; DAC: the running maximum of
   ``|x|``). The ADC's ``granularity`` is one full scale per ``"layer"`` or per ``"tile"``.
 """
@@ -30,7 +32,9 @@ from ..errors import ParameterError
 from ..schema import is_finite_number
 from .mapping import bit_slices, round_ste
 
-CALIBRATIONS = ("percentile", "max", "fixed")
+CALIBRATIONS = ("percentile", "max", "mse", "fixed")
+#: candidate clips of "mse", as percentiles of the recorded magnitudes (the maximum is a candidate too)
+MSE_CANDIDATES = (90.0, 95.0, 97.0, 98.0, 99.0, 99.3, 99.5, 99.7, 99.8, 99.9, 99.95, 99.99)
 GRANULARITIES = ("layer", "tile")
 #: values kept per read and group for a percentile (a fixed-seed random subset beyond): the estimate of a
 #: 99.99th percentile then rests on ~26 values above it, and a read costs one gather
@@ -47,7 +51,8 @@ def _check_calibration(field: str, method, percentile) -> None:
     if method not in CALIBRATIONS:
         raise ParameterError(f"{field}.calibration", method, f"one of {list(CALIBRATIONS)}",
                              "'percentile' clips at a percentile of the calibration batch's magnitudes, 'max' at "
-                             "their maximum, 'fixed' keeps the preset's rule")
+                             "their maximum, 'mse' where the converter's quantisation error on them is least, "
+                             "'fixed' keeps the preset's rule")
     if not (is_finite_number(percentile) and 0 < percentile <= 100):
         raise ParameterError(f"{field}.percentile", percentile, "a number in (0, 100]",
                              "give the percentile of the magnitudes that sets the range, e.g. 99.99")
@@ -216,6 +221,28 @@ def magnitude_range(a: torch.Tensor, method: str, percentile: float) -> torch.Te
     return a.kthvalue(k, 1).values
 
 
+def quantisation_mse(a: torch.Tensor, full_scale: torch.Tensor, bits: int) -> torch.Tensor:
+    """Mean squared error ``[G, C]`` of a symmetric ``bits``-bit converter (the levels of
+    :func:`_quantise_symmetric`) with each of the full scales ``[G, C]`` on the magnitudes ``a`` [G, n]."""
+    half = max(2 ** (bits - 1) - 1, 1)
+    fs = full_scale.clamp_min(torch.finfo(a.dtype).tiny).unsqueeze(-1)        # [G, C, 1]
+    q = (a.unsqueeze(1) / fs).clamp(max=1.0).mul(half).round().div(half) * fs  # [G, C, n]
+    return (q - a.unsqueeze(1)).pow(2).mean(-1)
+
+
+def mse_range(a: torch.Tensor, bits: int, peak: torch.Tensor) -> torch.Tensor:
+    """The full scale ``[G]`` among the percentiles :data:`MSE_CANDIDATES` of ``a`` [G, n] and the maximum ``peak``
+    [G] that minimises :func:`quantisation_mse` at ``bits``: the trade between clipping the rare large values and
+    resolving the common small ones, decided by the signal and the converter's resolution."""
+    if a.shape[1] == 0:
+        return peak
+    cands = [magnitude_range(a, "percentile", p) for p in MSE_CANDIDATES] + [peak]
+    full = torch.stack(cands, 1)                                                    # [G, C]
+    sub = subsample(a, 1 << 14, seed=0)                                            # error estimate on a bounded set
+    best = quantisation_mse(sub, full, bits).argmin(1, keepdim=True)
+    return full.gather(1, best).squeeze(1)
+
+
 class SignalRecord:
     """Magnitudes a converter sees over the reads of a calibration pass, per group (one group per layer, or
     one per tile): the exact maximum of every read and a bounded random subset for percentiles.
@@ -253,10 +280,14 @@ class SignalRecord:
     def maximum(self) -> torch.Tensor:
         return torch.stack(self.read_maxima).amax(0)
 
-    def statistic(self, method: str, percentile: float) -> torch.Tensor:
-        """The range ``[G]``: the exact maximum for ``"max"``, else the percentile of the kept values; a percentile
-        of 0 (a signal that is almost always zero, e.g. rare spikes) gives the maximum instead, which leaves a range."""
+    def statistic(self, method: str, percentile: float, bits: int | None = None) -> torch.Tensor:
+        """The range ``[G]``: the exact maximum for ``"max"``, the least-error clip at ``bits`` for ``"mse"``, else
+        the percentile of the kept values; a range of 0 (a signal that is almost always zero, e.g. rare spikes)
+        gives the maximum instead, which leaves a range."""
         peak = self.maximum()
+        if method == "mse":
+            r = mse_range(self.samples(), bits, peak)
+            return torch.where(r > 0, r, peak)
         if method == "max" or percentile >= 100:
             return peak
         r = magnitude_range(self.samples(), method, percentile)

@@ -16,7 +16,7 @@ Layout::
     [mapping]    scheme ("differential" | "offset"), levels (0 = analog, or >= 2: the levels of one cell),
                  weight_bits (bits of a weight's code; optional: absent = not bit-sliced), cell_bits (bits per
                  cell, dividing weight_bits; default weight_bits; with weight_bits, levels = 2**cell_bits)
-    [dac]        bits, v_max (V), calibration ("percentile" | "max" | "fixed"), percentile (in (0, 100]),
+    [dac]        bits, v_max (V), calibration ("percentile" | "max" | "mse" | "fixed"), percentile (in (0, 100]),
                  slice_bits (bits per bit-serial cycle, dividing bits; default bits)   optional: absent = ideal DAC
     [adc]        bits, range (fraction of rows * v_max * dG, the "fixed" full scale), calibration, percentile,
                  granularity ("layer" | "tile"), columns_per_adc (outputs per ADC, dividing the tile's outputs)

@@ -217,7 +217,7 @@ class ConverterRanges(nn.Module):
                                        f"Fix: calibrate on a batch of real inputs (a layer that never sees a "
                                        f"non-zero input is dead: check the network)")
             if rec.adc is not None:
-                recorded = rec.adc.statistic(p.adc.calibration, p.adc.percentile)  # in units of A * s
+                recorded = rec.adc.statistic(p.adc.calibration, p.adc.percentile, p.adc.bits)  # in units of A * s
                 fixed = self.array.fixed_full_scale()
                 fs = torch.where(recorded > 0, recorded / s_x, torch.full_like(recorded, fixed))
                 self.adc_full_scale = fs.reshape(self.array.adc_shape).to(self.adc_full_scale)
@@ -238,7 +238,7 @@ class ConverterRanges(nn.Module):
             for m in record.read_maxima:
                 s = float(m[0]) if s == 0 else self.scale_momentum * s + (1 - self.scale_momentum) * float(m[0])
             return s
-        return float(record.statistic(method, self.preset.dac.percentile)[0])
+        return float(record.statistic(method, self.preset.dac.percentile, self.preset.dac.bits)[0])
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
