@@ -5,6 +5,7 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
 from .errors import MemsimError
 
 #: modules in memsim.commands, each with ``register(subparsers)``
@@ -13,7 +14,6 @@ COMMANDS = ("verify", "device", "neuron", "crossbar", "train", "evaluate", "expo
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsim", description="Memristive circuits: SPICE-verified models as torch layers.")
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"memsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

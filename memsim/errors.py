@@ -47,6 +47,11 @@ class ConfigError(MemsimError, ValueError):
         super().__init__(message)
 
 
+class DataError(MemsimError, ValueError):
+    """A data file is unusable: a dataset file missing, corrupt, truncated or not the expected release, or a
+    measurement file that cannot be fitted (what, where, and how to fix it)."""
+
+
 class StimulusError(MemsimError, ValueError):
     """A stimulus waveform or simulation time step is unusable."""
 

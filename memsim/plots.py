@@ -1,13 +1,26 @@
-"""Figures written to files (PNG/SVG). matplotlib runs headless (Agg)."""
+"""Figures written to files (PNG/SVG). matplotlib runs headless (Agg).
+
+matplotlib takes about half a second to import, so it is imported when the first figure is drawn
+(:func:`pyplot`), not with this module: the modules that compute and also draw (the training loop, IR-drop maps,
+neuron characterisation, sweep plots) import this one at their top, and a run that draws nothing (``memsim
+--help``, a sweep worker, training with ``output.plot = false``) never loads matplotlib.
+"""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+@functools.cache
+def pyplot():
+    """``matplotlib.pyplot``, its backend set to the headless Agg on the first call."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def save(fig, path: str | Path) -> Path:
@@ -16,7 +29,7 @@ def save(fig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     tmp.replace(path)
     return path
 
@@ -24,7 +37,7 @@ def save(fig, path: str | Path) -> Path:
 def hysteresis_figure(card_name: str, traces: list[tuple[str, object, object | None]]):
     """I-V loops and time traces. ``traces``: (label, torch Trace, spice Trace or None) per stimulus."""
     n = len(traces)
-    fig, axes = plt.subplots(2, n, figsize=(4.6 * n, 7.2), squeeze=False)
+    fig, axes = pyplot().subplots(2, n, figsize=(4.6 * n, 7.2), squeeze=False)
     for k, (label, model, ref) in enumerate(traces):
         ax = axes[0, k]
         scale, unit = _current_scale(np.max(np.abs(model.i)))

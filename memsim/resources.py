@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import CardError, ConfigError
+from .schema import closest
 
 __all__ = ["KINDS", "data_dir", "env_dirs", "bundled_configs", "resolve_config"]
 
@@ -69,7 +70,6 @@ def resolve_config(name_or_path: str | os.PathLike, root: str | os.PathLike | No
     stem = given.stem if given.suffix == ".toml" else given.name
     if stem in configs and (len(given.parts) == 1 or given.parent.name == "configs"):
         return configs[stem]
-    from .schema import closest
     near = closest(stem, configs)
     hint = f"Did you mean '{near}'?" if near else f"Bundled configs: {sorted(configs)} (memsim configs)."
     raise ConfigError(f"config file {path} does not exist and is not a bundled config. {hint}",

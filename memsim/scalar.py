@@ -25,6 +25,9 @@ from .errors import NonFiniteError, StimulusError
 from .devices.cards import Card
 from .mathns import PY_FUNCTIONS, PyMath
 from .devices.simulate import Trace
+from .neurons.cards import check_dt, load_neuron_card
+from .neurons.circuits import default_substeps, synapse_derivative
+from .neurons.simulate import NeuronTrace
 
 __all__ = ["device_trace", "neuron_trace", "device_source", "neuron_source"]
 
@@ -185,7 +188,6 @@ def neuron_source(card, synapse: bool) -> str:
 
 
 def _synapse(m, tau_s, u, a, s):
-    from .neurons.circuits import synapse_derivative
     return synapse_derivative(m, tau_s, u, a, s)
 
 
@@ -193,10 +195,6 @@ def neuron_trace(card, current, dt: float | None = None, *, synapse: bool = Fals
     """One neuron of ``card`` driven by ``current`` (A, one held sample per step of ``dt``; default the
     card's), as a :class:`memsim.neurons.simulate.NeuronTrace`. Sub-steps default to the torch layer's
     choice (:class:`memsim.nn.MemristiveNeuron`), so both paths integrate the same scheme."""
-    from .neurons.cards import check_dt, load_neuron_card
-    from .neurons.circuits import default_substeps
-    from .neurons.simulate import NeuronTrace
-
     if isinstance(card, str):
         card = load_neuron_card(card)
     dt = check_dt(card.dt if dt is None else dt, card.memristors, card.parameters, card.name)

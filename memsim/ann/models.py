@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
+from ..training.data import dataset_info
 
 __all__ = ["ARCHS", "MLP", "VGGNet", "build_ann"]
 
@@ -98,7 +99,6 @@ def build_ann(cfg, image_shape: Sequence[int] | None = None) -> nn.Module:
     if net.arch == "mlp":
         return MLP(net.layers)
     if image_shape is None:
-        from ..training.data import dataset_info
         image_shape = dataset_info(cfg.data.dataset).image_shape
     return VGGNet(image_shape, net.channels, net.layers, convs_per_stage=net.convs_per_stage,
                   depthwise=net.arch == "vgg_dw", batch_norm=net.batch_norm)

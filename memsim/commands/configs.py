@@ -1,6 +1,9 @@
 """``memsim configs``: the example training configs that ship with memsim (usable by name in ``memsim train``)."""
 from __future__ import annotations
 
+from ..errors import ConfigError
+from ..resources import bundled_configs, data_dir, resolve_config
+
 
 def register(sub) -> None:
     p = sub.add_parser("configs", help="list the bundled training configs (memsim train NAME runs one)",
@@ -12,9 +15,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
-    from ..resources import bundled_configs, data_dir, resolve_config
-
     configs = bundled_configs()
     if args.show:
         print(resolve_config(args.show).read_text(), end="")

@@ -6,7 +6,17 @@ import sys
 
 import numpy as np
 
+from ..crossbar.irdrop import PATTERNS, irdrop_figure, irdrop_map, size_sweep, size_sweep_figure
+from ..crossbar.netlist import tile_netlist
+from ..crossbar.operator import operator_bytes
+from ..crossbar.presets import CROSSBAR_DIR, list_presets, load_preset
+from ..crossbar.tiling import TileGrid
+from ..crossbar.verify import VERIFY_SIZE, random_tile
+from ..errors import ParameterError
+from ..io import atomic_write_text
+from ..plots import save
 from .argtypes import plot_file
+from .listing import load_listed
 
 
 def register(sub) -> None:
@@ -49,16 +59,12 @@ def register(sub) -> None:
 
 
 def run_list(args) -> int:
-    from ..crossbar.presets import list_presets, load_preset
-    from .listing import load_listed
     for _, preset in load_listed(list_presets(), load_preset):
         print(preset.summary())
     return 0
 
 
 def run_info(args) -> int:
-    from ..crossbar.presets import load_preset
-    from ..crossbar.tiling import TileGrid
     p = load_preset(args.preset)
     print(p.summary())
     print(f"description: {p.description}\nprovenance: {p.provenance}")
@@ -71,8 +77,6 @@ def run_info(args) -> int:
 
 def reference_netlist(preset) -> str:
     """The committed reference netlist of a preset: its verify tile (8x8, seed 0)."""
-    from ..crossbar.netlist import tile_netlist
-    from ..crossbar.verify import VERIFY_SIZE, random_tile
     size = min(VERIFY_SIZE, preset.rows, preset.cols)
     g, x, v = random_tile(preset, size, 0)
     cells = {"card": preset.card, "x": x.numpy()} if preset.nonlinear else {"g": g.numpy()}
@@ -81,11 +85,6 @@ def reference_netlist(preset) -> str:
 
 
 def run_export(args) -> int:
-    from ..crossbar.netlist import tile_netlist
-    from ..crossbar.presets import CROSSBAR_DIR, list_presets, load_preset
-    from ..crossbar.verify import random_tile
-    from ..errors import ParameterError
-    from ..io import atomic_write_text
     if args.all == bool(args.preset):
         print("memsim crossbar export: give a PRESET or --all", file=sys.stderr)
         return 2
@@ -130,18 +129,14 @@ def _float_list(text: str) -> list[float]:
 
 
 def run_irdrop(args) -> int:
-    from ..crossbar.irdrop import PATTERNS, irdrop_figure, irdrop_map, size_sweep, size_sweep_figure
-    from ..crossbar.presets import load_preset
     p = load_preset(args.preset)
     if args.sizes:
-        from ..crossbar.operator import operator_bytes
         big = max(args.sizes)
         print(f"memory: the operator precompute of one {big}x{big} tile needs ~{operator_bytes(1, big, big) / 2**20:.0f} MB")
         sweep = size_sweep(p, args.sizes, args.wires, seed=args.seed, progress=True)
         print(f"{p.summary()}\ncolumn-current error of a random-weight tile, all inputs at {p.v_max} V:")
         print(sweep.table())
         if args.plot:
-            from ..plots import save
             print(f"wrote {save(size_sweep_figure(sweep), args.plot)}")
         return 0
     maps = [irdrop_map(p, pat, args.seed, args.cells) for pat in PATTERNS]
@@ -150,6 +145,5 @@ def run_irdrop(args) -> int:
         print(f"{m.pattern:7s}: max cell voltage drop {m.max_drop * 1e3:.3f} mV of {m.v_in * 1e3:.0f} mV; "
               f"max column error vs ideal {m.max_error:.3%}")
     if args.plot:
-        from ..plots import save
         print(f"wrote {save(irdrop_figure(p, maps), args.plot)}")
     return 0

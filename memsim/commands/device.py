@@ -3,7 +3,18 @@ from __future__ import annotations
 
 import sys
 
+from ..devices.cards import card_path, list_cards, load_card, with_parameters
+from ..devices.netlist import subcircuit
+from ..devices.simulate import SPICE_STEP_FRACTION, spice_trace, standard_stimuli, torch_trace
+from ..errors import CardError, ParameterError
+from ..fitting.command import add_parser as add_fit_parser
+from ..io import atomic_write_text
+from ..plots import hysteresis_figure, save
+from ..pulse.cards import is_pulse_card, list_pulse_cards, load_pulse_card
+from ..pulse.families import NOISE
+from ..schema import read_toml
 from .argtypes import plot_file
+from .listing import load_listed
 
 
 def register(sub) -> None:
@@ -32,22 +43,53 @@ def register(sub) -> None:
     ex.add_argument("--all", action="store_true", help="regenerate the .lib of every card")
     ex.set_defaults(func=run_export)
 
-    from ..fitting.command import add_parser as add_fit_parser
     add_fit_parser(dsub)
 
 
 def run_list(args) -> int:
-    from ..devices.cards import list_cards, load_card
-    from .listing import load_listed
     unreadable: list = []
     for name, card in load_listed(list_cards(unreadable=unreadable), load_card, unreadable):
         print(f"{name:24s} {card.family.name:26s} {card.description}")
+    pulse = list(load_listed(list_pulse_cards(), load_pulse_card))
+    if pulse:
+        print("\npulse-response cards (behavioural synapse models, no circuit):")
+        for name, card in pulse:
+            print(f"{name:24s} {card.family.name:26s} {card.description}")
+    return 0
+
+
+def _load_device_card(name):
+    """A device card; a pulse-response card named here gets a message saying what it is."""
+    path = card_path(name)
+    if is_pulse_card(read_toml(path, what="card")):
+        raise CardError(f"{path}: '{path.stem}' is a pulse-response card (a behavioural synapse model, no circuit); "
+                        "'memsim device info' shows it. Fix: give a device card (memsim device list, first section)")
+    return load_card(path)
+
+
+def _pulse_info(path) -> int:
+    card = load_pulse_card(path)
+    print(f"{card.name}: {card.description}\nfamily: {card.family.title} ({card.family.name}), pulse-response card "
+          f"(no circuit)\nref: {card.family.reference}")
+    specs = {q.name: q for q in (*card.family.all_params(), *NOISE)}
+    print(f"  {'parameter':10s}   {'value':12s} {'unit':10s} {'allowed range':24s} meaning")
+    for k, v in [*card.parameters.items(), *card.noise.items()]:
+        q = specs[k]
+        rng = q.allowed()[:-len(q.unit)].rstrip() if q.unit and q.allowed().endswith(q.unit) else q.allowed()
+        print(f"  {k:10s} = {v:<12g} {q.unit or '-':10s} {rng:24s} {q.doc}")
+    print(f"read voltage: {card.read_voltage:g} V")
+    if card.pulse:
+        print("measured with pulses: " + ", ".join(f"{k} {v:g}" for k, v in card.pulse.items()))
+    for k, v in card.provenance.items():
+        print(f"{k}: {v}")
     return 0
 
 
 def run_info(args) -> int:
-    from ..devices.cards import load_card
-    card = load_card(args.card)
+    path = card_path(args.card)
+    if is_pulse_card(read_toml(path, what="card")):
+        return _pulse_info(path)
+    card = load_card(path)
     print(f"{card.name}: {card.description}\nfamily: {card.family.title} ({card.family.name})")
     specs = {q.name: q for q in card.family.all_params()}
     print(f"  {'parameter':10s}   {'value':12s} {'unit':10s} {'allowed range':24s} meaning")
@@ -63,8 +105,6 @@ def run_info(args) -> int:
 
 def parse_params(items: list[str]) -> dict[str, float]:
     """``["R_on=100", "p=2"]`` -> ``{"R_on": 100.0, "p": 2.0}``; the card validates names and ranges."""
-    from ..errors import ParameterError
-
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -78,11 +118,7 @@ def parse_params(items: list[str]) -> dict[str, float]:
 
 
 def run_iv(args) -> int:
-    from ..devices.cards import load_card, with_parameters
-    from ..plots import hysteresis_figure, save
-    from ..devices.simulate import SPICE_STEP_FRACTION, spice_trace, standard_stimuli, torch_trace
-
-    card = load_card(args.card)
+    card = _load_device_card(args.card)
     overrides = parse_params(args.param)
     if overrides:
         card = with_parameters(card, **overrides)
@@ -97,15 +133,11 @@ def run_iv(args) -> int:
 
 
 def run_export(args) -> int:
-    from ..io import atomic_write_text
-    from ..devices.cards import list_cards, load_card
-    from ..devices.netlist import subcircuit
-
     if args.all == bool(args.card):
         print("memsim device export: give a CARD or --all", file=sys.stderr)
         return 2
     for name in (list_cards() if args.all else [args.card]):
-        card = load_card(name)
+        card = load_card(name) if args.all else _load_device_card(name)
         text = subcircuit(card)
         if args.output == "-":
             sys.stdout.write(text)

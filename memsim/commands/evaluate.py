@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 
+from ..crossbar.presets import list_presets, load_preset, preset_path
+from ..errors import CardError, ParameterError
+from ..nn.calibration import CalibrationReport
+from ..schema import suggest
 from .argtypes import positive_int
 
 
@@ -56,10 +60,6 @@ def _preset_origin(args, cfg) -> tuple[str, str]:
 def _check_preset(name: str, origin: str):
     """The named preset (None for 'ideal'), or an error naming ``origin`` (e.g. ``--preset``) and the closest
     preset, before any data is loaded."""
-    from ..crossbar.presets import list_presets, load_preset, preset_path
-    from ..errors import CardError, ParameterError
-    from ..schema import suggest
-
     if name == "ideal":
         return None
     try:
@@ -76,7 +76,6 @@ def _check_mode(mode: str, mode_origin: str, preset, preset_name: str, preset_or
     """irdrop on ideal wires would silently be the noisy product: refuse it, naming the preset's wires and the fix."""
     if mode != "irdrop":
         return
-    from ..errors import ParameterError
     if preset is None:
         if mode_origin == "--mode":  # a run trained with irdrop may still be evaluated on 'ideal' (exact product)
             raise ParameterError("--mode", mode, "'noisy' or no --mode with the 'ideal' preset (the exact "
@@ -113,10 +112,9 @@ def _chip(args, cfg, preset):
 
 def _run_nir(args) -> int:
     """``memsim evaluate MODEL.nir``: the imported network on ``--seeds`` chips of ``--preset`` (default: ideal)."""
-    from ..deploy import evaluate_on_chips
-    from ..errors import ParameterError
+    from ..deploy import Chip, evaluate_on_chips
     from ..interop.kind import NIRSetup, load_nir
-    from ..training.data import load_dataset
+    from ..training.data import ImageDataset, load_dataset
 
     if not args.data:
         raise ParameterError("--data", None, "a dataset name", "say which dataset the graph classifies, e.g. "
@@ -132,7 +130,6 @@ def _run_nir(args) -> int:
         fields = {"mapping": args.mapping, "prune": args.prune}
         if args.calibration_samples is not None:
             fields["calibration_samples"] = args.calibration_samples
-        from ..deploy.chip import Chip
         chip = Chip.ideal(**fields) if preset is None else Chip(preset, mode=mode, **fields)
         chips = chip.series(1 if preset is None else (args.seeds or 1))
     except ParameterError as exc:
@@ -140,7 +137,6 @@ def _run_nir(args) -> int:
     train = load_dataset(args.data, "train", data_dir=args.data_dir, flatten=True)
     data = train if args.split == "train" else load_dataset(args.data, "test", data_dir=args.data_dir, flatten=True)
     if args.limit:
-        from ..training.data import ImageDataset
         data = ImageDataset(data.images[:args.limit], data.labels[:args.limit], data.info, data.split)
     ev = evaluate_on_chips(network, chips, data, calibration=train, progress=True)
     r = {"model": str(args.checkpoint), "preset": chip.name, "mode": chip.mode, "seeds": len(chips),
@@ -156,10 +152,8 @@ def _run_nir(args) -> int:
 
 
 def run(args) -> int:
-    from ..errors import ParameterError
     if str(args.checkpoint).endswith(".nir"):
         return _run_nir(args)
-    from ..nn.calibration import CalibrationReport
     from ..training.loop import evaluate_checkpoint
     from ..training.trained import read_trained
 

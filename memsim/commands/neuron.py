@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
+from ..io import atomic_write_text
+from ..neurons import list_neuron_cards, load_neuron_card
+from ..neurons.characterise import fi_curve, figure
+from ..neurons.netlist import neuron_subcircuit
+from ..neurons.simulate import compare, spice_trace, standard_stimuli, torch_trace
+from ..plots import save
 from .argtypes import plot_file
+from .listing import load_listed
 
 
 def register(sub) -> None:
@@ -18,10 +27,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..neurons import list_neuron_cards, load_neuron_card
-
     if args.list:
-        from .listing import load_listed
         unreadable: list = []
         for name, card in load_listed(list_neuron_cards(unreadable), load_neuron_card, unreadable):
             print(f"{name:20s} {card.type:5s} {card.description}")
@@ -39,20 +45,12 @@ def run(args) -> int:
         print(f"  dt = {card.dt:g} s, input range {list(card.input_range)} A")
         return 0
     if args.export:
-        from ..io import atomic_write_text
-        from ..neurons.netlist import neuron_subcircuit
         text = neuron_subcircuit(card)
         if args.output == "-":
             sys.stdout.write(text)
         else:
             print(f"wrote {atomic_write_text(args.output or card.lib_path(), text)}")
     if args.plot:
-        import numpy as np
-
-        from ..neurons.characterise import fi_curve, figure
-        from ..neurons.simulate import compare, spice_trace, standard_stimuli, torch_trace
-        from ..plots import save
-
         traces = []
         for stim in standard_stimuli(card):
             model = torch_trace(card, stim)

@@ -2,6 +2,7 @@
 ``network.kind`` names (an MSNN, :mod:`memsim.training`; an ANN, :mod:`memsim.ann`)."""
 from __future__ import annotations
 
+from ..resources import resolve_config
 from .argtypes import positive_int
 
 
@@ -39,7 +40,6 @@ def _run_folder(config):
 
 def run(args) -> int:
     from ..deploy.kinds import network_kind
-    from ..resources import resolve_config
     from ..training.config import load_config
     from ..training.loop import train
 

@@ -3,6 +3,13 @@ from __future__ import annotations
 
 import json
 
+from ..crossbar.presets import list_presets
+from ..devices.cards import list_cards
+from ..errors import MemsimError
+from ..io import atomic_write_text
+from ..pulse.cards import list_pulse_cards
+from ..schema import closest
+
 KINDS = ("device", "neuron", "crossbar")
 
 
@@ -17,17 +24,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..verify import collect, format_table, run_checks
-
-    from ..errors import MemsimError
+    from ..verify import collect, format_table, run_checks  # the checks load every model's simulation
 
     checks = collect(args.kind, args.model)
     if not checks:
-        from ..schema import closest
-
-        from ..crossbar.presets import list_presets
-        from ..devices.cards import list_cards
-        known = list_cards(kind=None) + list_presets()
+        pulse_cards = set(list_pulse_cards())
+        behavioural = sorted(set(args.model or []) & pulse_cards)
+        if behavioural:
+            raise MemsimError(f"{', '.join(behavioural)}: a pulse-response card (a behavioural synapse model) has no "
+                              "circuit to compare with ngspice. Fix: verify device, neuron or crossbar models (memsim "
+                              "device list, first section)")
+        known = [n for n in list_cards(kind=None) if n not in pulse_cards] + list_presets()
         near = sorted({c for c in (closest(m, known) for m in args.model or []) if c})
         hint = f"did you mean {near}? " if near else ""
         raise MemsimError(f"no checks match --kind {args.kind or 'any'} --model {args.model or 'any'}. Fix: {hint}"
@@ -36,6 +43,5 @@ def run(args) -> int:
     results = run_checks(checks, progress=not args.quiet)
     print(format_table(results))
     if args.json:
-        from ..io import atomic_write_text
         atomic_write_text(args.json, json.dumps([r.__dict__ | {"passed": r.passed} for r in results], indent=2))
     return 0 if all(r.passed for r in results) else 1

@@ -11,14 +11,19 @@ Every word line is driven at the full input voltage ``v_max``. The drop of cell 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..errors import ParameterError
+from ..plots import pyplot
 from ..progress import progress_bar
+from .mapping import state_for_conductance
+from .operator import check_memory, tile_operator
 from .presets import Preset, load_preset
-from .solver import solve_ideal, solve_linear_nodes, solve_nonlinear
+from .solver import memristor_for_cell, solve_ideal, solve_linear_nodes, solve_nonlinear
 
 PATTERNS = ("random", "all-on")
 
@@ -46,7 +51,6 @@ class IRDropMap:
 
 def pattern_conductance(preset: Preset, pattern: str, seed: int = 0) -> torch.Tensor:
     """Cell (memristor) conductances [rows, cols] in S of a named pattern, inside the card window."""
-    from .solver import memristor_for_cell
     lo, hi = preset.cell_window()
     if pattern == "random":
         gen = torch.Generator().manual_seed(seed)
@@ -54,7 +58,6 @@ def pattern_conductance(preset: Preset, pattern: str, seed: int = 0) -> torch.Te
     elif pattern == "all-on":
         gc = torch.full((preset.rows, preset.cols), hi, dtype=torch.float64)
     else:
-        from ..errors import ParameterError
         raise ParameterError("pattern", pattern, f"one of {list(PATTERNS)}", "choose a weight pattern")
     g = memristor_for_cell(gc, preset.circuit)  # the memristor behind the access transistor (1T1R)
     return g.clamp(preset.g_min, preset.g_max)  # removes float rounding only
@@ -68,7 +71,6 @@ def irdrop_map(preset: Preset | str, pattern: str, seed: int = 0, cells: str = "
     if cells == "linear":
         sol = solve_linear_nodes(g, v, preset.circuit)
     else:
-        from .mapping import state_for_conductance
         x = state_for_conductance(preset.card, g, preset.v_read).detach()
         sol = solve_nonlinear(preset.card, x, v, preset.circuit, return_nodes=True)
     drop = preset.v_max - (sol.v_wordline[0] - sol.v_bitline[0])
@@ -77,8 +79,7 @@ def irdrop_map(preset: Preset | str, pattern: str, seed: int = 0, cells: str = "
 
 
 def irdrop_figure(preset: Preset, maps: list[IRDropMap]):
-    from ..plots import plt
-    fig, axes = plt.subplots(len(maps), 2, figsize=(11, 4.2 * len(maps)), squeeze=False)
+    fig, axes = pyplot().subplots(len(maps), 2, figsize=(11, 4.2 * len(maps)), squeeze=False)
     for row, m in zip(axes, maps):
         im = row[0].imshow(m.drop * 1e3, cmap="magma", aspect="auto", origin="upper")
         row[0].set(title=f"{m.pattern}: cell voltage drop (max {m.max_drop * 1e3:.2f} mV of {m.v_in * 1e3:.0f} mV)",
@@ -119,10 +120,6 @@ class SizeSweep:
 def size_sweep(preset: Preset | str, sizes, wires=(0.1, 1.0, 2.5), pattern: str = "random", seed: int = 0,
                progress: bool = False) -> SizeSweep:
     """IR-drop error of one ``pattern`` tile of each size (all inputs at ``v_max``) through the exact operator."""
-    import time
-
-
-    from .operator import check_memory, tile_operator
     preset = load_preset(preset)
     sizes, wires = [int(n) for n in sizes], [float(r) for r in wires]
     for n in sizes:
@@ -144,7 +141,7 @@ def size_sweep(preset: Preset | str, sizes, wires=(0.1, 1.0, 2.5), pattern: str 
 
 
 def size_sweep_figure(s: SizeSweep):
-    from ..plots import plt
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     for a, r in enumerate(s.wires):
         ax.plot(s.sizes, 100 * s.error[a], "o-", label=f"{r:g} Ohm per segment")

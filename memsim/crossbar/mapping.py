@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ..devices.array import conductance_window  # noqa: F401  (the window is the device's; re-exported)
+from ..devices.array import DeviceArray, conductance_window  # the window is the device's; re-exported
 from ..errors import ParameterError
 
 SCHEMES = ("differential", "offset")
@@ -266,7 +266,6 @@ class _StateFromConductance(torch.autograd.Function):
 
 def state_for_conductance(card, g: torch.Tensor, v_read: float) -> torch.Tensor:
     """States x in [0, 1] whose chord conductance at ``v_read`` is ``g`` (bisection; implicit gradient dx/dg = 1/G'(x))."""
-    from ..devices.array import DeviceArray
     g_min, g_max = conductance_window(card, v_read)
     check_window(g.detach(), g_min, g_max)
     g64 = g.double().clamp(g_min, g_max)

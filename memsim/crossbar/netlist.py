@@ -14,11 +14,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import spice  # loads ngspice on first use: importing this module needs no ngspice
+from ..errors import ParameterError
 from ..mathns import SpiceMath
 from ..devices.netlist import REFERENCE_OPTIONS, _wrap, param_assignments
 from ..safetext import spice_comment, spice_number, spice_title
 from .circuit import TileCircuit, transistor_current
 from .network import tile_network
+from .solver import check_conductance_positive, check_inputs
 
 CELL_SUBCKT = "MEMCELL"
 ACCESS_SUBCKT = "ACCESS"
@@ -72,9 +75,6 @@ def tile_netlist(v_in, circuit: TileCircuit, *, g=None, card=None, x=None, v_gat
 
     Give either linear conductances ``g`` [rows, cols] (S) or a ``card`` and states ``x`` [rows, cols].
     """
-    from .solver import check_conductance_positive, check_inputs
-    from ..errors import ParameterError
-
     if (g is None) == (x is None):
         raise ParameterError("cells", None, "either conductances g or a card with states x",
                              "pass g=... for linear cells or card=..., x=... for the card's I-V")
@@ -149,7 +149,6 @@ def column_currents(result, cols: int) -> np.ndarray:
 
 def run_tile(v_in, circuit: TileCircuit, **cells) -> np.ndarray:
     """Solve the tile with ngspice ``.op``; column currents [cols] in A."""
-    from .. import spice
     text = tile_netlist(v_in, circuit, **cells)
     cols = np.shape(cells["g"] if cells.get("g") is not None else cells["x"])[1]
     return column_currents(spice.run(text), cols)

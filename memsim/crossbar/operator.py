@@ -37,8 +37,10 @@ import os
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ..devices.array import DeviceArray
 from ..errors import ParameterError
 from .circuit import TileCircuit, Wires
+from .solver import check_conductance_positive, effective_conductance, factor_tile
 
 #: tiles per checkpointed chunk when the operator's gradient would not fit in memory otherwise
 GRAD_CHUNK = 16
@@ -437,7 +439,6 @@ def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None,
         >>> bool(torch.equal(tile_operator(g, TileCircuit(Wires(0.0, 0.0, 0.0))), g))  # ideal wires: A = G
         True
     """
-    from .solver import check_conductance_positive, effective_conductance
     if g.dim() < 2:
         raise ParameterError("conductance.shape", tuple(g.shape), "[..., rows, cols]", "pass one or more tiles")
     if not torch.isfinite(g).all():
@@ -470,7 +471,6 @@ def tile_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None,
 
 def sparse_operator(g: torch.Tensor, circuit: TileCircuit, v_gate=None) -> torch.Tensor:
     """The same operator from the sparse nodal solve (one LU per tile, ``rows`` unit inputs); no gradient."""
-    from .solver import factor_tile
     rows, cols = g.shape[-2:]
     out = []
     eye = torch.eye(rows, dtype=torch.float64).numpy()
@@ -485,11 +485,8 @@ def linearised_operator(card, x: torch.Tensor, circuit: TileCircuit, v_read, v_g
     [..., rows, cols] becomes its chord conductance ``I(v_read, x) / v_read``. Exact for linear cards; for a
     nonlinear card (e.g. the sinh of Stanford-PKU) its error against Newton with the card's own I-V grows with
     the IR drop, which moves cells away from ``v_read`` (benchmarks/crossbar.md gives figures per preset)."""
-    import math as _math
-
-    from ..devices.array import DeviceArray
     if v_read is None or isinstance(v_read, bool) or not isinstance(v_read, (int, float)) \
-            or not _math.isfinite(v_read) or v_read == 0:
+            or not math.isfinite(v_read) or v_read == 0:
         raise ParameterError("v_read", v_read, "a non-zero read voltage in V inside the card's range "
                              f"{list(card.voltage_range)}",
                              "give the voltage at which the cells are linearised (a preset's device.v_read)")

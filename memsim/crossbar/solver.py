@@ -34,6 +34,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from ..devices.array import DeviceArray
 from ..errors import ConvergenceError, NonFiniteError, ParameterError
 from ..mathns import TORCH
 from .circuit import TileCircuit, transistor_conductance
@@ -353,7 +354,6 @@ class _CellModel:
     """I(v) of the tile's memristors at frozen states: the family's equation, evaluated with TORCH."""
 
     def __init__(self, card, x: torch.Tensor, **overrides):
-        from ..devices.array import DeviceArray
         self.dev = DeviceArray.from_card(card, shape=tuple(x.shape), dtype=torch.float64, **overrides)
         self.x = x.detach().double().cpu()
 

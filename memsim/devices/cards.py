@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import CardError, ParameterError
 from ..schema import check_keys, check_number, read_toml, suggest
-from ..families import DeviceFamily, get_family
+from ..families import FAMILIES, DeviceFamily, get_family
 from ..resources import data_dir, env_dirs, require_library
 from ..safetext import spice_name
 
@@ -109,15 +109,10 @@ def list_cards(kind: str | None = "device", unreadable: list[tuple[str, str]] | 
             if unreadable is not None:
                 unreadable.append((name, str(exc)))
             continue
-        is_device = isinstance(family, str) and family in _device_family_names()
+        is_device = isinstance(family, str) and family in FAMILIES
         if kind is None or (kind == "device") == is_device:
             names.append(name)
     return names
-
-
-def _device_family_names():
-    from ..families import FAMILIES
-    return FAMILIES
 
 
 def _number(table: dict, key: str, where: str, positive: bool = True) -> float:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import spice  # loads ngspice on first use: importing this module needs no ngspice
 from .array import DeviceArray
 from .cards import Card
 from .netlist import device_testbench
@@ -60,8 +61,6 @@ def torch_trace(card: Card, stimulus: Stimulus, dt: float, *, method: str = "rk4
 
 
 def spice_trace(card: Card, stimulus: Stimulus, max_step: float) -> Trace:
-    from .. import spice  # the bridge is imported only where SPICE is used
-
     result = spice.run(device_testbench(card, stimulus, max_step))
     t = result["time"]
     # ngspice reports the source's branch current flowing into its + node; the device current is its negative

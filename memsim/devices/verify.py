@@ -7,15 +7,14 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..checks import Check, CheckResult, register
+from .cards import list_cards, load_card
+from .simulate import SPICE_STEP_FRACTION, compare, spice_trace, standard_stimuli, torch_trace
 
 #: torch RK4 must match the ngspice trace within this, relative to the trace's peak
 DEVICE_TOLERANCE = 1e-3
 
 
 def device_checks(names: list[str] | None = None) -> Iterable[Check]:
-    from .cards import list_cards, load_card
-    from .simulate import SPICE_STEP_FRACTION, compare, spice_trace, standard_stimuli, torch_trace
-
     known = list_cards()
     for name in names or known:
         if name not in known and not str(name).endswith(".toml"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import ParameterError
+from ..schema import suggest
 from .base import DeviceFamily, Param
 from .linear_drift import Biolek, Joglekar, Prodromakis
 from .metastable import MetastableSwitch
@@ -18,7 +19,6 @@ def get_family(name: str, field: str = "family") -> DeviceFamily:
     try:
         return FAMILIES[name]
     except (KeyError, TypeError):
-        from ..schema import suggest
         raise ParameterError(field, name, f"one of {sorted(FAMILIES)}",
                              suggest(name, FAMILIES, "use one of the listed families")) from None
 

@@ -1,5 +1,6 @@
-"""The fitted card: TOML written atomically with its provenance, valid range and generated ``.lib``; the
-ngspice check of the fitted card on the measured stimulus; the overlay plot."""
+"""The fitted card: TOML written atomically with its provenance, valid range and generated ``.lib`` (a behavioural
+pulse-response card: with its noise estimate, no ``.lib``); the ngspice check of the fitted card on the measured
+stimulus; the overlay plot."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -14,8 +15,10 @@ import torch
 from ..io import atomic_write_text
 from ..devices.cards import load_card, parse_card
 from ..devices.netlist import subcircuit
+from ..plots import _current_scale, _time_scale, pyplot
+from ..pulse.cards import load_pulse_card, parse_pulse_card
 from ..safetext import check_strings, one_line
-from .data import Measurement
+from .data import DataError, Measurement
 from .fit import FitResult, Problem, coordinates
 from .protocol import PulseTiming, protocols, spice_observe
 
@@ -80,7 +83,6 @@ def card_data(result: FitResult, meas: Measurement, out: str | Path, *, nrmse_sp
               timing: PulseTiming | None = None, init_name: str = "") -> dict:
     lo, hi = meas.voltage_range()
     if not (lo < 0 < hi):
-        from .data import DataError
         raise DataError(f"the measured voltages span [{lo:g}, {hi:g}] V; a card's verification needs both "
                         "polarities. Fix: include the RESET (negative) branch in the data")
     # file names become free text of the card: one printable line (a card may hold no control character)
@@ -118,6 +120,55 @@ def card_data(result: FitResult, meas: Measurement, out: str | Path, *, nrmse_sp
     }
 
 
+def pulse_card_data(result: FitResult, meas: Measurement, out: str | Path, *, init_name: str = "") -> dict:
+    """A behavioural fit (:func:`memsim.fitting.behavioural.fit_pulse_family`) as the TOML content of a pulse card."""
+    src = one_line(meas.path.name) if meas.path is not None else "data"
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    noise = result.extras["noise"]
+    ident = ", ".join(f"{r.name} (rel. s.e. {r.rse:.1%})" if math.isfinite(r.rse) else f"{r.name} (rel. s.e. inf)"
+                      for r in result.report if r.identified) or "none"
+    family = result.family
+    data = {
+        "name": card_name(out),
+        "family": family.name,
+        "description": f"{family.title} fitted to {src} ({meas.describe()}).",
+        "read_voltage": result.card.read_voltage,
+        "provenance": {
+            "source": f"fitted to {src} (sha256 {meas.sha256}) on {date}, NRMSE {result.nrmse:.3%} on read conductance",
+            "data": one_line(meas.path) if meas.path is not None else "",
+            "sha256": meas.sha256,
+            "date": date,
+            "model": one_line(family.reference),
+            "initial_card": one_line(init_name) or "none (estimates from the curve)",
+            "free": ", ".join(result.free),
+            "nrmse_torch": f"{result.nrmse:.6g}",
+            "identified": ident,
+            "not_identified": ", ".join(result.not_identified) or "none",
+            "noise": (f"c2c_abs and c2c_rel from the one-pulse residuals of {noise['pulses']} pulses, "
+                      "var(e) = c2c_abs^2 + (c2c_rel dG)^2; they include the read noise of the measurement (an upper "
+                      "bound of the programming noise). d2d_step and d2d_bounds are not fitted (0)."),
+            "notes": ("NRMSE = RMS error / (max - min) of the measured read conductance; each cycle/device starts "
+                      "at its own fitted initial conductance. " + " ".join(meas.notes)).strip(),
+        },
+        "parameters": {k: float(v) for k, v in result.params.items()},
+        "noise": {"c2c_rel": float(noise["c2c_rel"]), "c2c_abs": float(noise["c2c_abs"]), "d2d_step": 0.0,
+                  "d2d_bounds": 0.0},
+    }
+    if result.card.pulse:
+        data["pulse"] = dict(result.card.pulse)
+    return data
+
+
+def write_pulse_card(data: dict, out: str | Path) -> Path:
+    """Validate (as the library would load it), write the pulse card atomically and load it back."""
+    out = Path(out)
+    check_strings(data, out.stem)
+    parse_pulse_card(data, source=out.stem, path=out)
+    path = atomic_write_text(out, toml_text(data))
+    load_pulse_card(path)
+    return path
+
+
 def write_card(data: dict, out: str | Path) -> tuple[Path, Path]:
     """Validate (as the library would load it), then write the card and its generated ``.lib`` next to it."""
     out = Path(out)
@@ -147,8 +198,7 @@ def spice_check(result: FitResult, meas: Measurement, *, timing: PulseTiming | N
 
 def overlay_figure(meas: Measurement, traces: list, title: str, max_groups: int = 4):
     """Measured, torch and ngspice: I-V and I(t) for sweeps, G against pulse number for pulse trains."""
-    from ..plots import _current_scale, _time_scale, plt
-
+    plt = pyplot()
     groups = meas.groups[:max_groups]
     if meas.kind == "iv":
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))

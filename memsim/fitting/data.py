@@ -1,11 +1,17 @@
 """Measured device data for fitting: I-V sweeps and pulse conductance curves, checked before any fitting.
 
-Two layouts, told apart by their columns (header names are case-insensitive; a unit may follow the name as
+Three layouts, told apart by their columns (header names are case-insensitive; a unit may follow the name as
 ``current_mA``, ``current (mA)`` or ``current [mA]``, and SI-prefixed units are converted to SI):
 
 * **I-V sweeps**: ``time`` (s), ``voltage`` (V across the device), ``current`` (A through it).
 * **Pulse trains**: ``amplitude`` (V), ``width`` (s, the flat top), ``conductance`` (S, read after the pulse).
   A row with amplitude 0 is a read without a pulse (e.g. the state before the first pulse).
+* **Pulse curves by polarity** (LTP/LTD): ``polarity`` (+1 potentiation, -1 depression, 0 a read without a
+  pulse; also ``+``/``-``, ``ltp``/``ltd``, ``set``/``reset``) and ``conductance`` (S), one row per pulse in order.
+  Optional: ``pulse``, the pulse number within the group (a row k pulses after the previous one stands for k pulses
+  of its polarity, read once; 0 = the read before the first pulse).
+
+Both pulse layouts may have a ``read_voltage`` column (V; one value for the whole file).
 
 Several cycles or devices in one file are told apart by a ``cycle`` and/or ``device`` column (or any column
 named with ``group=``); each group is one experiment that starts from the card's initial state.
@@ -27,21 +33,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MemsimError
+from ..errors import DataError
 from ..schema import closest
 
 IV_COLUMNS = ("time", "voltage", "current")
 PULSE_COLUMNS = ("amplitude", "width", "conductance")
+POLARITY_COLUMNS = ("polarity", "conductance")
+#: fewer pulses than this in a group is not a pulse curve
+MIN_PULSES = 5
+#: spellings of a polarity cell besides the numbers +1, -1 and 0
+POLARITY_WORDS = {"+": 1, "-": -1, "ltp": 1, "ltd": -1, "set": 1, "reset": -1, "potentiation": 1, "depression": -1}
 GROUP_COLUMNS = ("device", "cycle")
 #: accepted spellings of each canonical column (besides the canonical name itself)
 ALIASES = {"t": "time", "v": "voltage", "i": "current", "g": "conductance", "amp": "amplitude",
-           "pulse_amplitude": "amplitude", "pulse_width": "width", "g_read": "conductance"}
-_BASE_UNIT = {"time": "s", "voltage": "V", "current": "A", "amplitude": "V", "width": "s", "conductance": "S"}
+           "pulse_amplitude": "amplitude", "pulse_width": "width", "g_read": "conductance", "pol": "polarity",
+           "v_read": "read_voltage", "vread": "read_voltage", "pulse_number": "pulse"}
+_BASE_UNIT = {"time": "s", "voltage": "V", "current": "A", "amplitude": "V", "width": "s", "conductance": "S",
+              "read_voltage": "V", "polarity": "", "pulse": ""}
 _PREFIX = {"": 1.0, "k": 1e3, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12}
-
-
-class DataError(MemsimError, ValueError):
-    """A measurement file is unusable for fitting (what, where, and how to fix it)."""
 
 
 class UnitsWarning(UserWarning):
@@ -59,7 +68,7 @@ class Group:
 
 @dataclass
 class Measurement:
-    kind: str                        # "iv" or "pulse"
+    kind: str                        # "iv", "pulse" (amplitude, width) or "polarity"
     path: Path | None
     sha256: str
     groups: list[Group]
@@ -67,6 +76,8 @@ class Measurement:
     notes: list[str] = field(default_factory=list)
     #: what the numbers in ``Group.rows`` count: "line" (of a CSV), "sheet row" (of an .xlsx) or "data row"
     row_name: str = "data row"
+    #: pulse layouts: the voltage of the file's read_voltage column (V), None without one
+    read_voltage: float | None = None
 
     @property
     def n_points(self) -> int:
@@ -80,11 +91,14 @@ class Measurement:
         return np.concatenate([g.columns[name] for g in self.groups])
 
     def voltage_range(self) -> tuple[float, float]:
+        if self.kind == "polarity":
+            raise DataError("pulse data given by polarity have no pulse voltages; replay them on a card's pulses "
+                            "(memsim.fitting.pulses.with_amplitudes)")
         v = self.values("voltage" if self.kind == "iv" else "amplitude")
         return float(v.min()), float(v.max())
 
     def describe(self) -> str:
-        what = "I-V sweep" if self.kind == "iv" else "pulse train"
+        what = {"iv": "I-V sweep", "pulse": "pulse train", "polarity": "pulse curve (polarity)"}[self.kind]
         by = f" by {'/'.join(self.group_columns)}" if self.group_columns else ""
         return f"{what}: {self.n_points} points in {len(self.groups)} group(s){by}"
 
@@ -97,7 +111,7 @@ def _split_header(name: str) -> tuple[str, str]:
         return m.group(1).strip().lower().replace(" ", "_"), m.group(2).strip()
     low = text.lower().replace(" ", "_")
     base, _, suffix = text.rpartition("_")
-    if base and base.lower() in (*IV_COLUMNS, *PULSE_COLUMNS) and re.fullmatch(r"[kmuµnp]?[AVSs]|ohm", suffix):
+    if base and base.lower() in (*IV_COLUMNS, *PULSE_COLUMNS, "read_voltage") and re.fullmatch(r"[kmuµnp]?[AVSs]|ohm", suffix):
         return base.lower(), suffix
     return low, ""
 
@@ -106,6 +120,8 @@ def _unit_factor(column: str, unit: str, header: str) -> float:
     if not unit:
         return 1.0
     base = _BASE_UNIT[column]
+    if not base:
+        raise DataError(f"column '{header}': {column} is a number without a unit; Fix: name the column '{column}'")
     for prefix, factor in _PREFIX.items():
         if unit == prefix + base:
             return factor
@@ -114,7 +130,8 @@ def _unit_factor(column: str, unit: str, header: str) -> float:
 
 
 #: what a measurement file must hold, for messages about a file that holds something else
-_EXPECTED = ("expected a header row (time, voltage, current or amplitude, width, conductance) and rows of numbers. "
+_EXPECTED = ("expected a header row (time, voltage, current; amplitude, width, conductance; or polarity, "
+             "conductance) and rows of numbers. "
              "Fix: export the measurement as CSV (UTF-8) or .xlsx")
 
 
@@ -215,6 +232,8 @@ def _resolve_columns(header: list[str], source: str) -> tuple[str, dict[str, tup
     iv_hits = sum(c in found for c in IV_COLUMNS)
     pulse_hits = sum(c in found for c in PULSE_COLUMNS)
     kind, need = ("iv", IV_COLUMNS) if iv_hits >= pulse_hits else ("pulse", PULSE_COLUMNS)
+    if "polarity" in found and pulse_hits < len(PULSE_COLUMNS):
+        kind, need = "polarity", POLARITY_COLUMNS
     missing = [c for c in need if c not in found]
     if missing:
         unused = {n: h for h, n in zip(header, names) if ALIASES.get(n, n) not in found}
@@ -222,8 +241,9 @@ def _resolve_columns(header: list[str], source: str) -> tuple[str, dict[str, tup
         for c in missing:
             near = closest(c, unused, cutoff=0.4)
             msgs.append(f"'{c}'" + (f" (closest column: '{unused[near]}')" if near else ""))
-        layout = ("an I-V sweep: time (s), voltage (V), current (A)" if kind == "iv"
-                  else "a pulse train: amplitude (V), width (s), conductance (S)")
+        layout = {"iv": "an I-V sweep: time (s), voltage (V), current (A)",
+                  "pulse": "a pulse train: amplitude (V), width (s), conductance (S)",
+                  "polarity": "a pulse curve: polarity (+1/-1/0), conductance (S)"}[kind]
         raise DataError(f"{source}: missing column(s) {', '.join(msgs)}; header is {_header_text(header)}. "
                         f"Expected {layout}, "
                         "optionally a 'cycle' and/or 'device' column. Fix: rename the column(s)")
@@ -263,14 +283,16 @@ def measurement_from_table(header: list[str], rows: list[list], *, source: str =
         group_idx = [low.index(group.lower())]
     if not rows:
         raise DataError(f"{source}: no data rows under the header")
-    need = IV_COLUMNS if kind == "iv" else PULSE_COLUMNS
+    need = {"iv": IV_COLUMNS, "pulse": PULSE_COLUMNS, "polarity": POLARITY_COLUMNS}[kind]
+    optional = () if kind == "iv" else ("read_voltage",) + (("pulse",) if kind == "polarity" else ())
+    need = need + tuple(c for c in optional if c in found)
     values = {c: np.full(len(rows), np.nan) for c in need}
     bad: list[tuple[int, str, str]] = []  # (row number, column header, what the cell holds)
     for r, row in enumerate(rows):
         for c in need:
             k, factor = found[c]
             try:
-                values[c][r] = float(row[k]) * factor
+                values[c][r] = _polarity(row[k]) if c == "polarity" else float(row[k]) * factor
             except IndexError:
                 bad.append((lines[r], header[k], "missing"))
             except (ValueError, TypeError):
@@ -278,6 +300,11 @@ def measurement_from_table(header: list[str], rows: list[list], *, source: str =
             else:
                 if not np.isfinite(values[c][r]):
                     bad.append((lines[r], header[k], _cell_text(row[k])))
+    if bad and kind == "polarity" and any(col == header[found["polarity"][0]] for _, col, _ in bad):
+        cells = "; ".join(f"{row_name} {n}: {what}" for n, col, what in bad if col == header[found["polarity"][0]])
+        raise DataError(f"{source}: column '{header[found['polarity'][0]]}' holds no polarity at {cells[:300]}; "
+                        "allowed: +1 (potentiation), -1 (depression), 0 (a read without a pulse), or the words "
+                        f"{', '.join(POLARITY_WORDS)}. Fix: repair those rows")
     if bad:
         under = " (row 1 is the line under the header)" if row_name == "data row" else ""
         cells = "; ".join(f"{row_name} {n} column '{col}': {what}" for n, col, what in bad[:5])
@@ -291,9 +318,63 @@ def measurement_from_table(header: list[str], rows: list[list], *, source: str =
         order.setdefault(lab, []).append(r)
     numbers = np.asarray(lines)
     groups = [Group(lab or "all", numbers[ix], {c: values[c][ix] for c in need}) for lab, ix in order.items()]
-    meas = Measurement(kind, path, sha256, groups, tuple(header[k].lower() for k in group_idx), row_name=row_name)
+    meas = Measurement(kind, path, sha256, groups, tuple(header[k].lower() for k in group_idx), row_name=row_name,
+                       read_voltage=_read_voltage(values.get("read_voltage"), numbers, source, row_name))
     _check(meas, source)
     return meas
+
+
+def _polarity(cell) -> float:
+    """+1, -1 or 0 from a number or a word (:data:`POLARITY_WORDS`); ValueError otherwise."""
+    text = str(cell).strip().lower()
+    if text in POLARITY_WORDS:
+        return float(POLARITY_WORDS[text])
+    value = float(text)
+    if value not in (-1.0, 0.0, 1.0):
+        raise ValueError(text)
+    return value
+
+
+def _read_voltage(v: np.ndarray | None, rows: np.ndarray, source: str, row_name: str) -> float | None:
+    """The one read voltage of a file (V); a file read at several voltages is refused."""
+    if v is None:
+        return None
+    if np.any(v == 0):
+        raise DataError(f"{source}: read_voltage is 0 V at {_rows_text(rows[v == 0], row_name)}; a conductance is "
+                        "read at a non-zero voltage. Fix: give the read voltage in V")
+    if np.any(v != v[0]):
+        k = int(np.flatnonzero(v != v[0])[0])
+        raise DataError(f"{source}: read_voltage changes from {float(v[0])!r} V ({row_name} {rows[0]}) to "
+                        f"{float(v[k])!r} V ({row_name} {rows[k]}); a pulse curve is read at one voltage (a device's "
+                        "conductance depends on it). Fix: split the file by read voltage")
+    return float(v[0])
+
+
+def _pulse_counts(g: Group, where: str, name: str) -> None:
+    """Polarity layout: ``count``, the pulses before each read, from the ``pulse`` column (or one per pulse row)."""
+    pol = g.columns["polarity"]
+    if "pulse" not in g.columns:
+        g.columns["count"] = (pol != 0).astype(np.int64)
+        return
+    p = g.columns["pulse"]
+    bad = np.flatnonzero((p < 0) | (p != np.round(p)))
+    if bad.size:
+        raise DataError(f"{where}: pulse numbers must be whole numbers >= 0; {float(p[bad[0]])!r} at "
+                        f"{_rows_text(g.rows[bad], name)}. Fix: number the pulses 0 (first read), 1, 2, ...")
+    count = np.diff(p, prepend=0.0).astype(np.int64)
+    back = np.flatnonzero(count < 0)
+    if back.size:
+        raise DataError(f"{where}: the pulse number decreases at {_rows_text(g.rows[back], name)}; rows must be in "
+                        "pulse order. Fix: sort by pulse, or tell cycles apart with a 'cycle' column")
+    idle = np.flatnonzero((count > 0) & (pol == 0))
+    if idle.size:
+        raise DataError(f"{where}: {_rows_text(g.rows[idle], name)} advance the pulse number with polarity 0; a read "
+                        "without a pulse keeps the number. Fix: give those rows their polarity (+1 or -1)")
+    still = np.flatnonzero((count == 0) & (pol != 0))
+    if still.size:
+        raise DataError(f"{where}: {_rows_text(g.rows[still], name)} have a polarity but repeat the pulse number; "
+                        "each pulse row advances it. Fix: number the pulses, or give repeated reads polarity 0")
+    g.columns["count"] = count
 
 
 def _check(meas: Measurement, source: str) -> None:
@@ -310,11 +391,21 @@ def _check(meas: Measurement, source: str) -> None:
             if len(t) < 3:
                 raise DataError(f"{where}: {len(t)} point(s); an I-V sweep needs at least 3")
         else:
-            w, gval = g.columns["width"], g.columns["conductance"]
-            neg = np.flatnonzero(w < 0)
-            if neg.size:
-                raise DataError(f"{where}: negative pulse width at {_rows_text(g.rows[neg], name)}; widths are "
-                                "durations in s")
+            gval = g.columns["conductance"]
+            if meas.kind == "pulse":
+                w = g.columns["width"]
+                neg = np.flatnonzero(w < 0)
+                if neg.size:
+                    raise DataError(f"{where}: negative pulse width at {_rows_text(g.rows[neg], name)}; widths are "
+                                    "durations in s")
+                pulses = int(np.sum((g.columns["amplitude"] != 0) & (w > 0)))
+            else:
+                _pulse_counts(g, where, name)
+                pulses = int(g.columns["count"].sum())
+            if pulses < MIN_PULSES:
+                raise DataError(f"{where}: {pulses} pulse(s); a pulse curve needs at least {MIN_PULSES} (the response "
+                                "of a few pulses does not determine a model). Fix: measure a longer train, or merge "
+                                "groups that are one experiment")
             nonpos = np.flatnonzero(gval <= 0)
             if nonpos.size:
                 raise DataError(f"{where}: conductance <= 0 S at {_rows_text(g.rows[nonpos], name)}; a passive "
@@ -328,6 +419,9 @@ def _check(meas: Measurement, source: str) -> None:
 def _check_units(meas: Measurement, source: str) -> None:
     def warn(msg):
         warnings.warn(UnitsWarning(f"{source}: {msg}"), stacklevel=4)
+
+    if meas.read_voltage is not None and abs(meas.read_voltage) > 20:
+        warn(f"the read voltage is {meas.read_voltage:g} V; if it is in mV, name the column 'read_voltage_mV'")
 
     if meas.kind == "iv":
         v, i = meas.values("voltage"), meas.values("current")
@@ -343,6 +437,11 @@ def _check_units(meas: Measurement, source: str) -> None:
         span = meas.groups[0].columns["time"]
         if span[-1] - span[0] > 1e4:
             warn(f"the first sweep lasts {span[-1] - span[0]:g} s; if time is in ms or us, add the unit to its name")
+    elif meas.kind == "polarity":
+        g = meas.values("conductance")
+        if g.max() > 1.0:
+            warn(f"the largest conductance is {g.max():g} S (a {1 / g.max():.3g} Ohm device); if the column is in mS "
+                 "or uS, name it 'conductance_mS' / 'conductance_uS'")
     else:
         g, a, w = meas.values("conductance"), meas.values("amplitude"), meas.values("width")
         if g.max() > 1.0:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,7 @@ from ..errors import MemsimError, ParameterError
 from ..families import DeviceFamily
 from ..progress import progress_bar
 from ..devices.cards import Card, with_parameters
+from ..schema import suggest
 from .data import DataError, Measurement
 from .protocol import PulseTiming, protocols, simulate
 
@@ -153,10 +155,15 @@ class FitResult:
     starts: int
     start_nrmse: list[float] = field(default_factory=list)
     nrmse_spice: float | None = None
+    #: fitted values that are not card parameters (a behavioural fit's initial conductance per group) count in
+    #: the AIC like the free parameters
+    extra_dof: int = 0
+    #: what a fit knows beyond the parameters (a behavioural fit: noise estimate, initial conductances)
+    extras: dict = field(default_factory=dict)
 
     @property
     def aic(self) -> float:
-        n, k = self.n_points, len(self.free)
+        n, k = self.n_points, len(self.free) + self.extra_dof
         return n * math.log(max(self.rss, 1e-300) / n) + 2 * k
 
     @property
@@ -219,7 +226,8 @@ def _jacobian(problem: Problem, z: torch.Tensor, h: float = 1e-5) -> tuple[torch
     batch = torch.cat([z.unsqueeze(1), zp, zm], dim=1).reshape(K * (2 * P + 1), P)
     r = problem.residuals(batch).reshape(K, 2 * P + 1, -1)
     dz = (torch.diagonal(zp, dim1=1, dim2=2) - torch.diagonal(zm, dim1=1, dim2=2))  # [K, P]
-    J = ((r[:, 1:P + 1] - r[:, P + 1:]) / dz.unsqueeze(-1)).transpose(1, 2)
+    # contiguous: einsum over a transposed view takes a slow path (milliseconds instead of microseconds per call)
+    J = ((r[:, 1:P + 1] - r[:, P + 1:]) / dz.unsqueeze(-1)).transpose(1, 2).contiguous()
     return r[:, 0], J
 
 
@@ -323,6 +331,42 @@ def identifiability(coords: list[Coord], values: dict[str, float], J: torch.Tens
     return out
 
 
+@contextmanager
+def one_thread():
+    """One torch thread for the duration of a fit, restored after. A fit evaluates small batches (hundreds of
+    candidate sets, [K, P, P] normal equations): a thread pool only adds the latency of waking its workers, which
+    made the behavioural fits 4-7x slower on a loaded two-core machine."""
+    n = torch.get_num_threads()
+    if n != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n != 1:
+            torch.set_num_threads(n)
+
+
+def flag_unidentified(report: list[ParamReport], coords: list[Coord], z: torch.Tensor, loss: torch.Tensor,
+                      best: float, n: int, rse_limit: float) -> None:
+    """Mark in ``report`` what the data leave open beyond the local Hessian's view.
+
+    A local Hessian cannot see a curved valley: starts that ended statistically as good as the best (chi^2 within
+    P of it, chi^2 = loss / sigma^2) but elsewhere show what the data leave open. A value held by the search box is
+    the box's, not the data's."""
+    P = len(coords)
+    equivalent = (loss - best) <= best * P / max(n - P, 1)
+    if int(equivalent.sum()) > 1:
+        vals = torch.stack([c.value(z[equivalent, j]) for j, c in enumerate(coords)], 1)
+        spread = (vals.amax(0) - vals.amin(0)) / vals.abs().amin(0).clamp_min(1e-300)
+        for j, r in enumerate(report):
+            if float(spread[j]) > 2 * rse_limit:
+                r.identified = False
+                r.rse = max(r.rse, float(spread[j]) / 2)
+    for r in report:
+        if r.at_bound:
+            r.identified = False
+
+
 def fit(meas: Measurement, init: Card, free: list[str] | None = None, *, starts: int = 16, max_iter: int = 60,
         method: str = "lm", span: float = 10.0, bounds: dict | None = None, substeps: int = 1,
         timing: PulseTiming | None = None, rse_limit: float = RSE_LIMIT, seed: int = 0,
@@ -333,7 +377,6 @@ def fit(meas: Measurement, init: Card, free: list[str] | None = None, *, starts:
     free = list(free or DEFAULT_FREE.get(family.name, ()))
     unknown = [p for p in free if p not in names]
     if unknown:
-        from ..schema import suggest
         raise ParameterError("--free", unknown[0], f"parameters of {family.name}: {names}",
                              suggest(unknown[0], names, "name parameters of the family"))
     if not free:
@@ -347,8 +390,8 @@ def fit(meas: Measurement, init: Card, free: list[str] | None = None, *, starts:
     problem = Problem(meas, init, coords, substeps=substeps, timing=timing)
     z0 = z_starts if z_starts is not None else _sobol_starts(coords, init.parameters, starts, seed)
     t0 = time.perf_counter()
-    with progress_bar(total=max_iter, desc=f"fit {family.name}", unit="it", disable=not progress,
-                      leave=False) as bar:
+    with one_thread(), progress_bar(total=max_iter, desc=f"fit {family.name}", unit="it", disable=not progress,
+                                    leave=False) as bar:
         if method == "lm":
             z, loss, J, its = levenberg_marquardt(problem, z0, max_iter=max_iter, progress=bar)
         else:
@@ -370,20 +413,7 @@ def fit(meas: Measurement, init: Card, free: list[str] | None = None, *, starts:
     k = chosen
     lk = float(loss[k])
     report = identifiability(coords, values, J[k], lk, problem.n, rse_limit)
-    # A local Hessian cannot see a curved valley: starts that ended statistically as good as the best
-    # (chi^2 within P of it, chi^2 = loss / sigma^2) but elsewhere show what the data leave open.
-    P = len(coords)
-    equivalent = (loss - lk) <= lk * P / max(problem.n - P, 1)
-    if int(equivalent.sum()) > 1:
-        vals = torch.stack([c.value(z[equivalent, j]) for j, c in enumerate(coords)], 1)
-        spread = (vals.amax(0) - vals.amin(0)) / vals.abs().amin(0).clamp_min(1e-300)
-        for j, r in enumerate(report):
-            if float(spread[j]) > 2 * rse_limit:
-                r.identified = False
-                r.rse = max(r.rse, float(spread[j]) / 2)
-    for r in report:  # a value held by the search box is the box's, not the data's
-        if r.at_bound:
-            r.identified = False
+    flag_unidentified(report, coords, z, loss, lk, problem.n, rse_limit)
     return FitResult(card=card, family=family, free=free, params=dict(card.parameters), nrmse=math.sqrt(lk),
                      report=report, n_points=problem.n, rss=lk * problem.scale ** 2, seconds=seconds,
                      iterations=its, starts=z0.shape[0], start_nrmse=sorted(loss.sqrt().tolist()))

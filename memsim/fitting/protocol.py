@@ -5,9 +5,9 @@ interval and the breakpoints where an observation is taken:
 
 * I-V sweep: the breakpoints are the measured samples (time shifted to start at 0); the observation at each
   is the device current ``i(v_k, x_k)``.
-* Pulse train: per row a trapezoid (edge ``rise``, flat ``width`` at ``amplitude``), then ``gap`` at 0 V; the
-  observation at the end of each gap is the chord conductance ``i(v_read, x) / v_read`` (a read that does not
-  disturb the state).
+* Pulse train: per row a trapezoid (edge ``rise``, flat ``width`` at ``amplitude``), then ``gap`` at 0 V (a row
+  standing for k pulses: k of them); the observation at the end of the last gap is the chord conductance
+  ``i(v_read, x) / v_read`` (a read that does not disturb the state).
 
 The torch path integrates with :func:`memsim.integrate.step` (RK4, the state held in [0, 1]) and evaluates the
 family's own equations through :class:`memsim.devices.DeviceArray`; the ngspice path runs the card's generated
@@ -21,9 +21,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from .. import spice  # loads ngspice on first use: importing this module needs no ngspice
 from ..devices.array import DeviceArray
-from ..integrate import step
 from ..devices.cards import Card
+from ..devices.netlist import device_testbench
+from ..integrate import step
 from ..stimuli import PWL
 from .data import Group, Measurement
 
@@ -71,15 +73,19 @@ def iv_protocol(group: Group, substeps: int = 1) -> Protocol:
 def pulse_protocol(group: Group, timing: PulseTiming) -> Protocol:
     times, volts, steps, observe = [0.0], [0.0], [], []
     t = 0.0
-    for a, w in zip(group.columns["amplitude"], group.columns["width"]):
-        if a != 0 and w > 0:
-            rise = timing.rise_fraction * w
-            for dt, v, n in ((rise, a, timing.edge_steps), (w, a, timing.flat_steps), (rise, 0.0, timing.edge_steps)):
-                t += dt
-                times.append(t), volts.append(v), steps.append(n)
+    # pulses before each read: one per pulse row, or a pulse-numbered row's count (memsim.fitting.pulses)
+    counts = group.columns.get("count", np.ones(len(group.columns["amplitude"]), dtype=np.int64))
+    for a, w, count in zip(group.columns["amplitude"], group.columns["width"], counts):
         gap = timing.gap if timing.gap is not None else (w if w > 0 else float(np.max(group.columns["width"])))
-        t += gap
-        times.append(t), volts.append(0.0), steps.append(timing.gap_steps)
+        for k in range(max(int(count), 1)):
+            if a != 0 and w > 0:
+                rise = timing.rise_fraction * w
+                for dt, v, n in ((rise, a, timing.edge_steps), (w, a, timing.flat_steps),
+                                 (rise, 0.0, timing.edge_steps)):
+                    t += dt
+                    times.append(t), volts.append(v), steps.append(n)
+            t += gap
+            times.append(t), volts.append(0.0), steps.append(timing.gap_steps)
         observe.append(len(times) - 1)
     return Protocol("pulse", np.asarray(times), np.asarray(volts), np.asarray(steps, dtype=np.int64),
                     np.asarray(observe), v_read=timing.v_read)
@@ -128,9 +134,6 @@ def simulate(card: Card, params: dict, proto: Protocol, batch: int, dtype=torch.
 
 def spice_observe(card: Card, proto: Protocol, max_step_fraction: float = 0.1) -> np.ndarray:
     """The same observations from ngspice running the card's subcircuit (needs ngspice)."""
-    from .. import spice
-    from ..devices.netlist import device_testbench
-
     stim = proto.stimulus()
     max_step = float(np.min(np.diff(proto.times) / proto.steps)) * max_step_fraction
     result = spice.run(device_testbench(card, stim, max_step))

@@ -1,7 +1,10 @@
-"""Synthetic measurements from ngspice: a card with hidden parameters, a stimulus, noise added.
+"""Synthetic measurements from ngspice: a card with hidden parameters, a stimulus, noise added; and LTP/LTD curves
+of a behavioural pulse card with hidden parameters.
 
 Used by the tests, the benchmark and the notebook to check that a fit recovers what it should. The reference is
-ngspice running the card's generated subcircuit, never the torch twin that the fit uses.
+ngspice running the card's generated subcircuit, never the torch twin that the fit uses. A behavioural curve has
+no circuit: it is the published per-pulse formula (:mod:`memsim.pulse.families`), with the card's own
+cycle-to-cycle noise drawn from a seeded generator, plus read noise.
 """
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..io import atomic_write_text
 from ..devices.cards import Card, with_parameters
 from ..devices.simulate import spice_trace
 from ..stimuli import Sine
+from ..pulse.response import BehaviouralResponse
 from .data import Group
 from .protocol import PulseTiming, pulse_protocol, spice_observe
 
@@ -58,6 +63,24 @@ def pulse_curve(card: Card, hidden: dict[str, float], *, set_voltage: float, res
     g = spice_observe(truth, pulse_protocol(group, timing))
     rng = np.random.default_rng(seed)
     return {"amplitude": amps, "width": widths, "conductance": g * (1 + noise * rng.standard_normal(len(g)))}
+
+
+def polarity_curve(card, polarities, *, g0: float | None = None, noise: float = 0.01, seed: int = 0) -> dict:
+    """``polarity``, ``conductance`` of a pulse train through a pulse card (:class:`memsim.pulse.PulseCard`, its
+    noise included), read with Gaussian noise of ``noise`` x G. The first row is a read before any pulse
+    (polarity 0) at ``g0`` (default: G_min when the train starts with potentiation, else G_max)."""
+    response = BehaviouralResponse(card)
+    pol = [int(p) for p in polarities]
+    start = g0 if g0 is not None else (response.g_min if pol[0] > 0 else response.g_max)
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.tensor([float(start)], dtype=torch.float64)
+    out = [g]
+    for p in pol:
+        g = response.update(g, p, 1, generator=gen, check=False)
+        out.append(g)
+    g = torch.cat(out).numpy()
+    rng = np.random.default_rng(seed)
+    return {"polarity": np.array([0] + pol), "conductance": g * (1 + noise * rng.standard_normal(len(g)))}
 
 
 def write_csv(path, columns: dict[str, np.ndarray], group: dict[str, np.ndarray] | None = None) -> Path:

@@ -21,6 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..crossbar.presets import parse_preset, preset_path
+from ..devices.array import conductance_window
+from ..io import atomic_write_text
+from ..schema import read_toml
+from .card import card_name, toml_text
 from .data import DataError, Measurement
 from .fit import FitResult, fit
 
@@ -58,8 +63,6 @@ def fit_variation(meas: Measurement, joint: FitResult, *, v_read: float = 0.2, s
     if len(meas.groups) < 3:
         raise DataError(f"variation needs at least 3 cycles or devices (told apart by a 'cycle' or 'device' "
                         f"column); the data have {len(meas.groups)}")
-    from ..devices.array import conductance_window
-
     per_group, errs, g_on = {}, {}, {}
     for g in meas.groups:
         sub = Measurement(meas.kind, meas.path, meas.sha256, [g], meas.group_columns)
@@ -99,11 +102,6 @@ def fit_variation(meas: Measurement, joint: FitResult, *, v_read: float = 0.2, s
 
 def write_preset(variation: Variation, card_path: Path, base: str, out: str | Path, v_read: float | None = None) -> Path:
     """A crossbar preset: ``base`` with the fitted card as its device and the fitted noise section."""
-    from ..crossbar.presets import parse_preset, preset_path
-    from ..io import atomic_write_text
-    from ..schema import read_toml
-    from .card import card_name, toml_text
-
     data = read_toml(preset_path(base))
     out = Path(out)
     data["name"] = card_name(out)
@@ -123,9 +121,6 @@ def write_preset(variation: Variation, card_path: Path, base: str, out: str | Pa
 
 def write_variation(variation: Variation, out: str | Path, source: str) -> Path:
     """The per-group fits and the spread statistics as TOML (next to the card)."""
-    from ..io import atomic_write_text
-    from .card import toml_text
-
     clean = lambda d: {k: v for k, v in d.items() if not (isinstance(v, float) and not math.isfinite(v))}
     data = {"source": source, "levels": "/".join(variation.levels),
             "noise": dict(variation.noise),

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from ..crossbar.array import DEFAULT_MODE
 from ..errors import ParameterError
+from ..nn.convert import convert
 from .nir_graph import GraphPlan, NIRError, check_graph, read_graph, require_nir
 from .nir_neurons import IF, LI, LIF, CubaLIF, Integrator
 
@@ -181,7 +182,6 @@ def import_nir(source, *, dt: float | None = None, preset=None, mode: str = DEFA
     if chip is not None:
         preset, mode, mapping = chip.preset, chip.mode, getattr(chip, "mapping", "dense")
     if preset is not None and not (isinstance(preset, str) and preset == "ideal"):
-        from ..nn.convert import convert
         net.layers = convert(net.layers, preset, mode=mode, mapping=mapping, inplace=True)
     return net.eval()
 

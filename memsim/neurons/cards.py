@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from ..errors import CardError, ParameterError
 from ..schema import check_keys, check_number, is_finite_number, read_toml, suggest
 from ..devices.cards import Card, LibraryEntry, _card_files, card_path, load_card
+from ..families import get_family
 from ..safetext import spice_name
 from .circuits import NeuronCircuit, circuit_for
 
@@ -109,7 +110,6 @@ def _num(table, key, where, positive=True):
 
 
 def _memristor(spec, where: str) -> Card:
-    from ..families import get_family
     if isinstance(spec, str):
         return load_card(spec)
     if not isinstance(spec, dict):

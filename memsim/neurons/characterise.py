@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..plots import pyplot
 from .cards import NeuronCard
 from .dynamics import NeuronDynamics
 from .simulate import spike_times
@@ -37,12 +38,10 @@ def fi_curve(card: NeuronCard, amplitudes, *, input_rate: float = 3000.0, durati
 
 def figure(card: NeuronCard, traces, fi, *, title: str | None = None):
     """``traces``: list of (label, torch NeuronTrace, spice NeuronTrace or None); ``fi``: (current, rate)."""
-    from ..plots import plt
-
     p, devs = card.namespaces()
     rule = card.circuit.spike_rule(p, devs)
     n = len(traces)
-    fig = plt.figure(figsize=(4.8 * max(n, 3), 8.0))
+    fig = pyplot().figure(figsize=(4.8 * max(n, 3), 8.0))
     grid = fig.add_gridspec(2, max(n, 3))
     for k, (label, model, ref) in enumerate(traces):
         ax = fig.add_subplot(grid[0, k])

@@ -39,6 +39,7 @@ from typing import ClassVar, Mapping
 
 from ..errors import ParameterError
 from ..families.base import Param, positive
+from ..families.metastable import MetastableSwitch
 
 
 def synapse_derivative(m, tau_s, u, a, s):
@@ -188,8 +189,6 @@ class VLIF(NeuronCircuit):
 
 
 def circuit_for(type_: str, family, where: str = "type") -> NeuronCircuit:
-    from ..families.metastable import MetastableSwitch
-
     types = {"mif": MIF, "vlif": VLIF}
     if type_ not in types:
         raise ParameterError(where, type_, f"one of {sorted(types)}", "use 'mif' or 'vlif'")

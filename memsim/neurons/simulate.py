@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import spice  # loads ngspice on first use: importing this module needs no ngspice
 from .cards import NeuronCard
 from .dynamics import NeuronDynamics
+from .netlist import ports, testbench
 
 #: waveform tolerance: max |V_torch - V_spice| / spike amplitude
 WAVEFORM_TOLERANCE = 0.01
@@ -68,9 +70,6 @@ def torch_trace(card: NeuronCard, stim: NeuronStimulus, dt: float | None = None,
 
 def spice_trace(card: NeuronCard, stim: NeuronStimulus, dt: float | None = None,
                 max_step: float | None = None) -> NeuronTrace:
-    from .. import spice  # the bridge is imported only where SPICE is used
-    from .netlist import ports, testbench
-
     dt = dt or card.dt
     result = spice.run(testbench(card, stim.current, dt, synapse=stim.synapse, max_step=max_step or dt / 10))
     names = ["mem"] + ports(card)[1:] if card.type == "mif" else ["mem", "xs"]

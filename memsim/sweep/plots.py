@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..plots import pyplot, save
+from .results import table
 from .spec import SweepError
 
 
@@ -33,7 +35,7 @@ def pareto_front(df, x="energy", y="accuracy"):
 
 
 def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None, title: str = ""):
-    from ..plots import plt, save
+    plt = pyplot()
     d = _ok(df)
     tc = _tile_col(d)
     if tc is None:
@@ -67,7 +69,7 @@ def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None, title: st
 
 
 def plot_heatmap(df, path, x, y, value="accuracy"):
-    from ..plots import plt, save
+    plt = pyplot()
     d = _ok(df)
     for a in (x, y):
         if a not in d.columns:
@@ -92,7 +94,7 @@ def plot_heatmap(df, path, x, y, value="accuracy"):
 
 
 def plot_pareto(df, path, color="arch"):
-    from ..plots import plt, save
+    plt = pyplot()
     d = _ok(df)
     d = d[d["energy"] > 0]
     if d.empty:
@@ -115,7 +117,6 @@ def plot_pareto(df, path, color="arch"):
 
 def plot_all(results, out_dir=None, heatmap: tuple[str, str] | None = None, group=None) -> list[Path]:
     """The three figures of a results folder (or table); skips a figure whose axes the sweep lacks."""
-    from .results import table
     import pandas as pd
     res = Path(results)
     df = pd.read_parquet(res) if res.suffix == ".parquet" else pd.read_csv(res) if res.suffix == ".csv" \

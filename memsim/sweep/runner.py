@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import multiprocessing
 import os
 import signal
@@ -19,56 +18,12 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from pathlib import Path
 
-from ..io import atomic_write_text
+from .results import ResultsDir, write_tables
 from .spec import SweepError, SweepSpec, check_limit, point_key
 from .worker import evaluate_point
 
 BACKENDS = ("local", "ray")
-
-
-class ResultsDir:
-    def __init__(self, path):
-        self.path = Path(path)
-        self.points_dir = self.path / "points"
-
-    @property
-    def meta_path(self) -> Path:
-        return self.path / "sweep.json"
-
-    def meta(self) -> dict | None:
-        if not self.meta_path.is_file():
-            return None
-        return json.loads(self.meta_path.read_text())
-
-    def claim(self, spec: SweepSpec) -> None:
-        """Bind the folder to ``spec``; refuse a folder that holds another spec's results."""
-        fp = spec.fingerprint()
-        meta = self.meta()
-        if meta is not None and meta.get("fingerprint") != fp:
-            raise SweepError(f"results folder {self.path} holds the results of another spec "
-                             f"('{meta.get('name')}', fingerprint {meta.get('fingerprint')}; this spec: {fp}). "
-                             f"Fix: give another --out folder (results of two specs are never mixed)")
-        if meta is None and self.points_dir.is_dir() and any(self.points_dir.glob("*.json")):
-            raise SweepError(f"results folder {self.path} holds point records but no sweep.json. Fix: give an "
-                             f"empty or new --out folder")
-        keys = [point_key(spec.resolve(p)) for p in spec.points()]
-        atomic_write_text(self.meta_path, json.dumps({
-            "name": spec.name, "fingerprint": fp, "source": spec.source, "spec": spec.to_dict(),
-            "points": [{"key": k, "axes": p} for k, p in zip(keys, spec.points())]}, indent=1, default=str))
-
-    def done(self) -> set[str]:
-        if not self.points_dir.is_dir():
-            return set()
-        return {p.stem for p in self.points_dir.glob("*.json")}
-
-    def write(self, key: str, record: dict) -> None:
-        atomic_write_text(self.points_dir / f"{key}.json", json.dumps(record, indent=1, default=str))
-
-    def records(self) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted(self.points_dir.glob("*.json"))] \
-            if self.points_dir.is_dir() else []
 
 
 def _pool_init(parent_pid: int | None = None):
@@ -365,7 +320,6 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
             _run_on_ray(todo, finish, address, workers)
     finally:
         bar.close()
-    from .results import write_tables
     tables = write_tables(rd.path)
     return {"points": len(keyed), "ran": n_new, "failed": n_err, "skipped": n_skipped,
             "elapsed_s": time.perf_counter() - t0, **tables}

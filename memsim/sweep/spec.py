@@ -47,8 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..crossbar.presets import parse_preset, preset_path
 from ..errors import CardError, ConfigError, MemsimError, ParameterError
+from ..resources import resolve_config
 from ..schema import check_keys, is_finite_number, read_toml, suggest
+from ..training.checkpoint import read_checkpoint
+from ..training.config import load_config
 
 
 class SweepError(MemsimError, ValueError):
@@ -194,7 +198,6 @@ class SweepSpec:
         """``base.config`` as a file: a path relative to the spec's folder, else a bundled config named as in
         ``memsim train`` (``fashion_hardware_aware``, ``configs/NAME.toml``: see ``memsim configs``)."""
         if self._config is None:
-            from ..resources import resolve_config
             try:
                 self._config = resolve_config(self.base["config"], root=self.root).resolve()
             except ConfigError as exc:
@@ -218,7 +221,6 @@ def point_key(resolved: dict) -> str:
 
 def preset_data(resolved: dict) -> dict:
     """The preset's TOML data with the point's keys set (``tile.size`` and ``wires.r`` set both of their pair)."""
-    from ..crossbar.presets import preset_path
     data = copy.deepcopy(read_toml(preset_path(resolved["preset_base"])))
     for key, value in resolved["preset"].items():
         sec, k = key.split(".", 1)
@@ -234,7 +236,6 @@ def preset_data(resolved: dict) -> dict:
 
 
 def build_preset(resolved: dict):
-    from ..crossbar.presets import parse_preset
     return parse_preset(preset_data(resolved), source=f"sweep preset ({resolved['preset_base']})")
 
 
@@ -372,19 +373,16 @@ def _check_references(spec: SweepSpec) -> None:
                                                       if "chip_seed" in p]:
         if v < 0:
             raise SweepError(f"{src}: chip_seed = {v!r} is invalid: allowed an integer >= 0 (a noise seed)")
-    from ..crossbar.presets import preset_path
     try:
         preset_path(b.get("preset", "hfox_1t1r_64"))
     except CardError as exc:
         raise SweepError(f"{src}.base.preset: {exc}") from None
     if "config" in b:
-        from ..training.config import load_config
         cfg = load_config(spec.config_file())
         for name, p in models.items():
             check_checkpoint_matches(spec._path(p), cfg, f"{src}.base (model '{name}')")
     else:
         for name, p in models.items():
-            from ..training.checkpoint import read_checkpoint
             ck = read_checkpoint(spec._path(p))
             if ck.config is None:
                 raise SweepError(f"{src}.base: checkpoint '{p}' holds no config (not written by memsim train); "
@@ -393,7 +391,6 @@ def _check_references(spec: SweepSpec) -> None:
 
 def check_checkpoint_matches(ckpt_path: Path, cfg, where: str) -> None:
     """The checkpoint must hold the network the base config describes (same dataset and layer shapes)."""
-    from ..training.checkpoint import read_checkpoint
     ck = read_checkpoint(ckpt_path)
     saved = ck.config or {}
     s_net, s_data = saved.get("network", {}), saved.get("data", {})

@@ -1,16 +1,12 @@
-"""CIFAR-10 from the standard Python batches (``cifar-10-batches-py/``).
+"""CIFAR-10's standard Python batches (``cifar-10-batches-py/``): the release's files and a reader of one batch.
 
 The release (https://www.cs.toronto.edu/~kriz/cifar.html, ``cifar-10-python.tar.gz``, extracted) holds
 ``data_batch_1`` ... ``data_batch_5`` (training, 10000 images each) and ``test_batch``: pickled dicts with
 ``b"data"`` (uint8 ``[N, 3072]``: the 1024 red, then green, then blue pixels of a 32x32 image, row-major)
-and ``b"labels"`` (N integers 0..9). Pixels are scaled by 1/255; images are ``[N, 3, 32, 32]`` (or flat).
+and ``b"labels"`` (N integers 0..9). The pickles are read with an unpickler that only builds dicts, lists, bytes
+and numpy arrays, so a foreign pickle cannot run code.
 
-The folder is looked for in the same order as the other datasets (:mod:`memsim.training.data`): ``data_dir``,
-``$MEMSIM_DATA_DIR/cifar10``, ``$MEMSIM_DATA_DIR``, the known system locations, the cache
-``~/.cache/memsim/datasets/cifar10``; in each, the batch files directly or in ``cifar-10-batches-py/``.
-There is no download (163 MB); a :class:`memsim.training.data.DataError` lists the expected files and where to
-put them. The pickles are read with an unpickler that only builds dicts, lists, bytes and numpy arrays,
-so a foreign pickle cannot run code.
+Finding the folder and loading a split is :func:`memsim.training.data.load_cifar10`, beside the other datasets.
 """
 from __future__ import annotations
 
@@ -21,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, _check_split, _finish, _search_dirs, cache_dir, dataset_info
+from ..errors import DataError
 
-__all__ = ["CIFAR_FILES", "CIFAR_KNOWN_LOCATIONS", "find_cifar10", "load_cifar10", "read_cifar_batch"]
+__all__ = ["CIFAR_FILES", "CIFAR_FOLDER", "CIFAR_KNOWN_LOCATIONS", "read_cifar_batch"]
 
 #: the batch files of each split
 CIFAR_FILES = {"train": tuple(f"data_batch_{k}" for k in range(1, 6)), "test": ("test_batch",)}
@@ -82,42 +78,3 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(f"{path}: labels out of range 0..9 (min {labels.min()}, max {labels.max()})")
     return data, labels
-
-
-def _candidates(data_dir) -> list[Path]:
-    dirs = _search_dirs("cifar10", data_dir)
-    cache = cache_dir("cifar10")
-    dirs = [d for d in dirs if d != cache] + [Path(p) for p in CIFAR_KNOWN_LOCATIONS] + [cache]
-    out = []
-    for d in dirs:
-        out += [d, d / CIFAR_FOLDER]
-    return out
-
-
-def find_cifar10(split: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The batch files of ``split``: the first searched folder holding all of them."""
-    _check_split(split)
-    names = CIFAR_FILES[split]
-    searched = _candidates(data_dir)
-    for d in searched:
-        if all((d / n).is_file() for n in names):
-            return [d / n for n in names]
-    partial = [(d, [n for n in names if not (d / n).is_file()]) for d in searched
-               if any((d / n).is_file() for n in names)]
-    where = "\n".join(f"  - {d}{'' if d.is_dir() else ' (does not exist)'}" for d in searched)
-    msg = (f"cifar10: missing the {split} batch file(s) {', '.join(names)}. Searched:\n{where}\n")
-    if partial:
-        msg += "".join(f"{d} lacks {', '.join(m)}\n" for d, m in partial)
-    msg += (f"Fix: download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it "
-            f"(it makes {CIFAR_FOLDER}/ with data_batch_1 ... data_batch_5, test_batch and batches.meta) and pass "
-            f"that folder or its parent as data_dir / --data-dir (or [data] data_dir), or put it in "
-            f"{cache_dir('cifar10')}.")
-    raise DataError(msg)
-
-
-def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None, *, flatten: bool = False):
-    """CIFAR-10 ``split`` as an :class:`memsim.training.data.ImageDataset` (pixels / 255, ``[N, 3, 32, 32]`` or flat)."""
-    parts = [read_cifar_batch(p) for p in find_cifar10(split, data_dir)]
-    data = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
-    return _finish(data, labels, 255.0, dataset_info("cifar10"), split, flatten)

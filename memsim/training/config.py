@@ -61,7 +61,9 @@ from typing import Any, Iterable, Mapping
 from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
 from .network import DEFAULTS, READOUTS
 from ..crossbar.presets import Preset, load_preset
+from ..devices.cards import search_path
 from ..errors import ConfigError
+from ..resources import data_dir, env_dirs, resolve_config
 from ..schema import closest, is_finite_number, read_toml
 from ..safetext import check_strings
 
@@ -495,7 +497,6 @@ def load_config(path: str | os.PathLike | None = None,
     """Load and validate a TOML config (``None``: all defaults), after merging ``overrides``. ``path`` may
     also name a bundled config (``digits_quickstart``; see :func:`memsim.resources.resolve_config`)."""
     if path is not None:
-        from ..resources import resolve_config
         path = resolve_config(path)
     data = {} if path is None else read_toml(path, ConfigError, what="config")
     source = "config" if path is None else str(path)
@@ -581,9 +582,6 @@ def check_references(cfg: Config) -> None:
     ``devices/``); crossbar presets as ``<name>.toml`` in ``$MEMSIM_CROSSBAR_PATH`` and the bundled
     ``crossbar/`` (:mod:`memsim.resources`), or as a path to a ``.toml`` file.
     """
-    from ..devices.cards import search_path
-    from ..resources import data_dir, env_dirs
-
     def stems(dirs):
         return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.toml")})
 

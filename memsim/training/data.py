@@ -21,6 +21,9 @@ Datasets
   cache ``~/.cache/memsim/datasets/<name>``; then they are downloaded (when
   online, short timeout) and checked against the published checksums; then a
   :class:`DataError` says exactly which files to put where.
+* ``"cifar10"`` -- the standard Python batches (``cifar-10-batches-py/``, read by
+  :mod:`memsim.training.cifar`), looked for in the same places (:func:`find_cifar10`);
+  there is no download. Pixels (uint8) are scaled by 1/255.
 
 The content of every IDX file is checked against the SHA-256 of the official
 release (of the *uncompressed* bytes, so re-gzipped copies such as Debian's
@@ -62,18 +65,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import MemsimError, ParameterError
+from ..errors import DataError, ParameterError
+from ..io import atomic_write_bytes
 from ..schema import is_finite_number, suggest
+from .cifar import CIFAR_FILES, CIFAR_FOLDER, CIFAR_KNOWN_LOCATIONS, read_cifar_batch
 
 __all__ = ["DataError", "DatasetInfo", "ImageDataset", "DATASETS", "ENCODINGS", "dataset_info", "load_dataset",
            "load_custom_idx", "CUSTOM_IDX", "load_digits", "load_mnist", "load_fashion_mnist", "find_idx_files",
-           "read_idx", "write_idx",
+           "load_cifar10", "find_cifar10", "read_idx", "write_idx",
            "encode", "make_encoder", "Encoder", "latency_steps", "KNOWN_LOCATIONS", "IDX_FILES", "CHECKSUMS",
            "MIRRORS", "cache_dir"]
-
-
-class DataError(MemsimError):
-    """A dataset file is missing, corrupt, truncated or not the expected release."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ _INFO = {
     "fashion_mnist": DatasetInfo("fashion_mnist", (1, 28, 28), 10,
                                  ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                   "Sneaker", "Bag", "Ankle boot"), 60000, 10000),
-    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10,  # the standard Python batches: memsim.training.cifar
+    "cifar10": DatasetInfo("cifar10", (3, 32, 32), 10,  # the standard Python batches: load_cifar10
                            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                             "truck"), 50000, 10000),
 }
@@ -306,8 +307,6 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> Path:
     """Write ``array`` as an IDX file (gzipped when ``compress`` or the name ends in .gz)."""
-    from ..io import atomic_write_bytes
-
     path = Path(path)
     arr = np.asarray(array)
     key = arr.dtype.newbyteorder("=") if arr.dtype.byteorder not in "|=" else arr.dtype
@@ -370,7 +369,6 @@ def _download(name: str, stem: str, target_dir: Path, mirrors: Sequence[str], ch
         if expected and digest != expected:
             problems.append(f"{url}: checksum mismatch (SHA-256 {digest}, expected {expected}); download rejected")
             continue
-        from ..io import atomic_write_bytes
         path = atomic_write_bytes(target_dir / f"{stem}.gz", payload if payload[:2] == b"\x1f\x8b"
                                   else gzip.compress(content, mtime=0))
         return path, problems
@@ -511,6 +509,53 @@ def load_custom_idx(split: str, data_dir: str | os.PathLike | None, *, num_class
     return _finish(images, labels, 255.0, info, split, flatten)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# CIFAR-10 (the standard Python batches; one batch file is read by memsim.training.cifar)
+
+def _cifar_candidates(data_dir) -> list[Path]:
+    dirs = _search_dirs("cifar10", data_dir)
+    cache = cache_dir("cifar10")
+    dirs = [d for d in dirs if d != cache] + [Path(p) for p in CIFAR_KNOWN_LOCATIONS] + [cache]
+    out = []
+    for d in dirs:
+        out += [d, d / CIFAR_FOLDER]
+    return out
+
+
+def find_cifar10(split: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The batch files of ``split``: the first searched folder holding all of them.
+
+    The folder is looked for in the same order as the other datasets: ``data_dir``, ``$MEMSIM_DATA_DIR/cifar10``,
+    ``$MEMSIM_DATA_DIR``, the known system locations, the cache ``~/.cache/memsim/datasets/cifar10``; in each, the
+    batch files directly or in ``cifar-10-batches-py/``. There is no download (163 MB): a :class:`DataError` lists
+    the expected files and where to put them."""
+    _check_split(split)
+    names = CIFAR_FILES[split]
+    searched = _cifar_candidates(data_dir)
+    for d in searched:
+        if all((d / n).is_file() for n in names):
+            return [d / n for n in names]
+    partial = [(d, [n for n in names if not (d / n).is_file()]) for d in searched
+               if any((d / n).is_file() for n in names)]
+    where = "\n".join(f"  - {d}{'' if d.is_dir() else ' (does not exist)'}" for d in searched)
+    msg = (f"cifar10: missing the {split} batch file(s) {', '.join(names)}. Searched:\n{where}\n")
+    if partial:
+        msg += "".join(f"{d} lacks {', '.join(m)}\n" for d, m in partial)
+    msg += (f"Fix: download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it "
+            f"(it makes {CIFAR_FOLDER}/ with data_batch_1 ... data_batch_5, test_batch and batches.meta) and pass "
+            f"that folder or its parent as data_dir / --data-dir (or [data] data_dir), or put it in "
+            f"{cache_dir('cifar10')}.")
+    raise DataError(msg)
+
+
+def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None, *, flatten: bool = False):
+    """CIFAR-10 ``split`` as an :class:`ImageDataset` (pixels / 255, ``[N, 3, 32, 32]`` or flat)."""
+    parts = [read_cifar_batch(p) for p in find_cifar10(split, data_dir)]
+    data = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return _finish(data, labels, 255.0, dataset_info("cifar10"), split, flatten)
+
+
 def load_dataset(name: str, split: str = "train", *, data_dir: str | os.PathLike | None = None,
                  flatten: bool = False, seed: int = 0, test_fraction: float = 0.2, download: bool = True,
                  verify: bool = True, num_classes: int | None = None) -> ImageDataset:
@@ -523,7 +568,6 @@ def load_dataset(name: str, split: str = "train", *, data_dir: str | os.PathLike
     if name == "digits":
         return load_digits(split, test_fraction=test_fraction, seed=seed, flatten=flatten)
     if name == "cifar10":
-        from .cifar import load_cifar10
         return load_cifar10(split, data_dir, flatten=flatten)
     return _load_idx_dataset(name, split, data_dir, flatten, download, verify)
 

@@ -26,9 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import spice  # loads ngspice on first use: importing this module needs no ngspice
 from ..errors import ParameterError
 from ..devices.netlist import REFERENCE_OPTIONS, _wrap
+from ..io import atomic_write_text
+from ..neurons.netlist import neuron_subcircuit, pwl_hold
 from ..safetext import spice_comment, spice_name, spice_number, spice_title
+from .loop import build_encoder, load_datasets, load_network
 from .network import MemristiveSNN
 
 __all__ = ["network_netlist", "conductance_matrices", "spice_voltages", "compare_with_spice", "export_checkpoint"]
@@ -40,7 +44,6 @@ def conductance_matrices(net: MemristiveSNN) -> list[np.ndarray]:
 
 
 def _pwl(samples: np.ndarray, dt: float) -> str:
-    from ..neurons.netlist import pwl_hold
     samples = np.asarray(samples, dtype=float)
     if np.all(samples == samples[0]):
         return f"DC {float(samples[0])!r}"
@@ -50,8 +53,6 @@ def _pwl(samples: np.ndarray, dt: float) -> str:
 def network_netlist(net: MemristiveSNN, inputs: np.ndarray | torch.Tensor, *, title: str = "memsim MSNN",
                     max_step: float | None = None, probe_all: bool = False) -> str:
     """One sample's netlist: ``inputs`` ``[T, n_in]`` row voltages (V), transient over ``T * dt``."""
-    from ..neurons.netlist import neuron_subcircuit, ports
-
     x = inputs.detach().double().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs, float)
     if x.ndim != 2 or x.shape[1] != net.layers[0]:
         raise ParameterError("inputs.shape", tuple(x.shape), f"[T, {net.layers[0]}] (one sample)",
@@ -101,8 +102,6 @@ def network_netlist(net: MemristiveSNN, inputs: np.ndarray | torch.Tensor, *, ti
 def spice_voltages(net: MemristiveSNN, inputs: torch.Tensor, *, processes: int | None = None,
                    max_step: float | None = None) -> torch.Tensor:
     """Output-layer membrane voltages from ngspice at the step ends ``(t + 1) dt``: ``[T, B, C]`` (float64)."""
-    from .. import spice
-
     T, B = inputs.shape[:2]
     netlists = [network_netlist(net, inputs[:, b], max_step=max_step) for b in range(B)]
     results = spice.run_many(netlists, processes=processes)
@@ -147,9 +146,6 @@ def compare_with_spice(net: MemristiveSNN, inputs: torch.Tensor, labels: torch.T
 def export_checkpoint(path: str | Path, output: str | Path | None = None, *, sample: int = 0,
                       split: str = "test") -> tuple[Path, dict]:
     """Write the netlist of a checkpoint's network driven by test sample ``sample``; return (path, info)."""
-    from ..io import atomic_write_text
-    from .loop import build_encoder, load_datasets, load_network
-
     net, cfg = load_network(path, crossbar="ideal")
     train_set, test_set = load_datasets(cfg)
     data = test_set if split == "test" else train_set

@@ -40,11 +40,12 @@ from .checkpoint import Checkpoint, CheckpointError, RunDirectory, check_archite
 from .config import Config, ConfigError, check_references, hardware_preset, parse_config
 from .data import ImageDataset, load_dataset, make_encoder
 from ..crossbar.array import CrossbarArray
-from ..crossbar.presets import Preset
+from ..crossbar.presets import Preset, load_preset
 from ..deploy.chip import Chip
 from ..deploy.evaluate import evaluate_on_chips
 from ..deploy.kinds import network_kind
 from ..errors import NonFiniteError, ParameterError
+from ..plots import pyplot, save
 from .network import MemristiveSNN
 from .synapses import is_ideal
 from .trained import load_trained, read_trained
@@ -65,7 +66,6 @@ def _resolve_preset(name: str):
     """A preset name/path -> the name given to CrossbarLinear (``ideal`` stays a string)."""
     if is_ideal(name):
         return name
-    from ..crossbar.presets import load_preset
     return load_preset(name)
 
 
@@ -548,10 +548,8 @@ def _chips(cfg: Config, chip, preset, mode, seeds) -> list[Chip]:
 # plots
 
 def plot_history(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    from ..plots import plt, save
-
     epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (ax1, ax2) = pyplot().subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     ax1.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
     ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)

@@ -42,7 +42,9 @@ from torch.nn import functional as F
 
 from ..crossbar.array import DEFAULT_MODE
 from ..errors import ParameterError
+from ..integrate import step as integrate_step
 from ..mathns import TORCH
+from ..neurons.circuits import substeps_for
 from ..schema import is_finite_number, suggest
 from .synapses import Synapse, build_conv_synapse, build_synapse
 from .twin import MIFDynamics
@@ -233,9 +235,6 @@ class MemristiveSNN(nn.Module):
         first stage converges to this as ``substeps`` grows; a deeper stage sees the previous stage's voltage
         held over each step, a difference of order ``dt`` that sub-steps do not remove (e.g. 50 mV in a
         [4, 6, 3] network at the default dt). Use float64 inputs for checks."""
-        from ..integrate import step as integrate_step
-        from ..neurons.circuits import substeps_for
-
         neu = self.neurons[0]
         T, B = inputs.shape[:2]
         sizes = self.layers[1:]

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from ..crossbar.array import DEFAULT_MODE
 from ..errors import ParameterError
+from ..nn.crossbar import CrossbarConv2d, CrossbarLinear
 
 if TYPE_CHECKING:
     from ..crossbar.array import CrossbarArray
@@ -138,8 +139,6 @@ class PresetSynapse(_OnCrossbar, Synapse):
 
     def __init__(self, in_features: int, out_features: int, g_unit: float, preset, mode: str):
         super().__init__()
-        from ..nn.crossbar import CrossbarLinear
-
         self.in_features, self.out_features, self.g_unit = in_features, out_features, float(g_unit)
         self.xbar = CrossbarLinear(in_features, out_features, bias=False, preset=preset, mode=mode)
 
@@ -241,8 +240,6 @@ class PresetConvSynapse(_OnCrossbar, ConvSynapse):
     def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
                  preset, mode: str = "noisy"):
         super().__init__(image_shape, channels, kernel, stride, g_unit)
-        from ..nn.crossbar import CrossbarConv2d
-
         self.xbar = CrossbarConv2d(image_shape[0], channels, kernel, stride=stride, bias=False, preset=preset,
                                    mode=mode)
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from ..errors import NonFiniteError, ParameterError
 from ..mathns import TORCH
+from ..neurons.cards import NeuronCard, load_neuron_card
+from ..neurons.dynamics import NeuronDynamics
 
 __all__ = ["MIFDynamics"]
 
@@ -73,9 +75,6 @@ class MIFDynamics(nn.Module):
     def __init__(self, card="mif_neuron", dt: float | None = None, substeps: int = 1, *, name: str = "neurons",
                  compile: bool = False):
         super().__init__()
-        from ..neurons.cards import NeuronCard, load_neuron_card
-        from ..neurons.dynamics import NeuronDynamics
-
         if not isinstance(card, NeuronCard):
             card = load_neuron_card(card)
         if card.type != "mif":
