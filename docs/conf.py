@@ -32,7 +32,7 @@ extensions = [
     "memsim_docs",
 ]
 
-exclude_patterns = ["_build", "README.short.md", "**/.ipynb_checkpoints", "jupyter_execute"]
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "jupyter_execute"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 

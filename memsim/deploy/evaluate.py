@@ -27,10 +27,10 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import ParameterError
 from ..nn.calibration import CalibrationReport, calibrate, crossbar_layers, require_calibrated
+from ..progress import progress_bar
 from .activity import ArrayActivity, LayerActivity, layer_activity
 from .chip import Chip
 from .kinds import TrainedNetwork
@@ -203,7 +203,7 @@ def evaluate_on_chips(network: TrainedNetwork, chips: Chip | Sequence[Chip], dat
     chips = _chips(chips)
     _check(chips, data, calibration, batch_size)
     results, layout = [], None
-    for chip in tqdm(chips, desc="chips", unit="chip", disable=not progress):
+    for chip in progress_bar(chips, desc="chips", unit="chip", disable=not progress):
         result, chip_usage = _evaluate_chip(network, chip, data, calibration, batch_size, device)
         results.append(result)
         layout = layout or chip_usage

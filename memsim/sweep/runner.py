@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+from ..progress import progress_bar
 from .results import ResultsDir, write_tables
 from .spec import SweepError, SweepSpec, check_limit, point_key
 from .worker import evaluate_point
@@ -279,8 +280,7 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
     n_skipped = len(keyed) - len(todo)
     if max_points is not None:
         todo = todo[:max_points]
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(keyed), initial=n_skipped,
+    bar = progress_bar(total=len(keyed), initial=n_skipped,
                desc=f"sweep {spec.name}", unit="pt", disable=not progress, dynamic_ncols=True)
     t0, n_new, n_err = time.perf_counter(), 0, 0
 

@@ -6,7 +6,8 @@
 * validates everything before long work starts (config schema, neuron card and time step, crossbar
   preset, encoding, layer sizes against the data, a resumable run directory);
 * trains :class:`memsim.training.network.MemristiveSNN` with backpropagation through time on the circuit
-  equations (no surrogate gradient), optional gradient clipping, a tqdm progress bar;
+  equations (no surrogate gradient), optional gradient clipping, a progress bar (whole lines, at most one per
+  30 s, when the output is a log file);
 * after every epoch appends a row to ``RUN/metrics.csv`` and writes an atomic checkpoint
   (:class:`memsim.training.checkpoint.RunDirectory`) holding model, optimizer and every RNG state (the data-order
   generator, the rate encoder's, the crossbar noise streams), so ``resume=True`` continues a killed run
@@ -46,6 +47,7 @@ from ..deploy.evaluate import evaluate_on_chips
 from ..deploy.kinds import network_kind
 from ..errors import NonFiniteError, ParameterError
 from ..plots import pyplot, save
+from ..progress import progress_bar
 from .network import MemristiveSNN
 from .synapses import is_ideal
 from .trained import load_trained, read_trained
@@ -323,7 +325,6 @@ def fit(cfg: Config, run: RunDirectory, model: torch.nn.Module, optimizer: torch
     row in ``RUN/metrics.csv`` and an atomic checkpoint with every generator's state. A
     :class:`NonFiniteError` stops training naming the epoch and batch; the last good checkpoint is kept
     and ``fix`` is the advice given."""
-    from tqdm.auto import tqdm
 
     t = cfg.training
     last_good = run.checkpoint_path(start_epoch) if start_epoch else None
@@ -337,7 +338,7 @@ def fit(cfg: Config, run: RunDirectory, model: torch.nn.Module, optimizer: torch
         model.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
+        bar = progress_bar(total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
         for b, idx in enumerate(_batches(len(labels), t.batch_size, loader)):
             if b >= n_batches:
                 continue  # keep drawing the full permutation: the generator state matches a full epoch
