@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 
-from tqdm.auto import tqdm
 from tqdm.std import tqdm as plain_tqdm
 
 __all__ = ["progress_bar", "LOG_INTERVAL", "LogBar"]
@@ -62,12 +61,22 @@ def _is_terminal(stream) -> bool:
         return False
 
 
-def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules  # tqdm.auto draws a widget there, which updates in place
+def _notebook_bar():
+    """tqdm's widget bar inside a Jupyter kernel with ipywidgets (it updates in place), else None."""
+    if "ipykernel" not in sys.modules:
+        return None
+    try:
+        import ipywidgets  # noqa: F401  (tqdm.notebook needs it; without it tqdm warns and prints text)
+        from tqdm.notebook import tqdm as notebook_tqdm
+    except ImportError:
+        return None
+    return notebook_tqdm
 
 
 def progress_bar(iterable=None, **kwargs) -> plain_tqdm:
-    """``tqdm(iterable, **kwargs)`` in a terminal or a notebook (tqdm.auto), a :class:`LogBar` otherwise."""
+    """tqdm in a terminal, its widget in a notebook (with ipywidgets), a :class:`LogBar` otherwise (a log file,
+    a pipe, a notebook without widgets: whole lines, no redraws)."""
     stream = kwargs.get("file") or sys.stderr
-    cls = tqdm if _is_terminal(stream) or _in_notebook() else LogBar
-    return cls(iterable, **kwargs)
+    if _is_terminal(stream):
+        return plain_tqdm(iterable, **kwargs)
+    return (_notebook_bar() or LogBar)(iterable, **kwargs)

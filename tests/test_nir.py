@@ -186,3 +186,34 @@ def test_cli_evaluates_a_nir_file_as_snntorch_scores_it(tmp_path, capsys):
     assert "does not take fashion_mnist images (784 values)" in capsys.readouterr().err
     assert main(["evaluate", str(path), "--steps", "10"]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_a_nir_graph_is_a_sweeps_base_network(tmp_path):
+    """The same numbers as memsim evaluate on the same chips; the spec says what the graph does not."""
+    from memsim.deploy import Chip, evaluate_on_chips
+    from memsim.interop.kind import NIRSetup, load_nir
+    from memsim.sweep import parse_spec, run_sweep, table
+    from memsim.sweep.spec import SweepError
+    from memsim.sweep.worker import point_chip
+    from memsim.training.data import ImageDataset, load_dataset
+
+    _, path = _digits_snntorch(tmp_path)
+    nir_setup = {"dataset": "digits", "steps": 10, "dt": 1e-4}
+    spec = parse_spec({"name": "nir", "base": {"checkpoint": str(path), "nir": nir_setup, "preset": "hfox_1t1r_64",
+                                               "mode": "noisy", "chips": 2, "limit": 60},
+                       "axes": {"noise.program": [0.0, 0.1]}})
+    out = run_sweep(spec, tmp_path / "sweep", workers=1, progress=False)
+    assert out["failed"] == 0
+    df = table(tmp_path / "sweep").sort_values("noise.program")
+    assert (df["kind"] == "nir").all() and (df["energy"] > 0).all()
+    network = load_nir(path, NIRSetup(**nir_setup))
+    train, test = (load_dataset("digits", s, flatten=True) for s in ("train", "test"))
+    test = ImageDataset(test.images[:60], test.labels[:60], test.info, "test")
+    first = spec.resolve(spec.points()[0])
+    assert first["preset"] == {"noise.program": 0.0}
+    ev = evaluate_on_chips(network, point_chip(first).series(2), test, calibration=train)
+    assert df["accuracy"].iloc[0] == pytest.approx(ev.accuracy)
+    with pytest.raises(SweepError, match="base.nir"):
+        parse_spec({"name": "x", "base": {"checkpoint": str(path)}})
+    with pytest.raises(SweepError, match="does not take fashion_mnist"):
+        parse_spec({"name": "x", "base": {"checkpoint": str(path), "nir": {**nir_setup, "dataset": "fashion_mnist"}}})

@@ -8,6 +8,8 @@ Layout::
     [base]
     checkpoint = "runs/digits/checkpoints/epoch_0008.pt"   # deploy a trained network as it is (no retraining)
     # models = { msnn = "a.pt", mlp = "b.pt" }             # several networks: the axis "model" picks one
+    # nir = { dataset = "fashion_mnist", steps = 25, dt = 1e-4 }  # for a .nir model (snnTorch & co.): what the graph
+                                     # does not state (memsim.interop.kind.NIRSetup: dataset, steps, encoding, dt)
     # config = "fashion_hardware_aware"; finetune_epochs = 1  # hardware-aware fine-tuning per point (from checkpoint);
                                      # a bundled config's name (memsim configs) or a path from the spec's folder
     preset = "hfox_1t1r_64"          # the crossbar preset the axes modify
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ..crossbar.presets import parse_preset, preset_path
+from ..interop.kind import NIRSetup, load_nir
 from ..errors import CardError, ConfigError, MemsimError, ParameterError
 from ..resources import resolve_config
 from ..schema import check_keys, is_finite_number, read_toml, suggest
@@ -77,7 +80,7 @@ MODES = ("auto", "noisy", "irdrop")
 SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "mode": str, "chip_seed": int}
 AXES = {**PRESET_KEYS, **SWEEP_AXES}
 DESIGNS = ("grid", "random", "lhs", "points")
-_BASE_KEYS = {"checkpoint", "models", "config", "finetune_epochs", "preset", "mode", "chips", "limit",
+_BASE_KEYS = {"checkpoint", "models", "nir", "config", "finetune_epochs", "preset", "mode", "chips", "limit",
               "split", "batch_size", "max_points", "cost_model", "mapping", "prune", "chip_seed"}
 _TOP_KEYS = {"name", "description", "base", "axes", "design"}
 _DESIGN_KEYS = {"kind", "n", "seed", "points"}
@@ -188,6 +191,8 @@ class SweepSpec:
         }
         if r["mode"] == "auto":
             r["mode"] = "irdrop"  # every preset has wire resistance (> 0): the exact solve applies
+        if models and str(models[model]).endswith(".nir"):  # only then: the keys of every other point stay as they were
+            r["nir"] = dict(b["nir"])
         return r
 
     def _path(self, p) -> Path:
@@ -377,6 +382,9 @@ def _check_references(spec: SweepSpec) -> None:
         preset_path(b.get("preset", "hfox_1t1r_64"))
     except CardError as exc:
         raise SweepError(f"{src}.base.preset: {exc}") from None
+    nir_models = {name: p for name, p in models.items() if str(p).endswith(".nir")}
+    _check_nir_models(spec, nir_models)
+    models = {name: p for name, p in models.items() if name not in nir_models}
     if "config" in b:
         cfg = load_config(spec.config_file())
         for name, p in models.items():
@@ -387,6 +395,31 @@ def _check_references(spec: SweepSpec) -> None:
             if ck.config is None:
                 raise SweepError(f"{src}.base: checkpoint '{p}' holds no config (not written by memsim train); "
                                  f"a sweep rebuilds the network from it")
+
+
+def _check_nir_models(spec: SweepSpec, nir_models: dict[str, str]) -> None:
+    """NIR graphs as models: ``base.nir`` says what they do not (dataset, steps, encoding, dt); each graph is read and
+    checked against the dataset now, before any point runs; memsim does not fine-tune them."""
+    src, b = spec.source, spec.base
+    if not nir_models:
+        if "nir" in b:
+            raise SweepError(f"{src}.base.nir is given but no model is a .nir file. Fix: remove it, or name a .nir "
+                             f"graph in base.checkpoint / base.models")
+        return
+    if not isinstance(b.get("nir"), dict):
+        raise SweepError(f"{src}.base: model(s) {sorted(nir_models)} are NIR graphs, which do not say what they read. "
+                         f"Fix: add base.nir = {{ dataset = \"fashion_mnist\", steps = 25, dt = 1e-4 }} (encoding "
+                         f"\"direct\" by default)")
+    if "config" in b:
+        raise SweepError(f"{src}.base.config: memsim does not fine-tune NIR graphs ({sorted(nir_models)}). Fix: drop "
+                         f"base.config and finetune_epochs, or train the network further in its own framework")
+    check_keys(b["nir"], {"dataset", "steps", "encoding", "dt", "data_dir"}, f"{src}.base.nir", SweepError)
+    try:
+        setup = NIRSetup(**b["nir"])
+        for name, p in nir_models.items():
+            load_nir(spec._path(p), setup)
+    except MemsimError as exc:
+        raise SweepError(f"{src}.base.nir: {exc}") from None
 
 
 def check_checkpoint_matches(ckpt_path: Path, cfg, where: str) -> None:

@@ -15,8 +15,9 @@ import torch
 from ..deploy.chip import Chip
 from ..deploy.evaluate import ChipsEvaluation, evaluate_on_chips
 from ..deploy.kinds import network_kind
+from ..interop.kind import NIRSetup, load_nir
 from ..training.config import load_config
-from ..training.data import ImageDataset
+from ..training.data import ImageDataset, load_dataset
 from ..training.loop import load_datasets
 from ..training.trained import load_trained
 from .cost import load_cost_model, network_cost
@@ -59,9 +60,23 @@ def _datasets(cfg) -> tuple[ImageDataset, ImageDataset]:
     return _DATA[key]
 
 
+def _nir_datasets(setup: NIRSetup) -> tuple[ImageDataset, ImageDataset]:
+    key = ("nir", setup.dataset, setup.data_dir)
+    if key not in _DATA:
+        _DATA.clear()
+        _DATA[key] = tuple(load_dataset(setup.dataset, split, data_dir=setup.data_dir, flatten=True)
+                           for split in ("train", "test"))
+    return _DATA[key]
+
+
 def _evaluate(source, chip: Chip, resolved: dict) -> ChipsEvaluation:
-    network = load_trained(source)
-    train_set, test_set = _datasets(network.config)
+    if resolved.get("nir"):  # a NIR graph: what it reads comes from the spec's base.nir
+        setup = NIRSetup(**resolved["nir"])
+        network = load_nir(source, setup)
+        train_set, test_set = _nir_datasets(setup)
+    else:
+        network = load_trained(source)
+        train_set, test_set = _datasets(network.config)
     data = test_set if resolved["split"] == "test" else train_set
     if resolved["limit"]:
         n = resolved["limit"]
