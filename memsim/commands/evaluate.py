@@ -142,13 +142,22 @@ def _run_nir(args) -> int:
     r = {"model": str(args.checkpoint), "preset": chip.name, "mode": chip.mode, "seeds": len(chips),
          "accuracy": ev.accuracy, "std": ev.std, "per_seed": ev.per_chip, "output_error": ev.output_error,
          "samples": len(data)}
+    if not _print_json(r, args):
+        _print_accuracy(f"{r['model']} (NIR)", r, "chip(s)", args.split)
+    return 0
+
+
+def _print_json(r: dict, args) -> bool:
+    """With --json, the whole result as JSON (and nothing else)."""
     if args.json:
         print(json.dumps(r, indent=2))
-        return 0
+    return bool(args.json)
+
+
+def _print_accuracy(what: str, r: dict, unit: str, split: str) -> None:
     per = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
-    print(f"{r['model']} (NIR) on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
-          f"+- {100 * r['std']:.2f} over {r['seeds']} chip(s) [{per}], {r['samples']} {args.split} samples")
-    return 0
+    print(f"{what} on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
+          f"+- {100 * r['std']:.2f} over {r['seeds']} {unit} [{per}], {r['samples']} {split} samples")
 
 
 def run(args) -> int:
@@ -170,12 +179,9 @@ def run(args) -> int:
     except ParameterError as exc:  # name the flag, not the chip's field
         field = _origins(args, cfg, preset_origin).get(exc.field, exc.field)
         raise ParameterError(field, exc.value, exc.allowed, exc.fix) from None
-    if args.json:
-        print(json.dumps(r, indent=2))
+    if _print_json(r, args):
         return 0
-    per = ", ".join(f"{100 * a:.2f}" for a in r["per_seed"])
-    print(f"{r['checkpoint']} on {r['preset']} ({r['mode']}): accuracy {100 * r['accuracy']:.2f} % "
-          f"+- {100 * r['std']:.2f} over {r['seeds']} seed(s) [{per}], {r['samples']} {args.split} samples")
+    _print_accuracy(r["checkpoint"], r, "seed(s)", args.split)
     if r["tiles"]:
         print(f"{r['mapping']} mapping, prune {r['prune']:g}: {r['tiles']} tiles, utilisation "
               f"{100 * r['utilisation']:.1f} % ({100 * r['nonzero_utilisation']:.1f} % non-zero), "

@@ -67,7 +67,48 @@ def unit_interval(name: str, doc: str) -> Param:
 X0 = unit_interval("x0", "initial normalised state")
 
 
-class DeviceFamily:
+class ParameterSet:
+    """What every model family with named, ranged parameters shares (device families here, pulse-response families
+    in :mod:`memsim.pulse.families`): names, validation of a full set, a namespace for the equations, a description.
+
+    Subclasses set ``name``, ``title``, ``reference`` and ``all_params()``, and may add ``check_relations``."""
+
+    def all_params(self) -> tuple[Param, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def param_names(self) -> list[str]:
+        return [q.name for q in self.all_params()]
+
+    def check_relations(self, values: Mapping[str, float], where: str) -> None:
+        """Constraints between parameters (e.g. ``R_on < R_off``); none by default."""
+
+    def validate(self, values: Mapping[str, object], where: str = "") -> dict[str, float]:
+        """Check names, types and ranges of a full parameter set; return floats."""
+        names = self.param_names()
+        missing = [n for n in names if n not in values]
+        extra = [n for n in values if n not in names]
+        prefix = f"{where}." if where else ""
+        if missing:
+            raise ParameterError(f"{prefix}{missing[0]}", None, f"all of {names} for family '{self.name}'",
+                                 f"add the missing parameter(s) {missing}")
+        if extra:
+            raise ParameterError(f"{prefix}{extra[0]}", values[extra[0]],
+                                 f"only the parameters of family '{self.name}': {names}",
+                                 f"remove or rename {extra}")
+        out = {q.name: q.check(values[q.name], where) for q in self.all_params()}
+        self.check_relations(out, where)
+        return out
+
+    @staticmethod
+    def namespace(values: Mapping[str, object]) -> SimpleNamespace:
+        return SimpleNamespace(**values)
+
+    def describe(self) -> str:
+        rows = "\n".join(f"  {q.name:10s} [{q.unit or '-'}] {q.doc}; allowed {q.allowed()}" for q in self.all_params())
+        return f"{self.name}: {self.title}\n  ref: {self.reference}\n{rows}"
+
+
+class DeviceFamily(ParameterSet):
     """Base class of a two-terminal memristive device model."""
 
     name: ClassVar[str]
@@ -91,9 +132,6 @@ class DeviceFamily:
     # -- framework ------------------------------------------------------------
     def all_params(self) -> tuple[Param, ...]:
         return self.params + (X0,)
-
-    def param_names(self) -> list[str]:
-        return [q.name for q in self.all_params()]
 
     #: width of the ramp (in x) over which a gated derivative falls to zero at a bound
     BOUND_RAMP: ClassVar[float] = 1e-6
@@ -122,31 +160,6 @@ class DeviceFamily:
 
     def bounded_current(self, m, p, v, x):
         return self.current(m, p, v, m.let("xc", m.clip(x, 0.0, 1.0)))
-
-    def validate(self, values: Mapping[str, object], where: str = "") -> dict[str, float]:
-        """Check names, types and ranges of a full parameter set; return floats."""
-        names = self.param_names()
-        missing = [n for n in names if n not in values]
-        extra = [n for n in values if n not in names]
-        prefix = f"{where}." if where else ""
-        if missing:
-            raise ParameterError(f"{prefix}{missing[0]}", None, f"all of {names} for family '{self.name}'",
-                                 f"add the missing parameter(s) {missing}")
-        if extra:
-            raise ParameterError(f"{prefix}{extra[0]}", values[extra[0]],
-                                 f"only the parameters of family '{self.name}': {names}",
-                                 f"remove or rename {extra}")
-        out = {q.name: q.check(values[q.name], where) for q in self.all_params()}
-        self.check_relations(out, where)
-        return out
-
-    @staticmethod
-    def namespace(values: Mapping[str, object]) -> SimpleNamespace:
-        return SimpleNamespace(**values)
-
-    def describe(self) -> str:
-        rows = "\n".join(f"  {q.name:10s} [{q.unit or '-'}] {q.doc}; allowed {q.allowed()}" for q in self.all_params())
-        return f"{self.name}: {self.title}\n  ref: {self.reference}\n{rows}"
 
 
 def require_less(values: Mapping[str, float], small: str, large: str, where: str) -> None:

@@ -36,11 +36,10 @@ they act on the steps and the bounds in :class:`memsim.pulse.response.PulseRespo
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import ClassVar, Mapping
 
 from ..errors import ParameterError
-from ..families.base import Param, nonnegative, positive, require_less
+from ..families.base import Param, ParameterSet, nonnegative, positive, require_less
 from ..schema import suggest
 
 _WINDOW = (
@@ -60,7 +59,7 @@ NOISE = (
 NOISE_NAMES = tuple(q.name for q in NOISE)
 
 
-class PulseFamily:
+class PulseFamily(ParameterSet):
     """Base class of a behavioural pulse-response model (see the module docstring)."""
 
     name: ClassVar[str]
@@ -98,40 +97,12 @@ class PulseFamily:
     def all_params(self) -> tuple[Param, ...]:
         return self.params
 
-    def param_names(self) -> list[str]:
-        return [q.name for q in self.params]
-
     def direction(self, name: str) -> str | None:
         """``"ltp"``/``"ltd"`` for a parameter of one polarity only, ``None`` for one of both (the window)."""
         return "ltp" if name.endswith("_ltp") else "ltd" if name.endswith("_ltd") else None
 
     def check_relations(self, values: Mapping[str, float], where: str) -> None:
         require_less(values, "G_min", "G_max", where)
-
-    def validate(self, values: Mapping[str, object], where: str = "") -> dict[str, float]:
-        """Check names, types and ranges of a full parameter set; return floats (as DeviceFamily.validate)."""
-        names = self.param_names()
-        prefix = f"{where}." if where else ""
-        missing = [n for n in names if n not in values]
-        extra = [n for n in values if n not in names]
-        if missing:
-            raise ParameterError(f"{prefix}{missing[0]}", None, f"all of {names} for family '{self.name}'",
-                                 f"add the missing parameter(s) {missing}")
-        if extra:
-            raise ParameterError(f"{prefix}{extra[0]}", values[extra[0]],
-                                 f"only the parameters of family '{self.name}': {names}",
-                                 f"remove or rename {extra}")
-        out = {q.name: q.check(values[q.name], where) for q in self.params}
-        self.check_relations(out, where)
-        return out
-
-    @staticmethod
-    def namespace(values: Mapping[str, object]) -> SimpleNamespace:
-        return SimpleNamespace(**values)
-
-    def describe(self) -> str:
-        rows = "\n".join(f"  {q.name:10s} [{q.unit or '-'}] {q.doc}; allowed {q.allowed()}" for q in self.params)
-        return f"{self.name}: {self.title}\n  ref: {self.reference}\n{rows}"
 
     def guess(self, lo: float, hi: float, n_up: float, n_down: float) -> dict[str, float]:
         """Starting values for a fit to a curve spanning [lo, hi] S with runs of about n_up / n_down pulses."""

@@ -402,7 +402,7 @@ def _check_nir_models(spec: SweepSpec, nir_models: dict[str, str]) -> None:
     checked against the dataset now, before any point runs; memsim does not fine-tune them."""
     src, b = spec.source, spec.base
     if not nir_models:
-        if "nir" in b:
+        if b.get("nir") is not None:
             raise SweepError(f"{src}.base.nir is given but no model is a .nir file. Fix: remove it, or name a .nir "
                              f"graph in base.checkpoint / base.models")
         return
