@@ -12,6 +12,7 @@ would vanish in a terminal, ``leave=False``, prints nothing at close: the caller
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm.std import tqdm as plain_tqdm
 
@@ -27,15 +28,23 @@ class LogBar(plain_tqdm):
     def __init__(self, *args, **kwargs):
         kwargs["mininterval"] = kwargs["maxinterval"] = LOG_INTERVAL
         kwargs.update(dynamic_ncols=False, ncols=100, ascii=True)
-        self._opened = False  # tqdm refreshes once on creation: a log gets no line for 0 %
+        # tqdm refreshes on creation and on every set_postfix (the training loop sets one per batch), whatever its
+        # mininterval: the interval is enforced here, where the line is written
+        self._last_line = time.monotonic()
+        self._printed_n = None
+        self._opened = False  # no line for 0 %
         super().__init__(*args, **kwargs)
         self._opened = True
 
-    def display(self, msg=None, pos=None):
+    def display(self, msg=None, pos=None, force: bool = False):
         if not self._opened or self.disable:
+            return True
+        now = time.monotonic()
+        if not force and now - self._last_line < LOG_INTERVAL:
             return True
         self.fp.write((msg or self.__str__()).rstrip() + "\n")
         self.fp.flush()
+        self._last_line, self._printed_n = now, self.n
         return True
 
     def clear(self, nolock=False):  # nothing was drawn in place
@@ -45,8 +54,8 @@ class LogBar(plain_tqdm):
         if self.disable:
             return
         leave = self.leave
-        if leave and self.n != getattr(self, "last_print_n", None):
-            self.display()  # the final state, once
+        if leave and self.n != self._printed_n:
+            self.display(force=True)  # the final state, once
         self.leave, self.disable = False, True  # tqdm's own close would add a blank line
         try:
             self._decr_instances(self)

@@ -45,3 +45,21 @@ def test_a_short_bar_in_a_log_prints_its_final_state_once():
     """)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("verify: 100%"), lines
+
+
+def test_postfix_updates_do_not_bypass_the_interval():
+    """The training loop sets a postfix every batch; tqdm redraws on each one. A log still gets no per-batch line."""
+    err = _run("""
+        progress.LOG_INTERVAL = 30.0
+        bar = progress_bar(total=500, desc="epoch 1/1", leave=False)
+        for k in range(500):
+            bar.update(1)
+            bar.set_postfix(loss=1.0 / (k + 1))
+        bar.close()
+        with progress_bar(total=5, desc="chips") as bar:
+            for _ in range(5):
+                bar.update(1)
+                bar.set_postfix(acc=0.5)
+    """)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chips: 100%"), lines
