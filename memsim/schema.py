@@ -39,6 +39,15 @@ def suggest(name, options: Iterable[str], otherwise: str | None = None, *, cutof
     return otherwise if otherwise is not None else f"use one of {options}"
 
 
+def lookup(table: Mapping, name, field: str, what: str):
+    """``table[name]``, or :class:`ParameterError` naming ``field``, the known names and the closest one (the model
+    registries: device families, pulse-response families, network kinds)."""
+    if isinstance(name, str) and name in table:
+        return table[name]
+    names = sorted(table)
+    raise ParameterError(field, name, f"one of {names}", suggest(str(name), names, f"use one of the listed {what}"))
+
+
 def _error(error_cls: type[MemsimError], message: str, field: str | None = None, value=None,
            allowed: str | None = None) -> MemsimError:
     """``error_cls`` is any MemsimError taking a message (CardError, ConfigError with its key, SweepError, ...)."""

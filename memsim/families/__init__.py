@@ -1,8 +1,7 @@
 """Device families, looked up by name. Adding a family: subclass DeviceFamily, list it here."""
 from __future__ import annotations
 
-from ..errors import ParameterError
-from ..schema import suggest
+from ..schema import lookup
 from .base import DeviceFamily, Param
 from .linear_drift import Biolek, Joglekar, Prodromakis
 from .metastable import MetastableSwitch
@@ -16,11 +15,7 @@ FAMILIES: dict[str, DeviceFamily] = {
 
 
 def get_family(name: str, field: str = "family") -> DeviceFamily:
-    try:
-        return FAMILIES[name]
-    except (KeyError, TypeError):
-        raise ParameterError(field, name, f"one of {sorted(FAMILIES)}",
-                             suggest(name, FAMILIES, "use one of the listed families")) from None
+    return lookup(FAMILIES, name, field, "families")
 
 
 __all__ = ["DeviceFamily", "Param", "FAMILIES", "get_family"]

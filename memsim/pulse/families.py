@@ -40,7 +40,7 @@ from typing import ClassVar, Mapping
 
 from ..errors import ParameterError
 from ..families.base import Param, ParameterSet, nonnegative, positive, require_less
-from ..schema import suggest
+from ..schema import lookup, suggest
 
 _WINDOW = (
     nonnegative("G_min", "S", "lower bound of the conductance window (read conductance)"),
@@ -216,11 +216,7 @@ PULSE_FAMILIES: dict[str, PulseFamily] = {f.name: f for f in (ExpSaturation(), L
 
 
 def get_pulse_family(name: str, field: str = "family") -> PulseFamily:
-    try:
-        return PULSE_FAMILIES[name]
-    except (KeyError, TypeError):
-        raise ParameterError(field, name, f"one of {sorted(PULSE_FAMILIES)}",
-                             suggest(name, PULSE_FAMILIES, "use one of the listed pulse-response families")) from None
+    return lookup(PULSE_FAMILIES, name, field, "pulse-response families")
 
 
 def check_noise(values: Mapping[str, object], where: str = "") -> dict[str, float]:
