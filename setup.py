@@ -1,4 +1,5 @@
-"""Build hook: copy the data libraries (devices/, crossbar/, configs/) into the wheel as memsim/_data/.
+"""Build hook: copy the data libraries (devices/, crossbar/, configs/ and its studies/) into the wheel as
+memsim/_data/.
 
 The repository keeps them at its top level; an installed memsim finds the copies with importlib.resources
 (memsim/resources.py). An editable install needs no copy: the package then sits in the repository.
@@ -10,7 +11,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DATA = {"devices": ("*.toml", "*.lib"), "crossbar": ("*.toml", "*.cir", "cost/*.toml"), "configs": ("*.toml",)}
+DATA = {"devices": ("*.toml", "*.lib"), "crossbar": ("*.toml", "*.cir", "cost/*.toml"),
+        "configs": ("*.toml", "studies/*.toml")}
 
 
 class build_py_with_data(build_py):

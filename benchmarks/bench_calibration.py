@@ -3,13 +3,19 @@
 The Fashion-MNIST MLP [784, 256, 10] (``configs/fashion_ann_mlp.toml``, trained in float here, or reused from
 ``OUT/float`` on a rerun) is deployed as trained on ``hfox_1t1r_64`` with 256 x 256 tiles and 5 % programming noise
 (the preset's other non-idealities as they are), ``noisy`` mode, on ``--chips`` chips whose seeds training never
-used, over the full test set, for each ADC resolution of ``--bits`` and three ways of setting the ADC's full scale:
+used, over the full test set, for each ADC resolution of ``--bits`` and these ways of setting the ADC's full scale
+and mapping the weights:
 
-* ``percentile`` (the default): I_fs = P_99.99(|I_col|) of the layer's column outputs over 256 calibration images;
+* ``default``: the preset as bundled: I_fs = P_99(|I_col|) of the layer's column outputs over 256 calibration
+  images, each output's weights scaled to the full conductance window (``mapping.weight_scale = "column"``);
+* ``p99.99``: the same with the 99.99th percentile (the default before 2026-12-04);
 * ``mse``: the clip among the percentiles 90 ... 99.99 and the maximum of those outputs that minimises the ADC's own
   quantisation error at its bits (what a designer tuning a coarse converter picks);
 * ``fixed``: I_fs = adc.range x rows x v_max x dG with the preset's ``range`` 0.125 (how memsim set it before
-  converters were calibrated, and what the first case study used).
+  converters were calibrated, and what the first case study used);
+* ``layer scale``: the default ADC with one weight scale per layer (``mapping.weight_scale = "layer"``, memsim's
+  mapping before 2026-12-04): outputs with small weights use a small part of the window, so programming noise (a
+  fraction of the window) weighs more on them.
 
 Every deployment goes through :func:`memsim.deploy.evaluate_on_chips` (program, calibrate, evaluate: what
 ``memsim evaluate`` and the sweeps run). Prints each accuracy beside the ideal one, and the calibration's time as
@@ -40,7 +46,9 @@ from memsim.training.data import ImageDataset, load_dataset  # noqa: E402
 from memsim.training.trained import load_trained  # noqa: E402
 
 
-METHODS = ("percentile", "mse", "fixed")
+#: label -> (ADC fields, preset fields) changed from the bundled preset
+METHODS = {"default": ({}, {}), "p99.99": ({"percentile": 99.99}, {}), "mse": ({"calibration": "mse"}, {}),
+           "fixed": ({"calibration": "fixed"}, {}), "layer scale": ({}, {"weight_scale": "layer"})}
 
 
 def trained_mlp(out: Path, threads: int):
@@ -62,6 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--first-chip", type=int, default=100)
     ap.add_argument("--limit", type=int, default=None, help="first N test images only (a quick check)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                    help="the columns to measure (default: all)")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
@@ -75,9 +85,10 @@ def main(argv=None) -> int:
     base = load_preset("hfox_1t1r_64")
     rows = []
     for bits in [16] + list(args.bits):
-        for method in METHODS:
+        for method in args.methods:
+            adc, fields = METHODS[method]
             preset = base.replace(rows=args.tile, cols=args.tile, noise={"program": args.program_noise},
-                                  adc=dataclasses.replace(base.adc, bits=bits, calibration=method))
+                                  adc=dataclasses.replace(base.adc, bits=bits, **adc), **fields)
             chips = Chip(preset, mode="noisy", seed=args.first_chip).series(args.chips)
             t0 = time.perf_counter()
             ev = evaluate_on_chips(network, chips, test_set, calibration=train_set)
@@ -86,7 +97,7 @@ def main(argv=None) -> int:
             rows.append({"bits": bits, "calibration": method, "accuracy": ev.accuracy, "std": ev.std,
                          "per_chip": ev.per_chip, "drop_points": 100 * (ideal - ev.accuracy),
                          "calibration_time_s": cal, "total_time_s": total, "calibration_share": cal / total})
-            print(f"  {bits}-bit ADC, {method:10s}: {100 * ev.accuracy:6.2f} % +- {100 * ev.std:.2f} "
+            print(f"  {bits}-bit ADC, {method:11s}: {100 * ev.accuracy:6.2f} % +- {100 * ev.std:.2f} "
                   f"({100 * (ideal - ev.accuracy):+.2f} points below ideal); calibration {cal:.2f} s of "
                   f"{total:.1f} s", file=sys.stderr, flush=True)
     result = {"network": "Fashion-MNIST MLP [784, 256, 10]", "preset": base.name, "tile": args.tile,
@@ -97,15 +108,17 @@ def main(argv=None) -> int:
     print(f"Fashion-MNIST MLP [784, 256, 10] deployed as trained on {base.name}, {args.tile}x{args.tile} tiles, "
           f"{100 * args.program_noise:g} % programming noise, {args.chips} chips, {len(test_set)} test images; "
           f"ideal {100 * ideal:.2f} %")
-    print("| ADC bits | percentile 99.99 (default) | mse | fixed range (adc.range 0.125) | calibration time / "
-          "evaluation |")
-    print("|---|---|---|---|---|")
+    titles = {"default": "default (percentile 99, column scale)", "p99.99": "percentile 99.99", "mse": "mse",
+              "fixed": "fixed range (adc.range 0.125)", "layer scale": "layer scale"}
+    print("| ADC bits | " + " | ".join(titles[m] for m in args.methods) + " | calibration time / evaluation |")
+    print("|---|" + "---|" * (len(args.methods) + 1))
     for bits in [16] + list(args.bits):
         cells = []
-        for m in METHODS:
+        for m in args.methods:
             r = next(r for r in rows if r["bits"] == bits and r["calibration"] == m)
             cells.append(f"{100 * r['accuracy']:.2f} ± {100 * r['std']:.2f} % ({-r['drop_points']:+.2f})")
-        share = next(r for r in rows if r["bits"] == bits and r["calibration"] == "percentile")["calibration_share"]
+        share = next((r["calibration_share"] for r in rows if r["bits"] == bits and r["calibration"] == "default"),
+                     float("nan"))
         print(f"| {bits} | {' | '.join(cells)} | {100 * share:.1f} % |")
     return 0
 

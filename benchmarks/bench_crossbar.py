@@ -3,8 +3,10 @@
 Sections (``--only NAME ...`` to run some):
 
 * ``layers``     - one SGD step (forward + backward) of a 784-256-10 MLP at batch 128 with memsim's crossbar
-                   layers on ``hfox_1t1r_64`` (ideal, noisy, irdrop) against the same MLP of ``nn.Linear``;
-                   and an eval-mode read of a programmed chip (irdrop: operator cached) against noisy.
+                   layers on ``hfox_1t1r_64`` (ideal; noisy fused and unfused; programming noise only; irdrop exact
+                   and with ``irdrop_reuse = k``, with its product error against the exact operators of the same
+                   chips) against the same MLP of ``nn.Linear``, interleaved rounds, wall and CPU time; and an
+                   eval-mode read of a programmed chip (irdrop: operator cached) against noisy.
 * ``reads``      - exact reads after the precompute: ``V @ A`` for a batch of 128 vectors on one 64x64 and one
                    128x128 tile (1 Ohm wires, 10 Ohm drivers, HfOx window), its error against the per-vector
                    sparse solve, and the operator's speed-up over the per-vector solve for B*T = 128*25 reads.
@@ -29,9 +31,10 @@ import scipy.sparse.linalg as spla
 import torch
 from torch import nn
 
-from memsim.crossbar import CrossbarArray, TileCircuit, Wires, load_preset, solve_linear
+from memsim.crossbar import CrossbarArray, TileCircuit, Wires, fused, load_preset, solve_linear
 from memsim.crossbar.operator import sparse_operator, tile_operator
-from memsim.crossbar.solver import _Factored, _serial_blas, relative_error, solve_approx, solve_nonlinear
+from memsim.crossbar.solver import (_Factored, _serial_blas, effective_conductance, relative_error, solve_approx,
+                                    solve_nonlinear)
 from memsim.errors import ConvergenceError
 from memsim.nn import CrossbarLinear
 from memsim.nn.calibration import calibrate
@@ -40,12 +43,12 @@ WIRES = TileCircuit(Wires(1.0, 1.0, 10.0))
 SECTIONS = ("layers", "reads", "precompute", "approx", "linearised", "spice")
 
 
-def best_of(fn, repeats: int = 3) -> float:
+def best_of(fn, repeats: int = 3, clock=time.perf_counter) -> float:
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
 
 
@@ -61,38 +64,101 @@ def hfox_tile(n: int, cols: int | None = None, seed: int = 0, batch: int = 128):
 def section_layers(args):
     x = torch.rand(128, 784)
     y = torch.randint(0, 10, (128,))
+    preset = load_preset("hfox_1t1r_64")
 
-    def mlp(mode=None):
+    def mlp(mode=None, noise=None, reuse=1):
         torch.manual_seed(0)
         if mode is None:
             return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-        return nn.Sequential(CrossbarLinear(784, 256, preset="hfox_1t1r_64", mode=mode), nn.ReLU(),
-                             CrossbarLinear(256, 10, preset="hfox_1t1r_64", mode=mode))
+        model = nn.Sequential(CrossbarLinear(784, 256, preset=preset, mode=mode, noise=noise), nn.ReLU(),
+                              CrossbarLinear(256, 10, preset=preset, mode=mode, noise=noise))
+        for k in (0, 2):
+            model[k].array.irdrop_reuse = reuse
+        return model
 
-    def step_time(model, repeats):
+    def stepper(model, unfused=False, redraw=False):
+        """One SGD step (a new chip's defects first when ``redraw``, as hardware-aware training draws them)."""
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        count = [0]
 
         def step():
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-        step()
-        return best_of(step, repeats)
+            if redraw:
+                for k in (0, 2):
+                    model[k].array.redraw_defects(1000 + count[0])
+            count[0] += 1
+            fused.ENABLED = not unfused
+            try:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+            finally:
+                fused.ENABLED = True
+        return step
 
-    base = step_time(mlp(), 20)
-    print(f"\n== layers: one SGD step of a 784-256-10 MLP, batch 128 (nn.Linear: {base * 1e3:.2f} ms) ==")
-    for mode, reps in (("ideal", 20), ("noisy", 10), ("irdrop", 3)):
-        t = step_time(mlp(mode), reps)
-        print(f"  memsim {mode:7s} train step {t * 1e3:9.2f} ms = {t / base:7.1f}x nn.Linear")
+    k = args.irdrop_reuse
+    contenders = {
+        "nn.Linear": (stepper(mlp()), 1),
+        "ideal": (stepper(mlp("ideal")), 1),
+        "noisy": (stepper(mlp("noisy")), 1),
+        "noisy, unfused": (stepper(mlp("noisy"), unfused=True), 1),
+        "program noise only": (stepper(mlp("noisy", preset.noise.only("program"))), 1),
+        "program noise only, unfused": (stepper(mlp("noisy", preset.noise.only("program")), unfused=True), 1),
+        "irdrop, exact every step": (stepper(mlp("irdrop"), redraw=True), 1),
+        f"irdrop, irdrop_reuse = {k}": (stepper(mlp("irdrop", reuse=k), redraw=True), k),
+    }
+    t0 = time.perf_counter()
+    for step, _ in contenders.values():  # warm-up (and the fused kernel's one-off compilation)
+        step()
+    warm = time.perf_counter() - t0
+    wall = {name: [] for name in contenders}
+    cpu = {name: [] for name in contenders}
+    for _ in range(args.rounds):  # interleaved: each round times every contender once, so load hits all alike
+        for name, (step, n) in contenders.items():
+            reps = n if n > 1 else (1 if name.startswith("irdrop") else 5)
+            w0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(reps):  # a whole reuse cycle (one exact step + n - 1 reused ones) per timing
+                step()
+            wall[name].append((time.perf_counter() - w0) / reps)
+            cpu[name].append((time.process_time() - c0) / reps)
+    med = {name: (float(np.median(wall[name])), float(np.median(cpu[name]))) for name in contenders}
+    base, noisy = med["nn.Linear"], med["noisy"]
+    print(f"\n== layers: one SGD step of a 784-256-10 MLP, batch 128, one thread, median of {args.rounds} interleaved "
+          f"rounds (warm-up incl. compilation {warm:.1f} s) ==")
+    print(f"  {'contender':34s} {'wall ms':>9s} {'x nn.Linear':>11s} {'cpu ms':>9s} {'x nn.Linear':>11s} "
+          f"{'x noisy (cpu)':>13s}")
+    for name, (w, c) in med.items():
+        print(f"  {name:34s} {w * 1e3:9.2f} {w / base[0]:11.1f} {c * 1e3:9.2f} {c / base[1]:11.1f} "
+              f"{c / noisy[1]:13.2f}")
+    _floor_and_eval(mlp, base[1])
+    _reuse_error(mlp, stepper, x, k)
+
+
+def _floor_and_eval(mlp, base):
     # the floor of the noisy step: its Gaussian draws alone (programming noise per cell, read noise per pair output
     # per read, both layers), drawn as the layers draw them (float32, torch's CPU generator)
     model = mlp("noisy")
     cells = sum(layer.array.grid.n_tiles * layer.preset.rows * layer.preset.cols for layer in (model[0], model[2]))
     reads = sum(128 * layer.array.grid.n_tiles * layer.array.grid.outputs_per_tile for layer in (model[0], model[2]))
     gen = torch.Generator().manual_seed(0)
-    t = best_of(lambda: (torch.randn(cells, generator=gen), torch.randn(reads, generator=gen)), 20)
-    print(f"  noisy's random draws alone: {cells} programming + {reads} read-noise normals = {t * 1e3:.2f} ms "
-          f"= {t / base:.1f}x nn.Linear (the floor of a noisy step on this CPU)")
+    t = best_of(lambda: (torch.randn(cells, generator=gen), torch.randn(reads, generator=gen)), 20, time.process_time)
+    print(f"  noisy's random draws alone: {cells} programming + {reads} read-noise normals = {t * 1e3:.2f} ms cpu "
+          f"= {t / base:.1f}x nn.Linear's step (a floor of a noisy step on this CPU)")
+    # the other floor: the batched products of both layers (forward: signal and read-noise variance; backward:
+    # the input gradient, its read-noise term, the signal and variance gradients)
+    mats = []
+    for layer in (model[0], model[2]):
+        grid = layer.array.grid
+        k = grid.n_col_tiles * grid.outputs_per_tile
+        mats.append((torch.rand(grid.n_row_tiles, 128, grid.rows), torch.rand(grid.n_row_tiles, grid.rows, k),
+                     torch.rand(grid.n_row_tiles, 128, k)))
+
+    def products():
+        for v, m, gy in mats:
+            for _ in range(2):
+                torch.bmm(v, m), torch.bmm(gy, m.transpose(1, 2)), torch.bmm(v.transpose(1, 2), gy)
+    t = best_of(products, 20, time.process_time)
+    print(f"  noisy's six batched products per layer alone: {t * 1e3:.2f} ms cpu = {t / base:.1f}x nn.Linear's step "
+          f"(the other floor; three of them without read noise)")
     # eval reads of a programmed chip: T = 25 time steps of batch 128 through the first layer
     xs = torch.rand(25 * 128, 784)
     for mode in ("noisy", "irdrop"):
@@ -104,6 +170,42 @@ def section_layers(args):
             t = best_of(lambda: layer(xs), 3)
         print(f"  eval {mode:6s}: programming{' + operator' if mode == 'irdrop' else ''} {first:.2f} s once; "
               f"3200 reads {t * 1e3:.1f} ms")
+
+
+def _reuse_error(mlp, stepper, x, k):
+    """The product error of ``irdrop_reuse = k`` in training: the first layer's signed tile outputs (the ADC inputs)
+    through the reused attenuation against the exact operators of the same chips, over one reuse cycle of real SGD
+    steps (new defects and programming noise each step, as training draws them)."""
+    model = mlp("irdrop", reuse=k)
+    step = stepper(model, redraw=True)
+    layer = model[0]
+    weights = []
+    for _ in range(k):
+        weights.append(layer.weight.detach().clone())
+        step()
+    twin = CrossbarArray(layer.preset, 256, 784, mode="irdrop")  # the same seed: it replays the same chips
+    circuit, grid = layer.preset.circuit, twin.grid
+    v = grid.pack_inputs((x / x.abs().max() * layer.preset.v_max).double())
+
+    def out(a):
+        return torch.einsum("bri,rcij->brcj", v, grid.column_signal(a))
+
+    errors, ideal = [], []
+    atten = None
+    with torch.no_grad():
+        for j, w in enumerate(weights):
+            twin.redraw_defects(1000 + j)
+            g = twin.conductances(w)[0].double()
+            exact, cells = tile_operator(g, circuit), effective_conductance(g, circuit)
+            if atten is None:
+                atten = exact / cells
+                continue  # the exact step itself
+            ref = out(exact)
+            errors.append(float((out(cells * atten) - ref).norm() / ref.norm()))
+            ideal.append(float((out(cells) - ref).norm() / ref.norm()))
+    print(f"  irdrop_reuse = {k}: product error against the exact operators of the same chip (first layer, signed "
+          f"tile outputs, steps 2..{k} of a cycle): mean {100 * np.mean(errors):.2f} %, max {100 * max(errors):.2f} %; "
+          f"ignoring IR drop there: {100 * np.mean(ideal):.2f} %")
 
 
 def section_reads(args):
@@ -233,6 +335,8 @@ def main(argv=None):
     ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512], help="tile sizes (precompute)")
     ap.add_argument("--superlu-max", type=int, default=256, help="largest tile for the SuperLU comparison")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (layers)")
+    ap.add_argument("--irdrop-reuse", type=int, default=10, help="irdrop_reuse of the cheap IR-drop contender (layers)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     for name in args.only:

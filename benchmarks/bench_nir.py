@@ -9,6 +9,12 @@
    programmed once and calibrated on training images, and reports their accuracy beside it.
 4. Times the import of a 1M-parameter graph (a 1000 x 1000 ``Affine`` and a LIF layer) from its file,
    against ``nir.read`` of the same file in the same run (target: import <= 2 s).
+5. Imports the same graph with its LIF nodes on fitted vLIF circuits (``neurons="memristive"``), prints each fit's
+   measured error and the accuracy on the first ``--memristive-samples`` test images beside the digital neurons' on
+   the same images.
+6. Trains memsim's digits MSNN (``configs/digits_quickstart.toml``, ``--msnn-epochs``), exports it with each MIF
+   neuron as a fitted LIF (``export_nir(..., neurons="lif_approximation")``), imports it back (digital LIF) and
+   compares the test accuracies (the round trip keeps the weights exactly; the neurons are the approximation).
 
     python benchmarks/bench_nir.py --out runs/bench_nir [--epochs 2 --steps 25 --chips 3]
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +34,12 @@ import snntorch.functional as SF
 import snntorch.utils
 from snntorch.export_nir import export_to_nir
 
-from memsim.interop import import_nir
+from memsim.interop import export_nir, import_nir
+from memsim.interop.nir_fit import NIRFitWarning
 from memsim.nn.calibration import calibrate
-from memsim.training.data import load_dataset
+from memsim.training.config import load_config
+from memsim.training.data import ImageDataset, load_dataset
+from memsim.training.loop import build_encoder, evaluate, load_datasets, train_msnn
 
 DT = 1e-4  # snnTorch's export step
 
@@ -107,6 +117,53 @@ def import_timing(folder: Path) -> tuple[float, float, int]:
     return t_import, t_read, sum(p.numel() for p in net.parameters())
 
 
+def head(data, n: int):
+    return ImageDataset(data.images[:n], data.labels[:n], data.info, data.split)
+
+
+def memristive_rows(path: Path, test_set, steps: int, samples: int) -> tuple[float, float, dict, float, float]:
+    """Digital and memristive-neuron accuracy of the graph on the first ``samples`` test images, the fits' reports,
+    and the seconds each evaluation took (measured in this run)."""
+    subset = head(test_set, samples)
+    digital = import_nir(path, dt=DT)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRFitWarning)  # printed below, with the reports
+        memristive = import_nir(path, dt=DT, neurons="memristive")
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    acc_d = accuracy(memsim_runner(digital, steps), subset)
+    t_d = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    acc_m = accuracy(memsim_runner(memristive, steps), subset, batch=250)
+    t_m = time.perf_counter() - t0
+    return acc_d, acc_m, memristive.fit_reports, t_fit, t_m / max(t_d, 1e-9)
+
+
+def msnn_round_trip(out: Path, epochs: int, seed: int) -> dict:
+    """memsim's digits MSNN, then exported with LIF-approximated neurons and imported back: test accuracies."""
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "digits_quickstart.toml").with_overrides(
+        {"training.epochs": epochs, "training.seed": seed, "output.dir": str(out / "msnn_digits")})
+    t0 = time.perf_counter()
+    result = train_msnn(cfg, progress=False, log=lambda _: None)
+    t_train = time.perf_counter() - t0
+    net = result.network.eval()
+    test = load_datasets(cfg)[1]
+    acc_msnn = evaluate(net, build_encoder(cfg), test)["accuracy"]
+    row = {"msnn": acc_msnn, "train_s": t_train, "samples": len(test)}
+    for neurons in ("lif_approximation", "li_approximation"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NIRFitWarning)
+            graph = export_nir(net, neurons=neurons, input_scale=cfg.encoding.scale)
+        path = out / f"msnn_digits_{neurons}.nir"
+        nir.write(path, graph)
+        back = import_nir(path)
+        same = all(torch.equal(back.layers[f"fc{k}"].weight, s.weight.detach()) for k, s in enumerate(net.synapses))
+        row[neurons] = (accuracy(memsim_runner(back, cfg.network.time_steps), test), same)
+        row["meta"] = graph.metadata
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for the .nir files")
@@ -119,6 +176,9 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=256, help="training images per chip calibration")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memristive-samples", type=int, default=1000,
+                    help="test images for the memristive-neuron row (its circuits take sub-steps per time step)")
+    ap.add_argument("--msnn-epochs", type=int, default=8, help="epochs of the digits MSNN of the export round trip")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -150,6 +210,8 @@ def main() -> None:
         chip_accs.append(accuracy(run, test_set))
         t_eval += time.perf_counter() - t0
     t_import, t_read, n_params = import_timing(args.out)
+    acc_d, acc_m, fits, t_fit, slow = memristive_rows(path, test_set, args.steps, args.memristive_samples)
+    rt = msnn_round_trip(args.out, args.msnn_epochs, args.seed)
 
     mean, std = float(np.mean(chip_accs)), float(np.std(chip_accs, ddof=1)) if len(chip_accs) > 1 else 0.0
     print(f"\nsnnTorch (its own forward)            {100 * acc_snn:6.2f} %   (training {t_train:.0f} s)")
@@ -160,6 +222,20 @@ def main() -> None:
           f"the evaluation time")
     print(f"import of a {n_params / 1e6:.2f}M-parameter graph: {t_import:.2f} s "
           f"(nir.read of the same file alone: {t_read:.2f} s; target <= 2 s)")
+    print(f"\nLIF nodes on fitted vlif_neuron circuits (neurons='memristive'), first {args.memristive_samples} test "
+          f"images: {100 * acc_m:6.2f} % vs digital neurons on the same images {100 * acc_d:6.2f} % "
+          f"(change {100 * (acc_m - acc_d):+.2f} points); fitting {t_fit:.1f} s, evaluation {slow:.0f}x the digital")
+    for name, rep in fits.items():
+        print(f"  fit of '{name}': {rep.summary()}")
+    print(f"\ndigits MSNN ({args.msnn_epochs} epochs, {rt['train_s']:.0f} s): {100 * rt['msnn']:6.2f} % on its "
+          f"{rt['samples']} test images")
+    for neurons in ("lif_approximation", "li_approximation"):
+        acc, same = rt[neurons]
+        print(f"  exported with neurons='{neurons}', imported back: {100 * acc:6.2f} % (change "
+              f"{100 * (acc - rt['msnn']):+.2f} points; weights equal after the round trip: {same})")
+    meta = rt["meta"]
+    print(f"  fit: {meta['fit_summary']}; LIF drive error {100 * float(meta['fit_drive_error']):.1f} %, "
+          f"LI membrane error {100 * float(meta['fit_li_error']):.1f} %")
 
 
 if __name__ == "__main__":

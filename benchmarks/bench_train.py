@@ -10,6 +10,15 @@ own process so that its peak memory (resident set; CUDA: max allocated) is its o
     python benchmarks/bench_train.py fashion-hw --init CKPT       # hardware-aware fine-tuning + evaluation
     options: --device cpu|cuda, --threads N, --out results.json
 
+A short speed comparison on a shared machine: cap each epoch at N training batches, run the pair R times
+alternately (memsim, snnTorch, memsim, ...) and take the median of the per-round ratios, so that load on the
+machine affects both alike; ``--tree DIR`` adds a memsim job from another source tree in every round (e.g.
+``git archive COMMIT memsim | tar -x -C DIR``: before/after a change, in the same run). Besides the wall-clock
+time per epoch, each job reports the process CPU time of its training steps (``epoch_cpu_s``), which leaves out
+the time the process waited for a core:
+
+    python benchmarks/bench_train.py fashion --epochs 3 --max-batches 50 --rounds 3 --no-eval [--tree DIR]
+
 Prints one JSON line per job and a summary with the memsim / snnTorch time-per-epoch ratio.
 """
 from __future__ import annotations
@@ -18,6 +27,8 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -46,25 +57,47 @@ def _peak_memory_mb(device: str) -> dict:
 # workers (run in a subprocess)
 
 def worker_memsim(args) -> dict:
+    if args.tree:  # memsim from another source tree (an A/B comparison in the same run)
+        sys.path.insert(0, str(Path(args.tree).resolve()))
+    import memsim
+    from memsim.training import loop
     from memsim.training.config import load_config
     from memsim.training.loop import train
 
+    # the process CPU time of the training steps, per epoch: on a shared machine it leaves out the time this
+    # process waited for a core, which the wall-clock epoch time includes
+    cpu = [0.0]
+    inner_step = loop.train_step
+
+    def timed_step(*a, **k):
+        c0 = time.process_time()
+        try:
+            return inner_step(*a, **k)
+        finally:
+            cpu[-1] += time.process_time() - c0
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+        if line.startswith("epoch "):      # fit logs one line per finished epoch
+            cpu.append(0.0)
+
+    loop.train_step = timed_step
     overrides = [f"training.epochs={args.epochs}", f"training.threads={args.threads}",
                  f"training.device={args.device}", f"output.dir={args.run_dir}", *args.set]
     cfg = load_config(ROOT / args.config, overrides)
     t0 = time.perf_counter()
-    result = train(cfg, progress=False, log=lambda s: print(s, file=sys.stderr, flush=True),
-                   init=args.init or None)
+    result = train(cfg, progress=False, log=log, init=args.init or None, max_batches=args.max_batches or None)
     wall = time.perf_counter() - t0
     h = result.history
     out = {"job": args.job, "framework": "memsim", "config": args.config, "layers": list(cfg.network.layers),
            "time_steps": cfg.network.time_steps, "epochs": len(h), "wall_s": wall,
            "epoch_time_s": _steady([r["epoch_time_s"] for r in h]), "first_epoch_time_s": h[0]["epoch_time_s"],
-           "compile": cfg.training.compile,
+           "epoch_cpu_s": _steady(cpu[:len(h)]), "compile": cfg.training.compile,
            "test_accuracy": h[-1]["test_accuracy"], "best_test_accuracy": max(r["test_accuracy"] for r in h),
            "curve": [round(r["test_accuracy"], 4) for r in h], "checkpoint": str(result.checkpoint),
            "threads": args.threads, "device": args.device, "crossbar": cfg.network.crossbar,
-           "hardware_aware": cfg.hardware.aware}
+           "hardware_aware": cfg.hardware.aware, "max_batches": args.max_batches, "round": args.round,
+           "tree": str(Path(memsim.__file__).resolve().parents[1])}
     if args.evaluate:
         from memsim.training.loop import evaluate_checkpoint
         t1 = time.perf_counter()
@@ -122,13 +155,17 @@ def worker_snntorch(args) -> dict:
     xs, ys = train_set.images.to(device), train_set.labels.to(device)
     xt, yt = test_set.images.to(device), test_set.labels.to(device)
     bs = cfg.training.batch_size
-    curve, times = [], []
+    curve, times, cpu = [], [], []
     n_batches = -(-len(ys) // bs)
+    if args.max_batches:
+        n_batches = min(n_batches, args.max_batches)
     t_all = time.perf_counter()
     for epoch in range(args.epochs):
         net.train()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for b, idx in enumerate(torch.randperm(len(ys), generator=gen).split(bs)):
+            if args.max_batches and b >= args.max_batches:
+                break
             for group in opt.param_groups:  # the same schedule as memsim's (training.lr_schedule)
                 group["lr"] = learning_rate(cfg, epoch * n_batches + b, args.epochs * n_batches)
             idx = idx.to(device)
@@ -142,6 +179,7 @@ def worker_snntorch(args) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         net.eval()
         with torch.no_grad():
             correct = sum(int((net(xt[i:i + 512]).mean(0).argmax(1) == yt[i:i + 512]).sum())
@@ -150,9 +188,10 @@ def worker_snntorch(args) -> dict:
         print(f"snntorch epoch {epoch + 1}: test {curve[-1]:.4f} ({times[-1]:.1f} s)", file=sys.stderr, flush=True)
     out = {"job": args.job, "framework": "snntorch", "config": args.config, "layers": layers, "time_steps": T,
            "epochs": args.epochs, "wall_s": time.perf_counter() - t_all, "epoch_time_s": _steady(times),
+           "epoch_cpu_s": _steady(cpu),
            "first_epoch_time_s": times[0],
            "test_accuracy": curve[-1], "best_test_accuracy": max(curve), "curve": curve, "beta": args.beta,
-           "threads": args.threads, "device": args.device}
+           "threads": args.threads, "device": args.device, "max_batches": args.max_batches, "round": args.round}
     out.update(_peak_memory_mb(args.device))
     return out
 
@@ -160,9 +199,13 @@ def worker_snntorch(args) -> dict:
 # ----------------------------------------------------------------------------------------------------------
 # driver
 
-def _run_job(job: str, kind: str, config: str, epochs: int, ns, extra: list[str] | None = None) -> dict:
+def _run_job(job: str, kind: str, config: str, epochs: int, ns, extra: list[str] | None = None, *,
+             round_: int = 1, tree: str = "") -> dict:
+    run_dir = Path(ns.runs) / job
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run (no resume) every time
     cmd = [sys.executable, __file__, "worker", kind, "--job", job, "--config", config, "--epochs", str(epochs),
-           "--threads", str(ns.threads), "--device", ns.device, "--run-dir", str(Path(ns.runs) / job),
+           "--threads", str(ns.threads), "--device", ns.device, "--run-dir", str(run_dir),
+           "--max-batches", str(ns.max_batches), "--round", str(round_), *(["--tree", tree] if tree else []),
            *(extra or [])]
     for s in ns.set:
         cmd += ["--set", s]
@@ -178,19 +221,34 @@ def _run_job(job: str, kind: str, config: str, epochs: int, ns, extra: list[str]
 def _summary(results: list[dict]) -> None:
     by = {r["job"]: r for r in results if "error" not in r}
     print("\n| job | framework | epochs | test acc (final / best) | time per epoch (s), steady / first | "
-          "peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
+          "CPU time per epoch (s), steady | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|")
     for r in by.values():
+        cpu = f"{r['epoch_cpu_s']:.2f}" if "epoch_cpu_s" in r else "-"
         print(f"| {r['job']} | {r['framework']}{' (compiled)' if r.get('compile') else ''} | {r['epochs']} | "
               f"{100 * r['test_accuracy']:.2f} % / {100 * r['best_test_accuracy']:.2f} % | "
-              f"{r['epoch_time_s']:.2f} / {r['first_epoch_time_s']:.2f} | {r['peak_rss_mb']:.0f}"
+              f"{r['epoch_time_s']:.2f} / {r['first_epoch_time_s']:.2f} | {cpu} | {r['peak_rss_mb']:.0f}"
               + (f" (CUDA {r['peak_cuda_mb']:.0f})" if "peak_cuda_mb" in r else "") + " |")
-    pairs = [(a, b) for a in by.values() for b in by.values()
-             if a["framework"] == "memsim" and b["framework"] == "snntorch" and a["config"] == b["config"]]
-    for a, b in pairs:
-        print(f"\ntime per epoch, {a['job']} / {b['job']}: {a['epoch_time_s'] / b['epoch_time_s']:.2f}x steady, "
-              f"{a['first_epoch_time_s'] / b['first_epoch_time_s']:.2f}x first epoch (goal: within 2x); accuracy "
-              f"{100 * a['test_accuracy']:.2f} % vs {100 * b['test_accuracy']:.2f} %")
+    # memsim / snnTorch per (config, memsim source tree): one ratio per round, then their median
+    ratios: dict[tuple, list] = {}
+    for a in by.values():
+        for b in by.values():
+            if a["framework"] == "memsim" and b["framework"] == "snntorch" and a["config"] == b["config"] \
+                    and a.get("round", 1) == b.get("round", 1):
+                ratios.setdefault((a["config"], a.get("tree", ""), a.get("compile")), []).append((a, b))
+    for (config, tree, compiled), pairs in ratios.items():
+        steady = [a["epoch_time_s"] / b["epoch_time_s"] for a, b in pairs]
+        cpu = [a["epoch_cpu_s"] / b["epoch_cpu_s"] for a, b in pairs if "epoch_cpu_s" in a and "epoch_cpu_s" in b]
+        first = [a["first_epoch_time_s"] / b["first_epoch_time_s"] for a, b in pairs]
+        a, b = pairs[-1]
+        cap = f", {a['max_batches']} batches per epoch" if a.get("max_batches") else ""
+        print(f"\ntime per epoch, memsim{' (compiled)' if compiled else ''} [{tree}] / snnTorch, {config}{cap}: "
+              f"{statistics.median(steady):.2f}x steady (median of {len(steady)} round(s): "
+              f"{', '.join(f'{r:.2f}' for r in steady)}), {statistics.median(first):.2f}x first epoch "
+              f"(goal: within 1.5x); accuracy {100 * a['test_accuracy']:.2f} % vs {100 * b['test_accuracy']:.2f} %")
+        if cpu:
+            print(f"  the same in process CPU time of the training steps: {statistics.median(cpu):.2f}x steady "
+                  f"({', '.join(f'{r:.2f}' for r in cpu)})")
 
 
 def main(argv=None) -> int:
@@ -210,6 +268,9 @@ def main(argv=None) -> int:
         p.add_argument("--evaluate", action="append", default=[])
         p.add_argument("--eval-seeds", type=int, default=5)
         p.add_argument("--eval-limit", type=int, default=0)
+        p.add_argument("--max-batches", type=int, default=0)
+        p.add_argument("--round", type=int, default=1)
+        p.add_argument("--tree", default="")
         a = p.parse_args(argv[1:])
         fn = worker_memsim if a.kind == "memsim" else worker_snntorch
         print(json.dumps(fn(a)))
@@ -224,32 +285,44 @@ def main(argv=None) -> int:
     p.add_argument("--init", help="fashion-hw: start from this (ideal) checkpoint")
     p.add_argument("--eval-seeds", type=int, default=5)
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--no-eval", action="store_true", help="skip the deployment evaluations (speed runs)")
+    p.add_argument("--max-batches", type=int, default=0,
+                   help="train at most N batches per epoch (every job; 0: the whole training set)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the jobs R times, alternating, and report the median of the per-round ratios")
+    p.add_argument("--tree", default="", help="also run memsim from this source tree in every round (A/B)")
     p.add_argument("--out", help="also write the results as JSON here")
     ns = p.parse_args(argv)
+    for name, value in (("--max-batches", ns.max_batches), ("--rounds", ns.rounds - 1)):
+        if value < 0:
+            p.error(f"{name} must be >= {0 if name == '--max-batches' else 1}")
+    if ns.tree and not (Path(ns.tree) / "memsim" / "__init__.py").is_file():
+        p.error(f"--tree {ns.tree}: no memsim package there (expected {Path(ns.tree) / 'memsim' / '__init__.py'})")
     results = []
-    import shutil
-    for job in ("digits_memsim", "digits_memsim_compiled", "fashion_memsim", "fashion_hw_memsim"):
-        shutil.rmtree(Path(ns.runs) / job, ignore_errors=True)
     preset = "hfox_1t1r_64"
+    evaluate = [] if ns.no_eval else ["--evaluate", preset, "--eval-seeds", str(ns.eval_seeds)]
     if ns.suite == "digits":
-        epochs = ns.epochs or 8
-        results.append(_run_job("digits_memsim", "memsim", "configs/digits_quickstart.toml", epochs, ns,
-                                ["--evaluate", "ideal", "--evaluate", preset, "--eval-seeds", str(ns.eval_seeds)]))
-        results.append(_run_job("digits_memsim_compiled", "memsim", "configs/digits_quickstart.toml", epochs, ns,
-                                ["--set", "training.compile=true"]))
+        epochs, config = ns.epochs or 8, "configs/digits_quickstart.toml"
+        jobs = [("digits_memsim", "memsim", (["--evaluate", "ideal"] + evaluate) if evaluate else [], ""),
+                ("digits_memsim_compiled", "memsim", ["--set", "training.compile=true"], "")]
+        if ns.tree:
+            jobs.append(("digits_memsim_compiled_tree", "memsim", ["--set", "training.compile=true"], ns.tree))
         if not ns.no_baseline:
-            results.append(_run_job("digits_snntorch", "snntorch", "configs/digits_quickstart.toml", epochs, ns))
+            jobs.append(("digits_snntorch", "snntorch", [], ""))
     elif ns.suite == "fashion":
-        epochs = ns.epochs or 20
-        results.append(_run_job("fashion_memsim", "memsim", "configs/fashion_ideal.toml", epochs, ns,
-                                ["--evaluate", preset, "--eval-seeds", str(ns.eval_seeds)]))
+        epochs, config = ns.epochs or 20, "configs/fashion_ideal.toml"
+        jobs = [("fashion_memsim", "memsim", evaluate, "")]
+        if ns.tree:
+            jobs.append(("fashion_memsim_tree", "memsim", [], ns.tree))
         if not ns.no_baseline:
-            results.append(_run_job("fashion_snntorch", "snntorch", "configs/fashion_ideal.toml", epochs, ns))
+            jobs.append(("fashion_snntorch", "snntorch", [], ""))
     else:
-        epochs = ns.epochs or 3
-        extra = ["--evaluate", preset, "--eval-seeds", str(ns.eval_seeds)] + (["--init", ns.init] if ns.init else [])
-        results.append(_run_job("fashion_hw_memsim", "memsim", "configs/fashion_hardware_aware.toml", epochs, ns,
-                                extra))
+        epochs, config = ns.epochs or 3, "configs/fashion_hardware_aware.toml"
+        jobs = [("fashion_hw_memsim", "memsim", evaluate + (["--init", ns.init] if ns.init else []), "")]
+    for r in range(1, ns.rounds + 1):
+        for job, kind, extra, tree in jobs:
+            name = f"{job}#{r}" if ns.rounds > 1 else job
+            results.append(_run_job(name, kind, config, epochs, ns, extra, round_=r, tree=tree))
     _summary(results)
     if ns.out:
         Path(ns.out).write_text(json.dumps(results, indent=2))

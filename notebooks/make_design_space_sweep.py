@@ -63,7 +63,7 @@ assert again["ran"] == 0 and again["skipped"] == 6"""),
     new_markdown_cell("""## Converter ranges come from the signal
 
 Each chip's ADC full scale is calibrated on the layer's own column outputs (`[adc] calibration = "percentile"`, the
-99.99th percentile over 256 training images; the DAC's input range likewise), as real macros and CrossSim set it,
+99th percentile over 256 training images; the DAC's input range likewise, at its 99.99th), as real macros and CrossSim set it,
 so a conclusion about ADC bits is about the devices, not about a range someone forgot to tune. The fixed rule
 (`"fixed"`: full scale = `adc.range x rows x v_max x dG`) is still an axis value, to show what it would have said."""),
     new_code_cell("""adc_spec = parse_spec({"name": "adc", "base": {"checkpoint": str(ckpt), "preset": "hfox_1t1r_64", "mode": "noisy",

@@ -328,9 +328,9 @@ def test_partial_sums_added_after_the_adc():
     sig = arr.grid.column_signal(i)
     fs = p.adc.full_scale(p.rows, p.v_max, arr.mapping.delta)
     per_tile = p.adc(sig, fs)  # each tile digitised, then summed
-    expect = arr.grid.unpack_outputs(per_tile.sum(1)) * xs * ws / (arr.mapping.gain * p.v_max)
+    expect = arr.grid.unpack_outputs(per_tile.sum(1)) * xs * ws.reshape(-1) / (arr.mapping.gain * p.v_max)
     assert torch.allclose(y, expect)
-    assert not torch.allclose(y, arr.grid.unpack_outputs(p.adc(sig.sum(1), fs)) * xs * ws /
+    assert not torch.allclose(y, arr.grid.unpack_outputs(p.adc(sig.sum(1), fs)) * xs * ws.reshape(-1) /
                               (arr.mapping.gain * p.v_max))
 
 

@@ -161,7 +161,7 @@ def test_layer_gradient_through_the_operator_equals_per_tile_solves():
     vt = arr.grid.pack_inputs(x * p.v_max)
     i = torch.stack([torch.stack([solve_linear(g[r, cc], vt[:, r], p.circuit) for cc in range(g.shape[1])], 1)
                      for r in range(g.shape[0])], 1)
-    y_ref = arr.grid.combine(arr.grid.column_signal(i)) * (ws / (arr.mapping.gain * p.v_max))
+    y_ref = arr.grid.combine(arr.grid.column_signal(i)) * (ws.reshape(-1) / (arr.mapping.gain * p.v_max))
     assert relative_error(y.detach().numpy(), y_ref.detach().numpy()) < 1e-10
     (gw_ref,) = torch.autograd.grad((y_ref * y_ref).sum(), w)
     assert relative_error(gw_op.numpy(), gw_ref.numpy()) < 1e-9

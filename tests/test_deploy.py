@@ -22,9 +22,9 @@ from sweep_helpers import tiny_ann_checkpoint, tiny_checkpoint
 
 HFOX = load_preset("hfox_1t1r_64")
 #: the converter settings of the code before calibration existed: a fixed ADC range, the DAC range the largest input
-#: of the calibration batch
+#: of the calibration batch, and one weight scale per layer (before per-output scaling)
 LEGACY = HFOX.replace(adc=dataclasses.replace(HFOX.adc, calibration="fixed"),
-                      dac=dataclasses.replace(HFOX.dac, calibration="max"))
+                      dac=dataclasses.replace(HFOX.dac, calibration="max"), weight_scale="layer")
 NO_READ_NOISE = LEGACY.replace(noise={"read": 0.0})
 
 

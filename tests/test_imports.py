@@ -49,8 +49,8 @@ LAYERS = {
     "memsim.fitting": 2, "memsim.pulse": 2,
     # 3: crossbar; the variation fit writes a crossbar preset
     "memsim.crossbar": 3, "memsim.fitting.variation": 3,
-    # 4: layers
-    "memsim.nn": 4,
+    # 4: layers; in-situ training's device-pair weights and pulsed optimisers (on the pulse responses)
+    "memsim.nn": 4, "memsim.insitu": 4,
     # 5: deployment: the chip, the network-kind registry, evaluation on chips, what a chip does per inference
     "memsim.deploy": 5,
     # 6: the network kinds and their stacks, registered with deploy (the float ANN path is the MSNN training

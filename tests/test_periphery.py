@@ -57,7 +57,8 @@ def _reference(p, w: np.ndarray, x: np.ndarray, s_x: float, full_scale: float) -
     W = p.weight_bits
     c = p.cell_bits or W
     top, dg = 2 ** W - 1, p.g_max - p.g_min
-    step, ws = dg / (2 ** c - 1), np.abs(w).max()
+    step = dg / (2 ** c - 1)
+    ws = np.abs(w).max(1, keepdims=True) if p.weight_scale == "column" else np.abs(w).max()  # [out, 1] or scalar
     wn = w / ws
     if p.scheme == "differential":
         mq = np.round(wn * top).astype(np.int64)
@@ -76,17 +77,20 @@ def _reference(p, w: np.ndarray, x: np.ndarray, s_x: float, full_scale: float) -
                 for sig, d in zip(signal, w_w):
                     i = v[:, r:r + p.rows] @ sig[o:o + outs, r:r + p.rows].T
                     y[:, o:o + outs] += a * d * np.round(np.clip(i / full_scale, -1, 1) * half) / half * full_scale
-    return y * s_x * ws / (gain * p.v_max)
+    return y * s_x * np.reshape(ws, (1, -1)) / (gain * p.v_max)
 
 
 CASES = [("differential", 1, 2), ("differential", 2, 1), ("differential", None, None), ("offset", 2, 2),
          ("offset", 1, 1)]
 
 
+@pytest.mark.parametrize("weight_scale", ["column", "layer"])
 @pytest.mark.parametrize("scheme,slice_bits,cell_bits", CASES)
-def test_bit_serial_and_bit_sliced_reads_match_the_closed_form_shift_and_add(scheme, slice_bits, cell_bits):
+def test_bit_serial_and_bit_sliced_reads_match_the_closed_form_shift_and_add(scheme, slice_bits, cell_bits,
+                                                                            weight_scale):
     p = _preset(scheme, slice_bits=slice_bits, cell_bits=cell_bits,
-                adc=ADC(bits=5, range=0.1537, calibration="fixed"))  # coarse, clipping, no rounding ties
+                adc=ADC(bits=5, range=0.1537, calibration="fixed")).replace(weight_scale=weight_scale)
+    # coarse ADC, clipping, no rounding ties
     arr = CrossbarArray(p, 6, 20, mode="noisy")
     assert (arr.input_slices, arr.weight_slices) == (4 // (slice_bits or 4), 4 // (cell_bits or 4))
     gen = torch.Generator().manual_seed(1)
@@ -113,9 +117,10 @@ def test_a_fine_adc_gives_the_integer_product_of_the_codes_and_the_unsliced_grad
         grads.append(torch.autograd.grad((y * weights).sum(), (w, x)))
         ys.append(y.detach())
     q = np.round(np.clip(x0.numpy() / 2.0, -1, 1) * 7)
-    wn, top = w0.numpy() / np.abs(w0.numpy()).max(), 15
+    m = np.abs(w0.numpy()).max(1, keepdims=True)  # the preset's weight_scale "column": one scale per output
+    wn, top = w0.numpy() / m, 15
     codes = np.round(wn * top) / top if scheme == "differential" else 2 * np.round((wn + 1) / 2 * top) / top - 1
-    exact = 2.0 / 7 * q @ codes.T * np.abs(w0.numpy()).max()
+    exact = 2.0 / 7 * q @ (codes * m).T
     for y in ys:
         np.testing.assert_allclose(y.numpy(), exact, rtol=1e-7, atol=1e-7 * np.abs(exact).max())
     for a, b in zip(*grads):
@@ -134,7 +139,8 @@ def test_sparse_mapped_layers_slice_too():
     w = (layer.weight * layer.weight_mask).detach().numpy()
     s_x = float(x.abs().max())
     q = np.round(x.numpy() / s_x * 7)
-    exact = s_x / 7 * q @ (np.round(w / np.abs(w).max() * 15) / 15).T * np.abs(w).max()
+    m = np.maximum(np.abs(w).max(1, keepdims=True), np.finfo(float).tiny)  # one scale per output ("column")
+    exact = s_x / 7 * q @ (np.round(w / m * 15) / 15 * m).T
     np.testing.assert_allclose(layer(x).detach().numpy(), exact, rtol=1e-7, atol=1e-7 * np.abs(exact).max())
 
 
@@ -145,7 +151,8 @@ def _known_layer(adc: ADC, dac_percentile=None):
     or the ``dac_percentile`` of |x|)."""
     dac = DAC(bits=4, v_max=0.1, calibration="max" if dac_percentile is None else "percentile",
               percentile=dac_percentile or 99.99)
-    p = _preset(rows=4, cols=8, weight_bits=None, adc=adc).replace(levels=0, dac=dac)
+    # one weight scale for the layer, so each tile's currents are alpha[r, c] times the known signal
+    p = _preset(rows=4, cols=8, weight_bits=None, adc=adc).replace(levels=0, dac=dac, weight_scale="layer")
     layer = CrossbarLinear(8, 8, bias=False, preset=p, mode="noisy").double().eval()
     alpha = np.array([[1.0, 0.5], [0.25, 0.75]])
     with torch.no_grad():
@@ -216,13 +223,18 @@ def test_the_calibrated_adc_beats_the_fixed_range_on_a_small_signal():
     x = torch.rand(128, 256) * (torch.rand(128, 256) < 0.05)  # sparse inputs: small column currents
     exact = x @ lin.weight.T
     errors = {}
-    for how in ("fixed", "percentile"):
-        p = base.replace(noise=base.noise.off(), adc=ADC(bits=6, range=base.adc.range, calibration=how))
-        layer = CrossbarLinear.from_linear(lin, preset=p, mode="noisy").eval()
+    for how, pc in (("fixed", 99.0), ("percentile", 99.99), ("default", 99.0)):
+        adc = ADC(bits=6, range=base.adc.range, calibration="fixed" if how == "fixed" else "percentile",
+                  percentile=pc)
+        layer = CrossbarLinear.from_linear(lin, preset=base.replace(noise=base.noise.off(), adc=adc),
+                                           mode="noisy").eval()
         calibrate(layer, lambda: layer(x))
         with torch.no_grad():
             errors[how] = float((layer(x) - exact).norm() / exact.norm())
-    assert errors["percentile"] < 0.5 * errors["fixed"], errors  # 4.7 % against 12.5 % (6-bit ADC)
+    assert errors["percentile"] < 0.5 * errors["fixed"], errors  # 4.7 % against 12.2 % (6-bit ADC)
+    # the default clip (the 99th percentile) trades some product error for resolution, still well below the fixed
+    # range's (6.6 %); accuracy, not this error, is what it was chosen for (benchmarks/calibration.md)
+    assert errors["percentile"] < errors["default"] < 0.6 * errors["fixed"], errors
 
 
 def test_mse_clip_minimises_the_converters_own_error():
@@ -245,7 +257,7 @@ def test_mse_clip_minimises_the_converters_own_error():
     assert float(rec.statistic("mse", 99.99, 4)[0]) == pytest.approx(clip4)
 
 
-def test_mse_calibrated_4_bit_adc_reads_the_product_better_than_the_default_percentile():
+def test_mse_calibrated_4_bit_adc_reads_the_product_better_than_a_high_percentile():
     base = load_preset("hfox_1t1r_64")
     torch.manual_seed(6)
     lin = nn.Linear(256, 32, bias=False)
@@ -253,7 +265,8 @@ def test_mse_calibrated_4_bit_adc_reads_the_product_better_than_the_default_perc
     exact = x @ lin.weight.T
     errors = {}
     for how in ("percentile", "mse"):
-        p = base.replace(noise=base.noise.off(), adc=ADC(bits=4, range=base.adc.range, calibration=how))
+        p = base.replace(noise=base.noise.off(), adc=ADC(bits=4, range=base.adc.range, calibration=how,
+                                                         percentile=99.99))
         layer = CrossbarLinear.from_linear(lin, preset=p, mode="noisy").eval()
         report = calibrate(layer, lambda: layer(x))
         assert report["CrossbarLinear"]["adc_method"] == how

@@ -1,6 +1,8 @@
 """Merge the case-study sweeps into one table and draw the figures of benchmarks/sweeps.md.
 
-    python benchmarks/sweeps/report.py [--results /work/runs_shared/sweeps] [--out benchmarks/sweeps]
+    python benchmarks/sweeps/report.py [--results studies/fashion_dse/sweeps] [--out benchmarks/sweeps]
+
+(--results: the sweeps/ folder of `memsim sweep study benchmarks/sweeps/study.toml`, see run_case_study.sh.)
 
 Writes results.csv (every finished point of every sweep), accuracy_vs_tile.png (one panel per network, one line
 per programming-noise level), heatmap_*.png, pareto_accuracy_energy.png, and prints the markdown tables."""
@@ -32,7 +34,7 @@ def md(df: pd.DataFrame, floatfmt="{:.2f}") -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", default="/work/runs_shared/sweeps")
+    ap.add_argument("--results", default="studies/fashion_dse/sweeps")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
     a = ap.parse_args()
     res, out = Path(a.results), Path(a.out)

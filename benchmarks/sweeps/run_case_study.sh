@@ -1,13 +1,18 @@
 #!/bin/bash
-# The Fashion-MNIST case study of benchmarks/sweeps.md: each spec in turn, once its checkpoint exists.
-# Results go to $OUT/<name> (default /work/runs_shared/sweeps); a rerun resumes where it stopped.
-OUT=${OUT:-/work/runs_shared/sweeps}
+# The Fashion-MNIST case study of benchmarks/sweeps.md from a fresh clone: the study beside this script trains its
+# four networks (memsim train's configs) where their checkpoints are absent, runs its sweeps, and report.py draws the
+# figures and prints the tables of sweeps.md. A rerun resumes where it stopped (finished epochs and points are kept).
+#   OUT=studies/fashion_dse WORKERS=2 benchmarks/sweeps/run_case_study.sh          # the full study
+#   QUICK=1 benchmarks/sweeps/run_case_study.sh                                    # the reduced run, in minutes
+# Extra arguments go to memsim sweep study (e.g. --data-dir DIR, --backend ray --address auto).
+set -e
 HERE=$(cd "$(dirname "$0")" && pwd)
-for name in ${SPECS:-fashion_mlp fashion_msnn fashion_mlp_wires fashion_vgg fashion_vgg_dw}; do
-  ck=$(grep '^checkpoint' "$HERE/$name.toml" | cut -d'"' -f2)
-  while [ ! -f "$ck" ]; do echo "$(date -u +%T) waiting for $ck"; sleep 60; done
-  echo "$(date -u +%T) start $name"
-  python3 -m memsim sweep run "$HERE/$name.toml" --out "$OUT/$name" --workers ${WORKERS:-2} --yes
-  rc=$?
-  echo "$(date -u +%T) end $name (rc $rc)"
-done
+if [ -n "$QUICK" ]; then
+  OUT=${OUT:-studies/fashion_dse_quick}
+  python3 -m memsim sweep study "$HERE/study.toml" --quick --out "$OUT" --workers "${WORKERS:-2}" "$@"
+  echo "quick results in $OUT (not for sweeps.md: the figures there come from the full study)"
+else
+  OUT=${OUT:-studies/fashion_dse}
+  python3 -m memsim sweep study "$HERE/study.toml" --out "$OUT" --workers "${WORKERS:-2}" --yes "$@"
+  python3 "$HERE/report.py" --results "$OUT/sweeps" --out "$HERE"
+fi

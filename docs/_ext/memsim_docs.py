@@ -7,8 +7,8 @@ shape (one API page per package of ``memsim``, one tutorial per notebook in ``no
 * ``memsim-api PACKAGE``    every public name (``__all__``) of a package and of its modules that have one;
 * ``memsim-cli``            every ``memsim`` command from the argparse parsers of :mod:`memsim.cli`;
 * ``memsim-schema NAME``    the keys of a TOML schema (``device-card``, ``neuron-card``, ``preset``,
-  ``training-config``, ``sweep-spec``, ``cost-model``, ``family-params``, ``neuron-params``) from the tables
-  the loaders validate with;
+  ``training-config``, ``sweep-spec``, ``study``, ``cost-model``, ``family-params``, ``neuron-params``) from the
+  key specs the loaders validate with (:class:`memsim.schema.KeySpec`: type, unit, allowed, default, meaning);
 * ``memsim-library NAME``   ``devices``, ``neurons``, ``presets`` or ``configs``: the bundled data, loaded;
 * ``memsim-families``       each device family's equations, rendered as math from the family's own code
   (a SymPy math namespace beside memsim's torch, SPICE and Python ones), with its parameters;
@@ -20,6 +20,9 @@ shape (one API page per package of ``memsim``, one tutorial per notebook in ``no
 docstrings); in a Markdown page they sit inside an ``{eval-rst}`` block. Every page that uses one of these
 directives is read again on every build (Sphinx cannot see that it depends on the code). memsim's docstrings
 write code and equations as indented blocks after a paragraph; ``literal_indented_blocks`` shows those as written.
+
+When the docs extra's ``sphinx-mathjax-offline`` is installed, the HTML site loads MathJax from a copy of it in
+``_static/mathjax`` instead of a CDN (``memsim_local_mathjax``; :func:`local_mathjax`).
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.fileutil import copy_asset
 from sphinx.util.nodes import nested_parse_with_titles
 
 logger = logging.getLogger(__name__)
@@ -536,7 +540,8 @@ def dataclass_fields(cls) -> dict[str, tuple[str, str, str]]:
 
 
 def _key_rows(prefix: str, keys, dc=None, types: dict | None = None, extra: dict | None = None) -> list[list]:
-    """Rows (key, type, default, meaning) for ``keys`` (the loader's own set), typed from a dataclass or a table."""
+    """Rows (key, type, default, meaning) for ``keys``, typed from a dataclass or a table (the cost model, whose
+    loader has no key specs)."""
     meta = dataclass_fields(dc)
     rows = []
     for key in sorted(keys, key=lambda k: (list(meta).index(k) if k in meta else len(meta), k)):
@@ -549,10 +554,26 @@ def _key_rows(prefix: str, keys, dc=None, types: dict | None = None, extra: dict
     return rows
 
 
-SCHEMA_HEADERS = ["key", "type", "default", "meaning / unit (from the code)"]
+#: the columns of a table of key specs (:class:`memsim.schema.KeySpec`)
+SPEC_HEADERS = ["key", "type", "unit", "allowed", "default", "meaning"]
+SPEC_WIDTHS = [3, 1, 1, 3, 2, 6]
+
+
+def spec_row(key: str, spec, default: str | None = None) -> list:
+    """One row of a key spec: what the loader checks (kind, range or values, default) and what the key means."""
+    return [literal(key), spec.kind, getattr(spec, "unit", ""), spec.allowed(),
+            default if default is not None else spec.default_text(), spec.doc]
+
+
+def spec_rows(prefix: str, specs) -> list[list]:
+    """The rows of a loader's table of key specs (``{key: KeySpec}``), in its declaration order."""
+    return [spec_row(f"{prefix}{key}", spec) for key, spec in specs.items()]
 
 
 class SchemaDirective(_Generated):
+    """The keys of a schema, each with the kind, unit, range or values, default and meaning that its loader's key
+    spec (:class:`memsim.schema.KeySpec`; the training config's own spec class) declares."""
+
     required_arguments = 1
 
     def generate(self):
@@ -565,14 +586,9 @@ class SchemaDirective(_Generated):
     # device cards -------------------------------------------------------------------------------------------
     def _device_card(self):
         from memsim.devices import cards
-        top = _key_rows("", cards._TOP_KEYS, cards.Card, extra={
-            "family": "a device family: " + ", ".join(sorted(__import__("memsim").FAMILIES)),
-            "parameters": "the family's parameters (tables below), SI units",
-            "valid": "the validity ranges of the parameters (valid.voltage = [low, high], V)",
-            "verify": "the standard verification stimuli (table below)"})
-        verify = _key_rows("verify.", cards._VERIFY_KEYS, cards.VerifySpec)
-        pulse = _key_rows("verify.pulse.", cards._PULSE_KEYS, cards.PulseSpec)
-        return [table(SCHEMA_HEADERS, top + verify + pulse, [3, 2, 2, 6])]
+        rows = (spec_rows("", cards._TOP_KEYS) + spec_rows("valid.", cards._VALID_KEYS)
+                + spec_rows("verify.", cards._VERIFY_KEYS) + spec_rows("verify.pulse.", cards._PULSE_KEYS))
+        return [table(SPEC_HEADERS, rows, SPEC_WIDTHS)]
 
     def _family_params(self):
         from memsim.families import FAMILIES
@@ -587,16 +603,9 @@ class SchemaDirective(_Generated):
     # neuron cards ---------------------------------------------------------------------------------------------
     def _neuron_card(self):
         from memsim.neurons import cards
-        rows = _key_rows("", cards._TOP, cards.NeuronCard, extra={
-            "type": "the circuit: " + ", ".join(c.type for c in _neuron_circuits()),
-            "memristors": "M1, M2, ...: a device card name, or a table {card = NAME, <overrides>} or "
-                          "{family = NAME, <parameters>}",
-            "parameters": "the circuit's parameters (tables below), SI units",
-            "simulation": "the documented time step and input range"})
-        rows += _key_rows("simulation.", cards._SIM, None, extra={
-            "dt": "time step, s", "input_range": "[low, high] input current, A"})
-        rows += _key_rows("verify.", cards._VERIFY, cards.NeuronVerify)
-        return [table(SCHEMA_HEADERS, rows, [3, 2, 2, 6])]
+        rows = (spec_rows("", cards._TOP) + spec_rows("simulation.", cards._SIM)
+                + spec_rows("verify.", cards._VERIFY))
+        return [table(SPEC_HEADERS, rows, SPEC_WIDTHS)]
 
     def _neuron_params(self):
         out = []
@@ -616,25 +625,20 @@ class SchemaDirective(_Generated):
         from memsim.sweep import spec
         classes = {"wires": Wires, "transistor": Transistor, "dac": DAC, "adc": ADC, "noise": NonIdealities}
         out = []
-        for sec_name, keys in presets._KEYS.items():
+        for sec_name, specs in presets._KEYS.items():
             title = "top level" if sec_name == "" else f"[{sec_name}]"
             sec = section(self, title, f"preset-{sec_name or 'top'}")
-            rows = _key_rows("" if not sec_name else f"{sec_name}.", keys, classes.get(sec_name),
-                             types=spec._PRESET_SECTIONS.get(sec_name, {}))
-            for row in rows:
-                dotted = row[0].astext()
-                row.append("yes" if sec_name and dotted in spec.PRESET_KEYS else DASH)
-            if sec_name == "" :
-                for row in rows:
-                    if row[0].astext() in presets._KEYS:
-                        row[3] = f"the [{row[0].astext()}] table (below)"
-            if classes.get(sec_name) is not None and classes[sec_name].__doc__:
-                doc = inspect.cleandoc(classes[sec_name].__doc__)
-                if not doc.startswith(classes[sec_name].__name__ + "("):  # not dataclass's generated signature
+            prefix = f"{sec_name}." if sec_name else ""
+            rows = [row + ["yes" if f"{prefix}{key}" in spec.PRESET_KEYS else "no"]
+                    for row, key in zip(spec_rows(prefix, specs), specs)]
+            cls = classes.get(sec_name)
+            if cls is not None and cls.__doc__:
+                doc = inspect.cleandoc(cls.__doc__)
+                if not doc.startswith(cls.__name__ + "("):  # not dataclass's generated signature
                     lines = doc.splitlines()
                     literal_indented_blocks(self.env.app, "class", sec_name, None, {}, lines)
-                    sec += parse_rst(self, lines, f"docstring of {classes[sec_name].__qualname__}")
-            sec += table(SCHEMA_HEADERS + ["sweep axis"], rows, [3, 2, 2, 6, 1])
+                    sec += parse_rst(self, lines, f"docstring of {cls.__qualname__}")
+            sec += table(SPEC_HEADERS + ["sweep axis"], rows, SPEC_WIDTHS + [1])
             out.append(sec)
         return out
 
@@ -649,31 +653,63 @@ class SchemaDirective(_Generated):
             rows = []
             for f in dataclasses.fields(cls):
                 key = f"{sec_name}.{f.name}"
-                s = specs[key]
-                rows.append([literal(key), s.kind, s.allowed(), meta[f.name][1], s.doc])
-            sec += table(["key", "type", "allowed", "default", "meaning"], rows, [3, 1, 3, 2, 6])
+                rows.append(spec_row(key, specs[key], default=meta[f.name][1]))
+            sec += table(SPEC_HEADERS, rows, SPEC_WIDTHS)
             out.append(sec)
         return out
 
     # sweep specs ---------------------------------------------------------------------------------------------------
     def _sweep_spec(self):
+        from memsim.crossbar import presets
         from memsim.sweep import spec
-        allowed = {"base.mode": spec.MODES, "design.kind": spec.DESIGNS, "mapping": spec.LAYOUTS}
         out = []
-        for title, prefix, keys in (("top level", "", spec._TOP_KEYS), ("[base]", "base.", spec._BASE_KEYS),
-                                    ("[design]", "design.", spec._DESIGN_KEYS)):
+        for title, prefix, specs in (("top level", "", spec._TOP_KEYS), ("[base]", "base.", spec._BASE_KEYS),
+                                     ("[design]", "design.", spec._DESIGN_KEYS)):
             sec = section(self, title, f"sweep-{prefix.rstrip('.') or 'top'}")
-            rows = [[literal(f"{prefix}{k}"), ", ".join(allowed.get(f"{prefix}{k}", ())) or DASH]
-                    for k in sorted(keys)]
-            sec += table(["key", "allowed values (where the spec module has a table of them)"], rows, [3, 6])
+            sec += table(SPEC_HEADERS, spec_rows(prefix, specs), SPEC_WIDTHS)
             out.append(sec)
         sec = section(self, "[axes]", "sweep-axes")
         sec += paragraph("Each axis is a list of values. Axes are the crossbar preset's keys (see the preset "
-                         "reference) and the sweep's own:")
-        rows = [[literal(k), t.__name__, ", ".join(allowed.get(k, ())) or DASH,
-                 "preset key" if k in spec.PRESET_KEYS else "sweep axis"] for k, t in spec.AXES.items()]
-        sec += table(["axis", "type", "allowed values", "kind"], rows, [3, 1, 3, 2])
+                         "reference; a point's value replaces the preset's) and the sweep's own (a point's value "
+                         "replaces the [base] key of that name). The type is what the sweep checks each value "
+                         "against before any work; the range is the loader's.")
+        rows = []
+        for axis, kind in spec.AXES.items():
+            section_name, _, key = axis.partition(".")
+            ks = (presets._KEYS.get(section_name, {}).get(key) if axis in spec.PRESET_KEYS else None) \
+                or spec._BASE_KEYS.get(axis) or spec._AXIS_ONLY_KEYS.get(axis)
+            if ks is None:
+                rows.append([literal(axis), kind.__name__, "", DASH, DASH, DASH])
+                continue
+            origin = "preset key" if axis in spec.PRESET_KEYS and key in presets._KEYS.get(section_name, {}) else \
+                "[base] key" if axis in spec._BASE_KEYS else "sweep axis"
+            rows.append([literal(axis), kind.__name__, ks.unit, ks.allowed(), origin, ks.doc])
+        sec += table(["axis", "type", "unit", "allowed", "kind", "meaning"], rows, [3, 1, 1, 3, 1, 6])
         out.append(sec)
+        return out
+
+    # studies -------------------------------------------------------------------------------------------------------
+    def _study(self):
+        from memsim.sweep import study
+        out = []
+        for title, ident, prefix, specs, note in (
+                ("top level", "top", "", study._TOP_KEYS, ""),
+                ("[networks.NAME]", "networks", "networks.NAME.", study._NET_KEYS,
+                 "One table per network; NAME names its run folder, networks/NAME."),
+                ("[networks.NAME.datasets.DATASET]", "datasets", "networks.NAME.datasets.DATASET.",
+                 study._VARIANT_KEYS, "The network on another dataset (--dataset DATASET): its own config, or "
+                                      "overrides added to the network's."),
+                ("[[sweep]]", "sweep", "sweep.", study._SWEEP_KEYS,
+                 "One table per sweep: a sweep spec file (spec), or the spec inline (base, axes, design, "
+                 "description: the sweep spec's keys, see the sweep-spec reference); the study gives it the "
+                 "networks' checkpoints."),
+                ("[quick]", "quick", "quick.", study._QUICK_KEYS,
+                 "--quick runs the same study at a reduced scale: each key caps what the study would run.")):
+            sec = section(self, title, f"study-{ident}")
+            if note:
+                sec += paragraph(note)
+            sec += table(SPEC_HEADERS, spec_rows(prefix, specs), SPEC_WIDTHS)
+            out.append(sec)
         return out
 
     # cost models ---------------------------------------------------------------------------------------------------
@@ -969,8 +1005,42 @@ def _merge(app, env, docnames, other):
     env.memsim_generated |= getattr(other, "memsim_generated", set())
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# MathJax from a local copy
+# ---------------------------------------------------------------------------------------------------------------
+
+#: where a local MathJax goes in the HTML site (under ``_static``), and the component the pages load
+MATHJAX_LOCAL = "mathjax/tex-chtml.js"
+
+
+def local_mathjax() -> Path | None:
+    """The MathJax 3 folder that the ``sphinx-mathjax-offline`` package ships (the docs extra), if installed. Only
+    its files are used (the package's own Sphinx hook copies them for every builder)."""
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax"
+    return folder if (folder / "tex-chtml.js").is_file() else None
+
+
+def _use_local_mathjax(app, config) -> None:
+    """Point ``mathjax_path`` at the local copy, unless conf.py set a path of its own or the copy is missing."""
+    default = str(config.mathjax_path).startswith(("https://", "http://"))
+    if config.memsim_local_mathjax and default and local_mathjax() is not None:
+        config.mathjax_path = MATHJAX_LOCAL
+
+
+def _copy_mathjax(app, exc) -> None:
+    """Copy the local MathJax into an HTML site that loads it (once; MathJax loads its fonts and TeX extensions
+    from beside the component)."""
+    folder = local_mathjax()
+    if exc is not None or app.builder.format != "html" or app.config.mathjax_path != MATHJAX_LOCAL or folder is None:
+        return
+    copy_asset(folder, Path(app.outdir) / "_static" / "mathjax")
+
+
 #: bumped when this extension changes what it writes: a build with an older environment then reads every page again
-VERSION = "4"
+VERSION = "6"
 
 
 def setup(app):
@@ -980,6 +1050,9 @@ def setup(app):
     app.connect("env-merge-info", _merge)
     app.add_config_value("memsim_run_verify", os.environ.get("MEMSIM_DOCS_VERIFY", "") not in ("", "0"), "env",
                          types=(bool, int, str))
+    app.add_config_value("memsim_local_mathjax", True, "html", types=(bool,))
+    app.connect("config-inited", _use_local_mathjax)
+    app.connect("build-finished", _copy_mathjax)
     app.connect("builder-inited", generate_pages)
     app.connect("autodoc-process-docstring", literal_indented_blocks)
     app.add_directive("memsim-api", ApiDirective)

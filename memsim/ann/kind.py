@@ -16,7 +16,7 @@ from torch import nn
 from ..deploy.chip import Chip
 from ..deploy.kinds import NetworkKind, TrainedNetwork, register_kind
 from ..nn.convert import convert
-from ..nn.grouped import prune_by_magnitude
+from ..nn.pruning import prune_model_
 from ..training.data import CUSTOM_IDX, dataset_info
 from .train import check_ann_config, evaluate_ann, load_ann, train_ann
 
@@ -30,9 +30,10 @@ class ANN(NetworkKind):
     def check_config(self, cfg, preset=None) -> None:
         check_ann_config(cfg, preset)
 
-    def train(self, cfg, *, resume=False, init=None, progress=True, log=print, max_batches=None, preset=None):
+    def train(self, cfg, *, resume=False, init=None, progress=True, log=print, max_batches=None, preset=None,
+              prune=None):
         return train_ann(cfg, resume=resume, init=init, progress=progress, log=log, max_batches=max_batches,
-                         preset=preset)
+                         preset=preset, prune=prune)
 
     def load(self, path: Path, checkpoint, cfg) -> TrainedNetwork:
         model, _ = load_ann(path)
@@ -47,10 +48,7 @@ class ANN(NetworkKind):
                            block=chip.block).eval()
         model = copy.deepcopy(network.state).eval()  # the float network, pruned as the chip says
         if chip.prune:
-            with torch.no_grad():
-                for m in model.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv2d)):
-                        m.weight.mul_(prune_by_magnitude(m.weight, chip.prune))
+            prune_model_(model, chip.prune)
         return model
 
     def inputs(self, network: TrainedNetwork, images: torch.Tensor, chip: Chip) -> torch.Tensor:

@@ -16,6 +16,11 @@ parameters and the checkpoints stay the float ANN. The test accuracy logged per 
 chip of the last step, its converter ranges calibrated on the first training images as a deployed chip's are
 (:func:`memsim.nn.calibration.calibrate`). ``init=`` starts from a checkpoint's weights (fine-tuning a float run
 on a chip).
+
+In-situ training (``training.update = "pulsed"``, :mod:`memsim.insitu`): every ``nn.Linear`` / ``nn.Conv2d``
+weight is held as differential device pairs and its optimiser update becomes programming pulses through the
+``training.pulse_response``; biases and batch norm stay float (digital periphery). The epoch metrics gain the pulse
+counts (``pulses``, ``pulses_clipped``, ``refreshes``, ``transfers``).
 """
 from __future__ import annotations
 
@@ -28,21 +33,23 @@ from torch.nn import functional as F
 
 from ..crossbar.presets import Preset
 from ..deploy.chip import DEFAULT_CALIBRATION_SAMPLES
+from ..nn.pruning import Pruning, prune_and_hold_, tile_block
 from ..training.checkpoint import CheckpointError, check_architecture, read_checkpoint
-from ..training.config import Config, hardware_preset
+from ..training.config import Config, hardware_preset, insitu_settings
 from ..training.data import ImageDataset
-from ..training.loop import (build_optimizer, chip_streams, finish_run, fit, optimizer_step, read_trained,
-                             redraw_chips, resume_run, start_run)
+from ..training.loop import (build_optimizer, chip_streams, finish_run, fit, optimizer_step, pulsed_optimizer,
+                             read_trained, redraw_chips, resume_run, start_run)
 from .aware import calibrate_twin, crossbar_twin, twin_arrays
 from .models import build_ann
 
-__all__ = ["train_ann", "evaluate_ann", "load_ann", "check_ann_config"]
+__all__ = ["train_ann", "evaluate_ann", "load_ann", "check_ann_config", "device_weights"]
 
 
 def check_ann_config(cfg: Config, preset: Preset | None = None) -> Preset | None:
     """ANN-specific checks of a config, before any data is loaded; the preset that hardware-aware training runs
     on (``preset``, else ``network.crossbar``), or ``None`` for float training."""
     build_ann(cfg)  # stage count against the image size
+    insitu_settings(cfg)  # in-situ training: the pulse response and its pulse
     return hardware_preset(cfg, preset)
 
 
@@ -61,6 +68,13 @@ def evaluate_ann(model: nn.Module, data: ImageDataset, batch_size: int = 256, *,
             correct += int((logits.argmax(1) == y).sum())
     n = max(len(labels), 1)
     return {"accuracy": correct / n, "loss": loss_sum / n, "samples": len(labels)}
+
+
+def device_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, weight)`` of the layers a chip computes on crossbars (every ``nn.Linear`` / ``nn.Conv2d``, as
+    :func:`memsim.nn.convert.convert` maps them): the device weights of in-situ training; biases and batch norm
+    stay in the digital periphery."""
+    return [(f"{name}.weight", m.weight) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 def _clip(model: nn.Module, sigmas: float) -> None:
@@ -109,12 +123,17 @@ def _evaluator(net: nn.Module, model: nn.Module, calibration: torch.Tensor) -> C
 
 
 def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
-              log: Callable[[str], None] = print, max_batches: int | None = None, preset: Preset | None = None):
+              log: Callable[[str], None] = print, max_batches: int | None = None, preset: Preset | None = None,
+              prune=None):
     """Train the ANN of ``cfg`` (see the module doc); returns a :class:`memsim.training.TrainResult`.
 
     ``preset``: hardware-aware training on this :class:`memsim.crossbar.Preset` object instead of the one
-    ``network.crossbar`` names (e.g. a sweep point's modified preset)."""
+    ``network.crossbar`` names (e.g. a sweep point's modified preset). ``prune``: a
+    :class:`memsim.nn.pruning.Pruning` (or a fraction) of the ``nn.Linear`` / ``nn.Conv2d`` weights once loaded,
+    held in training (:func:`memsim.nn.pruning.prune_and_hold_`; block pruning aligns to ``preset``'s tile)."""
     preset = check_ann_config(cfg, preset)
+    prune = None if prune is None else Pruning.parse(prune)
+    insitu = insitu_settings(cfg)
     t = cfg.training
     device, run, train_set, test_set = start_run(cfg, resume)
     torch.manual_seed(t.seed)
@@ -125,9 +144,15 @@ def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = No
         model.load_state_dict(ckpt.model_state)
         log(f"initialised weights from {init} (epoch {ckpt.epoch})")
     model.to(device)
-    opt = build_optimizer(cfg, model.parameters())
+    if prune:
+        prune_and_hold_([(m.weight, getattr(m, "groups", 1)) for m in model.modules()
+                         if isinstance(m, (nn.Linear, nn.Conv2d))], prune,
+                        None if preset is None else tile_block(preset))
+    opt = pulsed_optimizer(build_optimizer(cfg, model.parameters()), insitu, device_weights(model))
     net = model if preset is None else crossbar_twin(model, preset, cfg.hardware.mode)
     arrays = twin_arrays(net)
+    for _, arr in arrays:
+        arr.irdrop_reuse = cfg.training.irdrop_reuse  # training reads only; evaluation stays exact
     gens = {"loader": torch.Generator().manual_seed(t.seed), **chip_streams(arrays)}
     start_epoch = resume_run(run, cfg, model=model, optimizer=opt, generators=gens, log=log) if resume else 0
     run.write_config(cfg)
@@ -138,8 +163,9 @@ def train_ann(cfg: Config, *, resume: bool = False, init: str | Path | None = No
                evaluate=_evaluator(net, model, calibration),
                before_batch=(lambda index: redraw_chips(arrays, t.seed, index)) if redraw else None,
                fix="lower training.learning_rate or set training.grad_clip (e.g. 1.0)", progress=progress, log=log,
-               max_batches=max_batches)
+               max_batches=max_batches, epoch_metrics=opt.metrics if insitu is not None else None)
     arch = cfg.network.arch + (f" {list(cfg.network.channels)}" if cfg.network.arch != "mlp" else "")
     hardware = f", {preset.name} ({cfg.hardware.mode}, hardware-aware)" if preset is not None else ""
+    hardware += f", in-situ {insitu.algorithm} on {insitu.response.name}" if insitu is not None else ""
     return finish_run(cfg, run, model, last,
                       title=f"{cfg.data.dataset}: ANN {arch} {list(cfg.network.layers)}{hardware}")

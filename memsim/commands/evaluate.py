@@ -5,13 +5,47 @@ The flags make one :class:`memsim.deploy.Chip` design (preset, mode, mapping, pr
 for every network kind."""
 from __future__ import annotations
 
+import argparse
 import json
+import warnings
 
 from ..crossbar.presets import list_presets, load_preset, preset_path
 from ..errors import CardError, ParameterError
 from ..nn.calibration import CalibrationReport
+from ..nn.pruning import DEFAULT_M, METHODS, Pruning, check_applies
 from ..schema import suggest
 from .argtypes import positive_int
+
+#: the flag behind each field of the chip's pruning (the :class:`Pruning` is built with ``where="chip.prune"``)
+_PRUNE_FLAGS = {"chip.prune": "--prune", "chip.prune.fraction": "--prune", "chip.prune.method": "--prune-method",
+                "chip.prune.block": "--prune-block", "chip.prune.n": "--prune-n", "chip.prune.m": "--prune-m"}
+
+
+def prune_block(text: str) -> int | tuple[int, int]:
+    """``--prune-block``: ``K`` (an integer >= 1) or ``OUTxIN`` (two integers >= 1, e.g. ``32x64``)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a block size (allowed: K, an integer >= 1, for K x K "
+                                         f"blocks, or OUTxIN, two integers >= 1, e.g. 32x64)")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _pruning(args) -> Pruning:
+    """The pruning of the --prune* flags, checked before any data or network is loaded; errors name the flag."""
+    try:
+        pruning = Pruning(args.prune_method, args.prune, block=args.prune_block, n=args.prune_n, m=args.prune_m,
+                          where="chip.prune")
+    except ParameterError as exc:
+        raise ParameterError(_PRUNE_FLAGS.get(exc.field, exc.field), exc.value, exc.allowed, exc.fix) from None
+    if args.prune_method != "unstructured" and not pruning:
+        needs = "--prune F or --prune-n N" if args.prune_method in ("nm", "nm_tile") else "--prune F"
+        raise ParameterError("--prune", args.prune, f"a fraction in (0, 1) with --prune-method {args.prune_method}",
+                             f"give {needs} (--prune-method alone prunes nothing)")
+    return pruning
 
 
 def register(sub) -> None:
@@ -32,7 +66,19 @@ def register(sub) -> None:
                    help="weights on tiles: dense (whole matrices, zeros included) or sparse (only non-zero blocks, "
                         "packed)")
     p.add_argument("--prune", type=float, default=0.0, metavar="F",
-                   help="zero this fraction of each crossbar layer's weights by magnitude before mapping, 0 <= F < 1")
+                   help="zero this fraction of each crossbar layer's weights (blocks, filters: --prune-method) "
+                        "before mapping, 0 <= F < 1")
+    p.add_argument("--prune-method", choices=METHODS, default="unstructured",
+                   help="what --prune zeroes (memsim.nn.pruning): unstructured (single weights by magnitude), block "
+                        "(tile-aligned blocks by norm), nm (n of every m weights along each output's inputs), "
+                        "nm_tile (nm with the pattern shared by a tile's outputs) or filter (whole conv filters)")
+    p.add_argument("--prune-block", type=prune_block, metavar="K|OUTxIN",
+                   help="block: K x K blocks or OUT x IN (outputs, inputs) blocks; nm_tile: K outputs share a "
+                        "pattern; must divide the preset's tile (default: one tile)")
+    p.add_argument("--prune-n", type=positive_int, metavar="N",
+                   help="nm / nm_tile: keep N of every M weights (instead of --prune = 1 - N / M), 1 <= N < M")
+    p.add_argument("--prune-m", type=positive_int, metavar="M",
+                   help=f"nm / nm_tile: the group size M of N:M pruning, M >= 2 (default {DEFAULT_M})")
     p.add_argument("--calibration-samples", type=positive_int, metavar="N",
                    help="the first N training images calibrate each chip's converter ranges, N >= 1 (default: "
                         "memsim.deploy.Chip's calibration_samples)")
@@ -44,6 +90,11 @@ def register(sub) -> None:
                      help="how an image drives the input over the steps (default direct: the intensities every step)")
     nir.add_argument("--dt", type=float, metavar="S",
                      help="the neurons' time step (default: the graph's metadata; snnTorch exports use 1e-4)")
+    nir.add_argument("--neurons", choices=("digital", "memristive"), default="digital",
+                     help="LIF nodes as NIR's equations (digital, default) or on vLIF circuits fitted to them "
+                          "(memristive; the fit's error is printed)")
+    nir.add_argument("--neuron-card", metavar="CARD",
+                     help="the vLIF neuron card of --neurons memristive (default vlif_neuron)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -94,15 +145,15 @@ def _check_mode(mode: str, mode_origin: str, preset, preset_name: str, preset_or
 
 def _origins(args, cfg, preset_origin: str) -> dict[str, str]:
     """The flag (or config key) behind each field of the chip, for errors that name what the user wrote."""
-    return {"chip.mapping": "--mapping", "chip.prune": "--prune", "chip.calibration_samples": "--calibration-samples",
+    return {"chip.mapping": "--mapping", "chip.calibration_samples": "--calibration-samples", **_PRUNE_FLAGS,
             "chip.mode": "--mode" if args.mode else f"hardware.mode of {cfg.source}", "chip.preset": preset_origin}
 
 
-def _chip(args, cfg, preset):
+def _chip(args, cfg, preset, pruning: Pruning):
     """The chip design of the flags."""
     from ..deploy.chip import Chip
 
-    fields = {"mapping": args.mapping, "prune": args.prune}
+    fields = {"mapping": args.mapping, "prune": pruning}
     if args.calibration_samples is not None:
         fields["calibration_samples"] = args.calibration_samples
     if preset is None:
@@ -114,20 +165,33 @@ def _run_nir(args) -> int:
     """``memsim evaluate MODEL.nir``: the imported network on ``--seeds`` chips of ``--preset`` (default: ideal)."""
     from ..deploy import Chip, evaluate_on_chips
     from ..interop.kind import NIRSetup, load_nir
+    from ..interop.nir import import_nir
+    from ..interop.nir_fit import NIRFitWarning
     from ..training.data import ImageDataset, load_dataset
 
     if not args.data:
         raise ParameterError("--data", None, "a dataset name", "say which dataset the graph classifies, e.g. "
                                                               "--data fashion_mnist")
-    setup = NIRSetup(dataset=args.data, steps=args.steps, encoding=args.encoding, dt=args.dt, data_dir=args.data_dir)
+    pruning = _pruning(args)
+    setup = NIRSetup(dataset=args.data, steps=args.steps, encoding=args.encoding, dt=args.dt, data_dir=args.data_dir,
+                     neurons=args.neurons, card=args.neuron_card)
     network = load_nir(args.checkpoint, setup)
+    fits = {}
+    if setup.neurons == "memristive":  # the fits' measured errors, printed once (not as a warning per chip)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NIRFitWarning)
+            net = import_nir(network.state, dt=setup.dt, neurons=setup.neurons, card=setup.card)
+        fits = {k: rep.summary() for k, rep in net.fit_reports.items()}
+        if not args.json:
+            for name, text in fits.items():
+                print(f"LIF node '{name}' on {setup.card or 'vlif_neuron'} circuits: {text}")
     preset = _check_preset(args.preset or "ideal", "--preset")
     mode = args.mode or "noisy"
     _check_mode(mode, "--mode", preset, args.preset or "ideal", "--preset")
-    origins = {"chip.mapping": "--mapping", "chip.prune": "--prune", "chip.mode": "--mode",
+    origins = {"chip.mapping": "--mapping", "chip.mode": "--mode", **_PRUNE_FLAGS,
                "chip.calibration_samples": "--calibration-samples", "chip.preset": "--preset"}
     try:
-        fields = {"mapping": args.mapping, "prune": args.prune}
+        fields = {"mapping": args.mapping, "prune": pruning}
         if args.calibration_samples is not None:
             fields["calibration_samples"] = args.calibration_samples
         chip = Chip.ideal(**fields) if preset is None else Chip(preset, mode=mode, **fields)
@@ -138,10 +202,17 @@ def _run_nir(args) -> int:
     data = train if args.split == "train" else load_dataset(args.data, "test", data_dir=args.data_dir, flatten=True)
     if args.limit:
         data = ImageDataset(data.images[:args.limit], data.labels[:args.limit], data.info, data.split)
-    ev = evaluate_on_chips(network, chips, data, calibration=train, progress=True)
+    with warnings.catch_warnings():
+        if fits:
+            warnings.simplefilter("ignore", NIRFitWarning)
+        try:
+            ev = evaluate_on_chips(network, chips, data, calibration=train, progress=True)
+        except ParameterError as exc:  # e.g. filter pruning of a graph without conv layers: name the flag
+            raise ParameterError(origins.get(exc.field, exc.field), exc.value, exc.allowed, exc.fix) from None
     r = {"model": str(args.checkpoint), "preset": chip.name, "mode": chip.mode, "seeds": len(chips),
+         "pruning": pruning.describe(),
          "accuracy": ev.accuracy, "std": ev.std, "per_seed": ev.per_chip, "output_error": ev.output_error,
-         "samples": len(data)}
+         "samples": len(data), **({"fits": fits} if fits else {})}
     if not _print_json(r, args):
         _print_accuracy(f"{r['model']} (NIR)", r, "chip(s)", args.split)
     return 0
@@ -166,24 +237,30 @@ def run(args) -> int:
     from ..training.loop import evaluate_checkpoint
     from ..training.trained import read_trained
 
-    cfg = read_trained(args.checkpoint)[1]
+    pruning = _pruning(args)
+    ckpt, cfg = read_trained(args.checkpoint)
+    try:  # filter pruning needs a conv layer: a state without 4-D weights has none (before any data is loaded)
+        check_applies(pruning, [t for t in ckpt.model_state.values() if hasattr(t, "dim")])
+    except ParameterError as exc:
+        raise ParameterError(_PRUNE_FLAGS.get(exc.field, exc.field), exc.value, exc.allowed, exc.fix) from None
     preset_name, preset_origin = _preset_origin(args, cfg)
     preset = _check_preset(preset_name, preset_origin)
     mode = args.mode or cfg.hardware.mode
     _check_mode(mode, "--mode" if args.mode else f"hardware.mode of {cfg.source}", preset, preset_name,
                 preset_origin)
     try:
-        chip = _chip(args, cfg, preset)
+        chip = _chip(args, cfg, preset, pruning)
         r = evaluate_checkpoint(args.checkpoint, chip, seeds=args.seeds or cfg.hardware.eval_seeds, split=args.split,
                                 limit=args.limit, progress=True, substeps=args.substeps)
     except ParameterError as exc:  # name the flag, not the chip's field
         field = _origins(args, cfg, preset_origin).get(exc.field, exc.field)
         raise ParameterError(field, exc.value, exc.allowed, exc.fix) from None
+    r["pruning"] = chip.prune.describe()
     if _print_json(r, args):
         return 0
     _print_accuracy(r["checkpoint"], r, "seed(s)", args.split)
     if r["tiles"]:
-        print(f"{r['mapping']} mapping, prune {r['prune']:g}: {r['tiles']} tiles, utilisation "
+        print(f"{r['mapping']} mapping, prune {chip.prune}: {r['tiles']} tiles, utilisation "
               f"{100 * r['utilisation']:.1f} % ({100 * r['nonzero_utilisation']:.1f} % non-zero), "
               f"{r['zero_cells']} zero cells programmed, product error {r['output_error']:.3g}")
     if r["calibration"][0] is not None:

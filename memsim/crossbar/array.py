@@ -13,7 +13,9 @@
    * ``ideal``   - ``V @ G``, no quantisation, noise, converters or wires. Mapping and tiling are then
      exact identities (the pair columns cancel ``g_min``, partial sums add exactly), so it is computed
      untiled, as ``F.linear``; the tests check that against the tiled product;
-   * ``noisy``   - quantised and noisy, with DAC/ADC, ideal wires;
+   * ``noisy``   - quantised and noisy, with DAC/ADC, ideal wires (a read that programs the chip, i.e. a
+     training step, runs mapping, programming and the transistor as one fused kernel,
+     :mod:`memsim.crossbar.fused`, with the same draws and values);
    * ``irdrop``  - as ``noisy`` plus exact IR drop: every tile's linear operator ``A`` (cells at their
      read-voltage chord conductance, :func:`memsim.crossbar.operator.tile_operator`) is computed once per
      programmed state and cached, and each read is ``V @ A``. For a nonlinear card this is the
@@ -33,18 +35,20 @@ by the ADC, then the slices are shifted and added digitally (:mod:`memsim.crossb
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
 
 from ..errors import ParameterError
 from .mapping import state_for_conductance
-from .nonideal import FixedDefects, NonIdealities, generator, noise_std, program
+from .nonideal import FixedDefects, NonIdealities, normal_draws, generator, noise_std, program
 from .periphery import magnitude_range, mse_range, subsample
 from .presets import Preset, load_preset
+from . import fused
 from .operator import tile_operator
-from .pairs import pair_product, pair_squares
-from .solver import effective_conductance, memristor_for_cell, solve_nonlinear
+from .pairs import pair_product, pair_squares, tile_major_product
+from .solver import effective_conductance, gate_conductance, memristor_for_cell, solve_nonlinear
 from .tiling import TileGrid
 
 MODES = ("ideal", "noisy", "irdrop", "nonlinear")
@@ -73,6 +77,17 @@ def _finite_absmax(t: torch.Tensor) -> torch.Tensor | None:
     return absmax if bool(torch.isfinite(absmax)) else None
 
 
+def _dense_block(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a permutation of a contiguous block of memory (each element once, no gaps)."""
+    dims = sorted((d for d in range(t.dim()) if t.shape[d] > 1), key=lambda d: t.stride(d))
+    expected = 1
+    for d in dims:
+        if t.stride(d) != expected:
+            return False
+        expected *= t.shape[d]
+    return True
+
+
 class CrossbarArray:
     """An ``(out_features, in_features)`` weight matrix on the tiles of ``preset``."""
 
@@ -94,6 +109,11 @@ class CrossbarArray:
         #: the last programmed state read without gradient: a copy of its conductances and what was derived from
         #: them (the cells' conductances, the IR-drop operators)
         self._state: dict | None = None
+        self._irdrop_reuse = 1
+        #: the reused IR-drop attenuation (irdrop_reuse > 1): ``[A / gc, reads left]``, or None
+        self._atten: list | None = None
+        #: the flat positions ``subsample`` picks from a strided read's ADC inputs, by shape (see _sample)
+        self._sample_index: tuple | None = None
         #: an opt-in record of the reads, ``record(vt, cells, vectors)`` per read (memsim.deploy.ArrayActivity, which
         #: the cost model reads); None: off
         self.activity = None
@@ -140,6 +160,48 @@ class CrossbarArray:
         self._defects = None
         self.version += 1
 
+    @property
+    def irdrop_reuse(self) -> int:
+        """Training reads (``irdrop`` mode, a chip programmed per read) per exact computation of the IR-drop operators.
+
+        1 (default): every read that programs the chip computes its exact operators with their gradient. ``k > 1``:
+        the exact operators ``A`` of one programmed chip give each cell's attenuation ``F = A / gc`` (``gc``: the
+        cell conductance with its transistor); the next ``k - 1`` reads, each of a newly programmed chip, use
+        ``A ~= gc * F`` with their own ``gc`` (and the gradient ``F``, the diagonal of the operator's Jacobian), and
+        the read after them computes ``F`` anew from its chip (forward only; that read's values are exact). The error this leaves against the exact operators of the same chip is stated
+        in ``benchmarks/crossbar.md`` (1-2 % of the signed tile outputs on ``hfox_1t1r_64``). Reads of a programmed
+        chip (evaluation, a layer in eval mode) always use the exact operators."""
+        return self._irdrop_reuse
+
+    @irdrop_reuse.setter
+    def irdrop_reuse(self, k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ParameterError("irdrop_reuse", k, "an integer >= 1", "give the training reads per exact IR-drop "
+                                                                        "operator (1 = exact at every read)")
+        self._irdrop_reuse = k
+        self._atten = None
+
+    def _reused_atten(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The reused attenuation for the next training read (counting it), or None when it must be computed."""
+        a = self._atten
+        if a is None or a[1] <= 0 or a[0].dtype != like.dtype or a[0].device != like.device:
+            return None
+        a[1] -= 1
+        return a[0]
+
+    def _approx_operator(self, g: torch.Tensor) -> torch.Tensor:
+        """``gc * F`` for programmed conductances ``g`` (see :attr:`irdrop_reuse`), computing ``F`` from this chip's
+        exact operators when it is due."""
+        gc = effective_conductance(g, self.preset.circuit)
+        f = self._reused_atten(g)
+        if f is None or f.shape != g.shape:
+            with torch.no_grad():
+                dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
+                a = tile_operator(g.detach(), self.preset.circuit, dtype=dtype).to(g.dtype)
+                f = a / gc.detach()
+            self._atten = [f, self._irdrop_reuse - 1]
+        return gc * f
+
     def operator(self, g: torch.Tensor) -> torch.Tensor:
         """The exact IR-drop operators [n_row_tiles, n_col_tiles, rows, cols] of programmed conductances ``g``.
 
@@ -147,6 +209,8 @@ class CrossbarArray:
         layer; otherwise (float64) the operator is cached with a copy of the conductances it was computed from and
         reused while ``g`` holds the same values: a reprogrammed chip, a new drift time, a reseed or an in-place
         edit that changes any conductance recomputes it; reprogramming the very same state does not."""
+        if g.requires_grad and torch.is_grad_enabled() and self._irdrop_reuse > 1:
+            return self._approx_operator(g)
         if g.requires_grad and torch.is_grad_enabled():
             # training draws a new chip state every step: the operator in float32 (about 1e-5 relative, far below
             # the converters' and the programming noise's resolution) at half the cost; float64 layers stay float64
@@ -241,7 +305,11 @@ class CrossbarArray:
             return torch.full(self.adc_shape, fixed, dtype=y.dtype, device=y.device)
         y = y.detach()
         dims = (0, 1, 4) if self.adc_shape else tuple(range(y.dim()))
-        r = torch.maximum(y.amax(dims), y.amin(dims).neg()).reshape(-1)
+        if self.adc_shape:
+            r = torch.maximum(y.amax(dims), y.amin(dims).neg()).reshape(-1)
+        else:  # one pass for both ends
+            lo, hi = torch.aminmax(y)
+            r = torch.maximum(hi, lo.neg()).reshape(-1)
         if adc.calibration == "percentile" and adc.percentile < 100:
             p = magnitude_range(self._sample(y, 2 ** 16).abs(), "percentile", adc.percentile)
             r = torch.where(p > 0, p, r)
@@ -254,6 +322,18 @@ class CrossbarArray:
         """ADC inputs as ``[groups, values]``, subsampled: ``cap`` values of the layer, or the outputs of
         ``cap / outputs`` batch rows in every tile."""
         if not self.adc_shape:
+            if y.is_contiguous() or y.numel() <= cap:
+                return subsample(y.reshape(1, -1), cap)
+            # a strided read (the fused path's tile-major outputs): the same values, gathered from its memory
+            # without a copy of y (the positions subsample picks, as offsets for y's strides, found once per layout)
+            key = (y.shape, y.stride(), cap, y.device)
+            if self._sample_index is None or self._sample_index[0] != key:
+                flat = subsample(torch.arange(y.numel(), device=y.device).unsqueeze(0), cap)[0]
+                offsets = sum(i * st for i, st in zip(torch.unravel_index(flat, y.shape), y.stride()))
+                self._sample_index = (key, offsets)
+            if _dense_block(y):  # a permutation of a contiguous block: read it as one flat tensor
+                flat_view = torch.as_strided(y, (y.numel(),), (1,), y.storage_offset())
+                return flat_view.index_select(0, self._sample_index[1]).unsqueeze(0)
             return subsample(y.reshape(1, -1), cap)
         rows = y.reshape(y.shape[0] * y.shape[1], -1, y.shape[4])  # [slices * B, tiles, outputs]
         rows = subsample(rows, max(cap // y.shape[4], 1), dim=0)
@@ -261,13 +341,16 @@ class CrossbarArray:
 
     # -- programming ------------------------------------------------------------
     def _check_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        """Check the weight's shape and values; returns its largest magnitude."""
+        """Check the weight's shape and values; returns its largest magnitude (detached): per output ``[out, 1]``
+        for the preset's ``weight_scale = "column"``, else the layer's (a scalar)."""
         if weight.shape != (self.grid.out_features, self.grid.in_features):
             raise ParameterError("weight.shape", tuple(weight.shape),
                                  f"({self.grid.out_features}, {self.grid.in_features})", "pass the layer's (out, in) matrix")
         absmax = _finite_absmax(weight)
         if absmax is None:
             raise ParameterError("weight", "NaN/inf entries", "finite weights", "check the training for divergence")
+        if self.preset.weight_scale == "column" and weight.numel():
+            return weight.detach().abs().amax(1, keepdim=True)
         return absmax
 
     def conductances(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,11 +371,53 @@ class CrossbarArray:
         if self.quantised and self.preset.circuit.access == "1T1R":  # memristor conductance behind the transistor
             g = memristor_for_cell(g, self.preset.circuit)
         if self.quantised and self.noise.any:
-            if self._defects is None or self._defects.shape != tuple(g.shape):
-                chip = self.noise if self._defect_seed is None else replace(self.noise, seed=self._defect_seed)
-                self._defects = FixedDefects(g.shape, chip, g)
-            g = program(g, self.noise, self.preset.g_min, self.preset.g_max, self._defects, self._gen_program)
+            g = program(g, self.noise, self.preset.g_min, self.preset.g_max, self._chip_defects(g.shape, g),
+                        self._gen_program)
         return g, w_scale
+
+    def _chip_defects(self, shape, like: torch.Tensor) -> FixedDefects:
+        """The chip's fixed defects for cells of ``shape`` (drawn on first use, kept until the chip changes)."""
+        if self._defects is None or self._defects.shape != tuple(shape):
+            chip = self.noise if self._defect_seed is None else replace(self.noise, seed=self._defect_seed)
+            self._defects = FixedDefects(shape, chip, like)
+        return self._defects
+
+    def _fusable(self, weight: torch.Tensor) -> bool:
+        """Whether a read that programs the chip takes the fused kernel (:mod:`memsim.crossbar.fused`): a
+        ``noisy`` layer of differential pairs on a dense grid, not bit-sliced, no activity record, large enough;
+        or such an ``irdrop`` layer between two computations of its reused operators (:attr:`irdrop_reuse`)."""
+        grid = self.grid
+        if not (self.mapping.scheme == "differential" and isinstance(grid, TileGrid) and self.mapping.slices == 1
+                and self.activity is None and fused.available(grid.n_tiles * grid.rows * grid.cols)):
+            return False
+        if self.mode == "noisy":
+            return True
+        a = self._atten
+        return (self.mode == "irdrop" and self._irdrop_reuse > 1 and weight.requires_grad
+                and torch.is_grad_enabled() and a is not None and a[1] > 0 and a[0].dtype == weight.dtype
+                and a[0].device == weight.device)
+
+    def fused_pairs(self, weight: torch.Tensor, want_q: bool, compiled: bool = True, atten=None):
+        """``(signal, q, w_scale)``: the pair signal ``gc+ - gc-`` and read-noise weight ``gc+^2 + gc-^2``
+        ``[nr, rows, nc * pairs]`` (tile-row-major, :func:`memsim.crossbar.fused.programmed_pairs`) of the chip
+        programmed with ``weight`` now, and the weight scale: what :meth:`conductances` followed by the cells the
+        word lines see gives, in one fused pass, drawing the same programming noise from the chip's stream.
+        ``atten``: the reused IR-drop attenuation (:attr:`irdrop_reuse`) multiplying the signal, or None."""
+        w_scale = self._check_weight(weight).clamp_min(torch.finfo(weight.dtype).tiny)
+        mp, p, grid, cfg = self.mapping, self.preset, self.grid, self.noise
+        wp = grid.pack_outputs(weight / w_scale).transpose(1, 2)  # [nr, rows, nc, pairs]: the packing's own layout
+        shape = (grid.n_row_tiles, grid.n_col_tiles, grid.rows, grid.cols)
+        noise, gain, offset, lo, hi = None, 1.0, 0.0, -math.inf, math.inf
+        if cfg.any:
+            noise = normal_draws(shape, self._gen_program, wp) if cfg.program else None
+            gain, offset = self._chip_defects(shape, wp).affine(cfg, p.g_min, p.g_max, wp)
+            if cfg.program:
+                lo, hi = p.g_min, p.g_max
+        gt = gate_conductance(p.circuit, grid.rows, dtype=wp.dtype, device=wp.device)
+        signal, q = fused.programmed_pairs(wp, levels=mp.levels, g_min=mp.g_min, delta=mp.delta, noise=noise,
+                                           sigma=cfg.program * (p.g_max - p.g_min), lo=lo, hi=hi, gain=gain,
+                                           offset=offset, gt=gt, want_q=want_q, compiled=compiled, atten=atten)
+        return signal, q, w_scale
 
     def _sliced_cells(self, wn: torch.Tensor) -> torch.Tensor:
         """Bit-sliced cells [n_row_tiles, slices * n_col_tiles, rows, cols] (slice-major) of normalised weights."""
@@ -321,7 +446,12 @@ class CrossbarArray:
             if weight.shape != (self.grid.out_features, self.grid.in_features):
                 self._check_weight(weight)
             return torch.nn.functional.linear(x, weight)
-        if g is None:
+        halves = None
+        if g is None and self._fusable(weight):
+            atten = self._reused_atten(weight) if self.mode == "irdrop" else None
+            signal, q, w_scale = self.fused_pairs(weight, want_q=bool(self.noise.read), atten=atten)
+            halves = (signal, q)
+        elif g is None:
             g, w_scale = self.conductances(weight)
         p, mp, grid = self.preset, self.mapping, self.grid
         if x_scale is None:
@@ -336,6 +466,13 @@ class CrossbarArray:
         if self.activity is not None:
             self.activity.record(vt, self._cells(g), x.shape[0])
         read_noise = self.quantised and self.noise.read
+        if halves is not None:  # tile-row-major throughout: [nr, B, nc * pairs], viewed as [B, nr, nc, pairs]
+            nr, nc, opt = grid.n_row_tiles, grid.n_col_tiles, grid.outputs_per_tile
+            noise = self._read_noise((vt.shape[0], nr, nc, opt), vt).transpose(0, 1).flatten(2) \
+                if read_noise else None  # the draws in the stream's order, as the unfused path draws them
+            y = tile_major_product(vt.transpose(0, 1).contiguous(), halves[0], halves[1], noise, self.noise.read)
+            return self._read_out(y.unflatten(2, (nc, opt)).transpose(0, 1), v.shape[0], x, x_scale, w_scale,
+                                  adc_scale)
         # the cells as the word lines see them (1T1R: with the transistor), for the noisy product and read noise
         gc = self._cells(g) if self.mode == "noisy" or read_noise else g
         if self.mode != "nonlinear" and grid.scheme == "differential":
@@ -347,11 +484,18 @@ class CrossbarArray:
             y = self._signal(g, gc, vt)  # [B, nr, nc, opt]: the reference columns already subtracted
             if read_noise:
                 y = y + self._read_noise_term(gc, vt)
-        y = y.unflatten(0, (v.shape[0], x.shape[0]))  # [input slices, B, nr, weight slices * nc, opt]
-        if self.quantised and p.adc is not None:
+        return self._read_out(y, v.shape[0], x, x_scale, w_scale, adc_scale)
+
+    def _read_out(self, y, slices: int, x, x_scale, w_scale, adc_scale) -> torch.Tensor:
+        """Signed tile outputs [input slices * B, nr, weight slices * nc, opt] -> layer outputs [B, out]: the ADC,
+        the slices' shift-add, the tiles' partial sums, the scale back to weight units."""
+        y = y.unflatten(0, (slices, x.shape[0]))  # [input slices, B, nr, weight slices * nc, opt]
+        if self.quantised and self.preset.adc is not None:
             y = self._digitise(y, adc_scale)
-        y = grid.combine(self._shift_add(y))
-        return y * (x_scale * w_scale / (mp.gain * v_max))
+        y = self.grid.combine(self._shift_add(y))
+        if torch.is_tensor(w_scale) and w_scale.dim() == 2:  # per output [out, 1]: one digital gain per output
+            w_scale = w_scale.reshape(-1)
+        return y * (x_scale * w_scale / (self.mapping.gain * self.preset.v_max))
 
     def _digitise(self, y: torch.Tensor, adc_scale) -> torch.Tensor:
         """The ADC over every tile output of every slice; a callable ``adc_scale`` returning None passes them on."""
@@ -371,7 +515,7 @@ class CrossbarArray:
         shifted (weighted by their powers of two) and added, digitally."""
         n_in, n_w = y.shape[0], self.weight_slices
         if n_in == 1 and n_w == 1:
-            return y[0]
+            return y.squeeze(0)  # a view both ways (y[0]'s backward would allocate and fill all of y)
         w_in = self.preset.dac.slice_weights(y.dtype, y.device) if n_in > 1 else y.new_ones(1)
         w_w = self.mapping.slice_weights(y.dtype, y.device) if n_w > 1 else y.new_ones(1)
         y = y.unflatten(3, (n_w, y.shape[3] // n_w))  # [input slices, B, nr, weight slices, nc, opt]

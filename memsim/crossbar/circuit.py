@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from ..errors import ParameterError
-from ..schema import is_finite_number
+from ..schema import is_finite_number, spec_field
 
 ACCESS_KINDS = ("0T1R", "1T1R")
 
@@ -66,13 +66,19 @@ class Wires:
     ``drive``: ``"left"`` (one driver per word line) or ``"both"`` (both ends driven at the same voltage).
     """
 
-    r_wordline: float = 1.0
-    r_bitline: float = 1.0
-    r_source: float = 0.0
-    driver_segment: bool = True
-    sense_segment: bool = True
-    sense_end: str = "bottom"
-    drive: str = "left"
+    r_wordline: float = spec_field(1.0, "float", "word-line resistance per cell segment (0 = an ideal word line)",
+                                   unit="Ohm", lo=0.0)
+    r_bitline: float = spec_field(1.0, "float", "bit-line resistance per cell segment (0 = an ideal bit line)",
+                                  unit="Ohm", lo=0.0)
+    r_source: float = spec_field(0.0, "float", "output resistance of each word line's DAC driver", unit="Ohm",
+                                 lo=0.0)
+    driver_segment: bool = spec_field(True, "bool", "a word-line segment between the driver and the first cell")
+    sense_segment: bool = spec_field(True, "bool", "a bit-line segment between the last cell and the sense "
+                                                   "amplifier")
+    sense_end: str = spec_field("bottom", "choice", "the end of the bit lines where the sense amplifiers sit "
+                                                    "(bottom: after the last row)", choices=SENSE_ENDS)
+    drive: str = spec_field("left", "choice", "word lines driven from the left end, or from both ends at the same "
+                                              "voltage", choices=DRIVES)
 
     def __post_init__(self):
         _positive("wires.r_wordline", self.r_wordline,
@@ -118,10 +124,11 @@ class Transistor:
     ``g_off`` the off-state leakage conductance in S, ``v_gate`` the selected gate voltage in V.
     """
 
-    k: float = 2e-3
-    v_th: float = 0.4
-    g_off: float = 1e-9
-    v_gate: float = 1.2
+    k: float = spec_field(2e-3, "float", "transconductance factor mu Cox W/L (triode: g_T = g_off + k (v_gate - "
+                                         "v_th))", unit="S/V", lo=0.0, lo_open=True)
+    v_th: float = spec_field(0.4, "float", "threshold voltage", unit="V")
+    g_off: float = spec_field(1e-9, "float", "off-state leakage conductance", unit="S", lo=0.0)
+    v_gate: float = spec_field(1.2, "float", "gate voltage of a selected row", unit="V")
 
     def __post_init__(self):
         _positive("transistor.k", self.k, "give the transconductance factor mu*Cox*W/L in S/V (> 0)")

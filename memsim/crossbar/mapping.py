@@ -1,6 +1,7 @@
 """Weight to conductance mapping, with the conductance window taken from a device card.
 
-Schemes (``w`` normalised to [-1, 1] by the largest |weight|, ``dG = g_max - g_min``):
+Schemes (``w`` normalised to [-1, 1] by the largest |weight| of its output, or of the layer: :data:`WEIGHT_SCALES`;
+``dG = g_max - g_min``):
 
 * ``differential``: each weight uses two columns, ``G+ = g_min + dG max(w, 0)`` and
   ``G- = g_min + dG max(-w, 0)``; the output is ``I+ - I-``.
@@ -25,6 +26,12 @@ from ..devices.array import DeviceArray, conductance_window  # the window is the
 from ..errors import ParameterError
 
 SCHEMES = ("differential", "offset")
+
+#: which weights share one scale to the conductance window: each output's own (``column``: the largest |weight| of
+#: each output maps to ``dG``, and a digital gain per output restores the units, as aihwkit's channel-wise
+#: remapping does) or the whole layer's (``layer``: one largest |weight|, so outputs with small weights use a small
+#: part of the window and feel programming noise, a fraction of ``dG``, the more)
+WEIGHT_SCALES = ("column", "layer")
 
 
 def check_window(g: torch.Tensor, g_min: float, g_max: float, field: str = "conductance", rel: float = 1e-9) -> None:

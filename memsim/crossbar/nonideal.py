@@ -103,7 +103,7 @@ def generator(seed: int, source: str) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(source.encode())) % (2 ** 63))
 
 
-def _randn(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+def normal_draws(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Standard normal draws from ``gen`` (a CPU stream), in ``like``'s floating dtype, placed like ``like``."""
     dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float64
     return torch.randn(shape, generator=gen, dtype=dtype).to(dtype=like.dtype, device=like.device)
@@ -118,7 +118,7 @@ class FixedDefects:
 
     def __init__(self, shape, cfg: NonIdealities, like: torch.Tensor):
         self.shape = tuple(shape)
-        self.d2d = torch.exp(cfg.d2d * _randn(self.shape, generator(cfg.seed, "d2d"), like)) if cfg.d2d else None
+        self.d2d = torch.exp(cfg.d2d * normal_draws(self.shape, generator(cfg.seed, "d2d"), like)) if cfg.d2d else None
         u = _rand(self.shape, generator(cfg.seed, "stuck"), like)
         self.stuck_on = (u < cfg.stuck_on) if cfg.stuck_on else None
         self.stuck_off = ((u >= cfg.stuck_on) & (u < cfg.stuck_on + cfg.stuck_off)) if cfg.stuck_off else None
@@ -178,7 +178,7 @@ def program(g: torch.Tensor, cfg: NonIdealities, g_min: float, g_max: float, def
 
     Programming noise (held inside the window [g_min, g_max]), then the chip's d2d factors and drift, then
     its stuck cells."""
-    noise = _randn(g.shape, gen, g) if cfg.program else None
+    noise = normal_draws(g.shape, gen, g) if cfg.program else None
     if defects is None:
         gain, offset = cfg.drift_factor, 0.0
     else:

@@ -9,11 +9,15 @@ Autograd would differentiate this through strided column slices, a square root w
 and two einsums, about twenty passes over every read's outputs; the backward below forms each gradient in
 one product or one element-wise pass. :class:`memsim.crossbar.CrossbarArray` uses it for differential tiles;
 the tests check it against the generic path (per-column currents, then subtraction) and its gradients against
-autograd's.
+autograd's. :func:`tile_major_product` is the same product from the half-width matrices themselves, laid out
+``[n_row_tiles, ..., ...]`` so that each product is one batched matmul with no layout copies: the fused ``noisy``
+training read (:mod:`memsim.crossbar.fused`) forms those matrices directly and adds the read noise in one pass.
 """
 from __future__ import annotations
 
 import torch
+
+from . import fused
 
 _PRODUCT = "bri,rcij->brcj"        # [B, nr, rows] x [nr, nc, rows, pairs] -> [B, nr, nc, pairs]
 _WEIGHT_GRAD = "bri,brcj->rcij"    # -> [nr, nc, rows, pairs]
@@ -48,42 +52,55 @@ def _pair_grad(gc: torch.Tensor | None, gq: torch.Tensor | None, gs: torch.Tenso
     return out
 
 
+def _product(ctx, vt, signal, q, noise, sigma, keep=()):
+    """The forward product of the half-width ``signal`` (and read noise of weight ``q``); saves ``keep`` and what
+    the backward needs on ``ctx``."""
+    y = torch.einsum(_PRODUCT, vt, signal)
+    ctx.noisy = q is not None
+    if ctx.noisy:
+        std = torch.einsum(_PRODUCT, vt * vt, q).clamp_min_(0).sqrt_()
+        y.addcmul_(std, noise, value=sigma)
+        # d y / d var = sigma * noise / (2 std), and no gradient where no current flows (std = 0)
+        dvar = (noise * (0.5 * sigma) / std).nan_to_num_(0.0, 0.0, 0.0) if any(ctx.needs_input_grad) else None
+        ctx.save_for_backward(*keep, vt, signal, q, dvar)
+    else:
+        ctx.save_for_backward(*keep, vt, signal)
+    return y
+
+
+def _product_grads(ctx, gy, need_v, need_s, need_q, saved):
+    """``(grad_v, grad_signal, grad_q)`` of :func:`_product` (``saved``: its saved tensors after ``keep``)."""
+    if ctx.noisy:
+        vt, signal, q, dvar = saved
+    else:
+        vt, signal = saved
+    grad_v = torch.einsum(_INPUT_GRAD, gy, signal) if need_v else None
+    gs = torch.einsum(_WEIGHT_GRAD, vt, gy) if need_s else None
+    gq = None
+    if ctx.noisy and (need_v or need_q):
+        gvar = gy * dvar
+        if need_v:
+            grad_v = grad_v + 2 * vt * torch.einsum(_INPUT_GRAD, gvar, q)
+        if need_q:
+            gq = torch.einsum(_WEIGHT_GRAD, vt * vt, gvar)
+    return grad_v, gs, gq
+
+
 class _PairProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, vt, m, gc, noise, sigma, pairs):
         mp = _pairs(m, pairs)
-        signal = mp[..., 0] - mp[..., 1]
-        y = torch.einsum(_PRODUCT, vt, signal)
         ctx.pairs, ctx.cols = pairs, m.shape[-1]
         ctx.same = gc is m
-        ctx.noisy = gc is not None
-        if ctx.noisy:
-            q = pair_squares(gc, pairs)
-            std = torch.einsum(_PRODUCT, vt * vt, q).clamp_min_(0).sqrt_()
-            y.addcmul_(std, noise, value=sigma)
-            # d y / d var = sigma * noise / (2 std), and no gradient where no current flows (std = 0)
-            dvar = (noise * (0.5 * sigma) / std).nan_to_num_(0.0, 0.0, 0.0) if any(ctx.needs_input_grad) else None
-            ctx.save_for_backward(vt, signal, gc, q, dvar)
-        else:
-            ctx.save_for_backward(vt, signal)
-        return y
+        return _product(ctx, vt, mp[..., 0] - mp[..., 1], None if gc is None else pair_squares(gc, pairs), noise,
+                        sigma, keep=() if gc is None else (gc,))
 
     @staticmethod
     def backward(ctx, gy):
         need_v, need_m, need_gc = ctx.needs_input_grad[:3]
-        if ctx.noisy:
-            vt, signal, gc, q, dvar = ctx.saved_tensors
-        else:
-            vt, signal = ctx.saved_tensors
-        grad_v = torch.einsum(_INPUT_GRAD, gy, signal) if need_v else None
-        gs = torch.einsum(_WEIGHT_GRAD, vt, gy) if need_m else None
-        gq = None
-        if ctx.noisy and (need_v or need_gc):
-            gvar = gy * dvar
-            if need_v:
-                grad_v = grad_v + 2 * vt * torch.einsum(_INPUT_GRAD, gvar, q)
-            if need_gc:
-                gq = torch.einsum(_WEIGHT_GRAD, vt * vt, gvar)
+        saved = ctx.saved_tensors
+        gc, saved = (saved[0], saved[1:]) if ctx.noisy else (None, saved)
+        grad_v, gs, gq = _product_grads(ctx, gy, need_v, need_m, need_gc or (ctx.same and need_m), saved)
         grad_m = grad_gc = None
         if ctx.same:  # one tensor for the product and the noise: one gradient
             grad_m = _pair_grad(gc, gq, gs, ctx.pairs, ctx.cols) if need_m else None
@@ -91,6 +108,54 @@ class _PairProduct(torch.autograd.Function):
             grad_m = _pair_grad(None, None, gs, ctx.pairs, ctx.cols) if need_m else None
             grad_gc = _pair_grad(gc, gq, None, ctx.pairs, ctx.cols) if gq is not None else None
         return grad_v, grad_m, grad_gc, None, None, None
+
+
+class _TileMajorProduct(torch.autograd.Function):
+    """:func:`pair_product` from the pairs' half-width matrices (``signal = M+ - M-``, and ``q = gc+^2 + gc-^2`` for
+    read noise, as :mod:`memsim.crossbar.fused` forms them), every operand laid out tile-row-major, so that each
+    product is one batched matmul over the row tiles with no layout copies: ``vt`` [nr, B, rows], ``signal``/``q`` [nr, rows, K],
+    ``noise`` and the output [nr, B, K] (``K`` = n_col_tiles * pairs)."""
+
+    @staticmethod
+    def forward(ctx, vt, signal, q, noise, sigma):
+        y = torch.bmm(vt, signal)
+        ctx.noisy = q is not None
+        if not ctx.noisy:
+            ctx.save_for_backward(vt, signal)
+            return y
+        v2 = vt * vt
+        # y + sigma std noise and d y / d var = sigma noise / (2 std) (none where no current flows), one pass
+        y, dvar = fused.read_noise(y, torch.bmm(v2, q), noise, sigma, any(ctx.needs_input_grad))
+        ctx.save_for_backward(vt, signal, q, dvar, v2)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        need_v, need_s, need_q = ctx.needs_input_grad[:3]  # gy may be strided: bmm takes any row-major batch
+        if ctx.noisy:
+            vt, signal, q, dvar, v2 = ctx.saved_tensors
+        else:
+            vt, signal = ctx.saved_tensors
+        grad_v = torch.bmm(gy, signal.transpose(1, 2)) if need_v else None
+        gs = torch.bmm(vt.transpose(1, 2), gy) if need_s else None
+        gq = None
+        if ctx.noisy and (need_v or need_q):
+            gvar = gy * dvar
+            if need_v:
+                grad_v.addcmul_(vt, torch.bmm(gvar, q.transpose(1, 2)), value=2.0)
+            if need_q:
+                gq = torch.bmm(v2.transpose(1, 2), gvar)
+        return grad_v, gs, gq, None, None
+
+
+def tile_major_product(vt: torch.Tensor, signal: torch.Tensor, q: torch.Tensor | None = None,
+                       noise: torch.Tensor | None = None, sigma: float = 0.0) -> torch.Tensor:
+    """Signed tile outputs ``[nr, B, K]`` from word-line voltages ``vt`` ``[nr, B, rows]`` and the pairs'
+    half-width matrices ``signal`` (and ``q`` with read noise ``noise`` ``[nr, B, K]``) ``[nr, rows, K]``, with
+    gradients to all three (see :class:`_TileMajorProduct`)."""
+    if q is None or not sigma:
+        return _TileMajorProduct.apply(vt, signal, None, None, 0.0)
+    return _TileMajorProduct.apply(vt, signal, q, noise, float(sigma))
 
 
 def pair_product(vt: torch.Tensor, m: torch.Tensor, pairs: int, gc: torch.Tensor | None = None,

@@ -15,7 +15,9 @@ Layout::
     [device]     card (device card name), v_read (V)
     [mapping]    scheme ("differential" | "offset"), levels (0 = analog, or >= 2: the levels of one cell),
                  weight_bits (bits of a weight's code; optional: absent = not bit-sliced), cell_bits (bits per
-                 cell, dividing weight_bits; default weight_bits; with weight_bits, levels = 2**cell_bits)
+                 cell, dividing weight_bits; default weight_bits; with weight_bits, levels = 2**cell_bits),
+                 weight_scale ("column" | "layer": the largest |weight| of each output, or of the whole layer,
+                 maps to the full conductance window; default "column")
     [dac]        bits, v_max (V), calibration ("percentile" | "max" | "mse" | "fixed"), percentile (in (0, 100]),
                  slice_bits (bits per bit-serial cycle, dividing bits; default bits)   optional: absent = ideal DAC
     [adc]        bits, range (fraction of rows * v_max * dG, the "fixed" full scale), calibration, percentile,
@@ -30,28 +32,89 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CardError, ParameterError
-from ..schema import check_keys, read_toml, suggest
+from ..schema import REQUIRED, KeySpec, check_keys, check_required, dataclass_keys, read_toml, suggest
 from ..devices.cards import Card, load_card
 from ..resources import data_dir, env_dirs
 from ..safetext import spice_name
-from .circuit import TileCircuit, Transistor, Wires
-from .mapping import SCHEMES, Mapping, conductance_window
+from .circuit import ACCESS_KINDS, TileCircuit, Transistor, Wires
+from .mapping import SCHEMES, WEIGHT_SCALES, Mapping, conductance_window
 from .nonideal import NonIdealities
 from .periphery import ADC, DAC
 from .tiling import check_tile_size
 
 CROSSBAR_DIR = data_dir("crossbar")
 
+#: the [noise] keys: NonIdealities' fields (their defaults come from it), with their meaning and ranges
+_NOISE = {
+    "program": KeySpec("float", "programming noise: Gaussian std as a fraction of the window g_max - g_min, drawn "
+                                "each time the array is programmed", lo=0.0),
+    "read": KeySpec("float", "read noise: relative Gaussian std of each cell's current, drawn per read", lo=0.0),
+    "d2d": KeySpec("float", "device-to-device variation: sigma of a fixed lognormal factor exp(d2d N(0, 1)) per "
+                            "cell", lo=0.0),
+    "stuck_on": KeySpec("float", "fraction of cells stuck at g_max", lo=0.0, hi=1.0,
+                        rule="stuck_on + stuck_off <= 1"),
+    "stuck_off": KeySpec("float", "fraction of cells stuck at g_min", lo=0.0, hi=1.0,
+                         rule="stuck_on + stuck_off <= 1"),
+    "drift_nu": KeySpec("float", "conductance drift exponent: G(t) = G(t0) (t / t0)^-drift_nu (0 = no drift)",
+                        lo=0.0),
+    "drift_t": KeySpec("float", "time after programming at which the array is read", unit="s", lo=0.0,
+                       lo_open=True),
+    "drift_t0": KeySpec("float", "reference time t0 of the drift law", unit="s", lo=0.0, lo_open=True),
+    "seed": KeySpec("int", "seed of the non-idealities (each source derives its own from it)", lo=0),
+}
+
+# The keys of a preset, section by section ("" = the top level): the loader checks against these specs (allowed
+# and required keys, defaults; the values are checked by the classes they are loaded into) and the documentation's
+# reference is generated from them. The sections loaded into a dataclass take its fields' specs and defaults.
 _KEYS = {
-    "": {"name", "description", "provenance", "tile", "wires", "transistor", "device", "mapping", "dac", "adc", "noise"},
-    "tile": {"rows", "cols", "access"},
-    "wires": {"r_wordline", "r_bitline", "r_source", "driver_segment", "sense_segment", "sense_end", "drive"},
-    "transistor": {"k", "v_th", "g_off", "v_gate"},
-    "device": {"card", "v_read"},
-    "mapping": {"scheme", "levels", "weight_bits", "cell_bits"},
-    "dac": {"bits", "v_max", "calibration", "percentile", "slice_bits"},
-    "adc": {"bits", "range", "calibration", "percentile", "granularity", "columns_per_adc"},
-    "noise": {f.name for f in dataclasses.fields(NonIdealities)},
+    "": {
+        "name": KeySpec("str", "the preset's name: an identifier (it names netlists and result folders)"),
+        "description": KeySpec("str", "one line on the array", default=""),
+        "provenance": KeySpec("str", "where the figures come from (paper, datasheet): a non-empty line"),
+        "tile": KeySpec("table", "the tile's size and access device ([tile] keys)"),
+        "wires": KeySpec("table", "the wire resistances and layout ([wires] keys)"),
+        "transistor": KeySpec("table", "the 1T1R access transistor ([transistor] keys; tile.access = 1T1R only)",
+                              default=None, absent="the default transistor (with 1T1R)"),
+        "device": KeySpec("table", "the device card of every cell and its read voltage ([device] keys)"),
+        "mapping": KeySpec("table", "how weights become conductances ([mapping] keys)"),
+        "dac": KeySpec("table", "the word-line drivers ([dac] keys)", default=None,
+                       absent="an ideal DAC (exact input voltages)"),
+        "adc": KeySpec("table", "the column converters ([adc] keys)", default=None,
+                       absent="an ideal ADC (exact column currents)"),
+        "noise": KeySpec("table", "the device non-idealities ([noise] keys)", default=None,
+                         absent="no non-idealities"),
+    },
+    "tile": {
+        "rows": KeySpec("int", "word lines (inputs) per tile", lo=1),
+        "cols": KeySpec("int", "bit lines (outputs) per tile: two per weight (differential) or one per weight and "
+                               "a reference column (offset)", lo=2),
+        "access": KeySpec("choice", "access device: 0T1R (passive) or 1T1R (a transistor in series with each "
+                                    "memristor)", default="0T1R", choices=ACCESS_KINDS),
+    },
+    "wires": dataclass_keys(Wires, required=("r_wordline", "r_bitline")),
+    "transistor": dataclass_keys(Transistor),
+    "device": {
+        "card": KeySpec("str", "the device card of every cell (memsim device list)"),
+        "v_read": KeySpec("float", "read voltage: the conductance window g_min..g_max is the card's chord "
+                                   "conductance i/v there", unit="V", rule="non-zero, inside the card's valid voltage"),
+    },
+    "mapping": {
+        "scheme": KeySpec("choice", "weight to conductance: a differential pair per weight, or one cell per weight "
+                                    "and a reference column (offset)", default="differential", choices=SCHEMES),
+        "levels": KeySpec("int", "programmable conductance levels of a cell", default=None, lo=0,
+                          rule="0 (analog) or >= 2; 2**cell_bits with weight_bits",
+                          absent="2**cell_bits with weight_bits, else 0 (analog)"),
+        "weight_bits": KeySpec("int", "bits of a weight's code, sliced over cells of cell_bits bits", default=None,
+                               lo=1, hi=16, absent="not bit-sliced"),
+        "cell_bits": KeySpec("int", "bits per cell of a bit-sliced weight", default=None, lo=1,
+                             rule="a divisor of weight_bits; only with weight_bits", absent="weight_bits"),
+        "weight_scale": KeySpec("choice", "the largest |weight| of each output (column) or of the whole layer maps "
+                                          "to the full conductance window", default="column",
+                                choices=WEIGHT_SCALES),
+    },
+    "dac": dataclass_keys(DAC),
+    "adc": dataclass_keys(ADC),
+    "noise": dataclass_keys(NonIdealities, _NOISE),
 }
 
 
@@ -72,6 +135,7 @@ class Preset:
     noise: NonIdealities
     weight_bits: int | None = None  # bit-sliced weights: the code's bits (None: not sliced)
     cell_bits: int | None = None    # bits per cell (None: weight_bits)
+    weight_scale: str = "column"    # WEIGHT_SCALES: which largest |weight| maps to the full window
     g_min: float = field(init=False)
     g_max: float = field(init=False)
     path: Path | None = field(default=None, compare=False)
@@ -80,6 +144,10 @@ class Preset:
         check_tile_size(self.rows, self.cols, self.scheme)
         if self.scheme not in SCHEMES:
             raise ParameterError("mapping.scheme", self.scheme, f"one of {list(SCHEMES)}", "choose a mapping scheme")
+        if self.weight_scale not in WEIGHT_SCALES:
+            raise ParameterError("mapping.weight_scale", self.weight_scale, f"one of {list(WEIGHT_SCALES)}",
+                                 "'column' scales each output's weights to the full window (a per-output digital "
+                                 "gain, as aihwkit's channel-wise remapping); 'layer' one scale for the layer")
         g_min, g_max = conductance_window(self.card, self.v_read)
         object.__setattr__(self, "g_min", g_min)
         object.__setattr__(self, "g_max", g_max)
@@ -152,7 +220,7 @@ class Preset:
             if self.weight_bits is not None and self.cell_bits < self.weight_bits else ""
         return (f"{self.name}: {self.rows}x{self.cols} {self.circuit.access}, card {self.card.name} "
                 f"(G {self.g_min:.3g}..{self.g_max:.3g} S at {self.v_read} V), wires {w.r_wordline}/{w.r_bitline} Ohm, "
-                f"source {w.r_source} Ohm, {self.scheme} mapping, levels {self.levels or 'analog'}{sliced}, "
+                f"source {w.r_source} Ohm, {self.scheme} mapping ({self.weight_scale} scale), levels {self.levels or 'analog'}{sliced}, "
                 f"DAC {_describe_dac(self.dac)}, ADC {_describe_adc(self.adc)}")
 
 
@@ -207,22 +275,24 @@ def preset_path(name_or_path) -> Path:
     raise CardError(f"unknown crossbar preset '{name_or_path}' (searched {[str(d) for d in search_path()]}); {hint}")
 
 
-def _table(data: dict, key: str, source: str, required: bool) -> dict | None:
+def _table(data: dict, key: str, source: str) -> dict | None:
+    """The [key] table, its keys checked (unknown and required ones); None for an optional table left out."""
     t = data.get(key)
     if t is None:
-        if required:
-            raise CardError(f"{source}: missing [{key}] table")
+        if _KEYS[""][key].required:
+            raise CardError(f"{source}: missing [{key}] table ({_KEYS[''][key].doc})")
         return None
     if not isinstance(t, dict):
         raise CardError(f"{source}: [{key}] must be a table")
     check_keys(t, _KEYS[key], f"{source}.{key}")
+    check_required(t, _KEYS[key], f"{source}.{key}")
     return t
 
 
-def _need(t: dict, key: str, where: str):
-    if key not in t:
-        raise CardError(f"{where}: missing key '{key}'")
-    return t[key]
+def _get(t: dict, section: str, key: str):
+    """``t[key]``, else the key's default (a required key is checked by :func:`_table`)."""
+    default = _KEYS[section][key].default
+    return t[key] if key in t or default is REQUIRED else t.get(key, default)
 
 
 def _construct(where: str, cls, kwargs):
@@ -234,35 +304,33 @@ def _construct(where: str, cls, kwargs):
 
 def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
     check_keys(data, _KEYS[""], source)
+    check_required(data, _KEYS[""], source)
     for k in ("name", "provenance"):
         if not isinstance(data.get(k), str) or not data[k].strip():
             raise CardError(f"{source}: '{k}' must be a non-empty string (a preset states where its figures come from)")
     spice_name(data["name"], f"{source}.name")  # names netlists, result folders and comments: an identifier only
-    tile = _table(data, "tile", source, True)
-    wires = _table(data, "wires", source, True)
-    device = _table(data, "device", source, True)
-    mapping = _table(data, "mapping", source, True)
-    trans = _table(data, "transistor", source, False)
-    dac = _table(data, "dac", source, False)
-    adc = _table(data, "adc", source, False)
-    noise = _table(data, "noise", source, False) or {}
+    tile = _table(data, "tile", source)
+    wires = _table(data, "wires", source)
+    device = _table(data, "device", source)
+    mapping = _table(data, "mapping", source)
+    trans = _table(data, "transistor", source)
+    dac = _table(data, "dac", source)
+    adc = _table(data, "adc", source)
+    noise = _table(data, "noise", source) or {}
 
-    access = tile.get("access", "0T1R")
-    w = _construct(source, Wires, {"r_wordline": _need(wires, "r_wordline", f"{source}.wires"),
-                                   "r_bitline": _need(wires, "r_bitline", f"{source}.wires"),
-                                   **{k: v for k, v in wires.items() if k not in ("r_wordline", "r_bitline")}})
+    access = _get(tile, "tile", "access")
+    w = _construct(source, Wires, wires)
     if trans is not None and access != "1T1R":
         raise CardError(f"{source}: [transistor] is only meaningful with tile.access = '1T1R' (got '{access}')")
     t = _construct(source, Transistor, trans) if trans is not None else None
     circuit = _construct(source, TileCircuit, {"wires": w, "access": access, "transistor": t})
-    card_name = _need(device, "card", f"{source}.device")
+    card_name = device["card"]
     try:
         card = load_card(card_name)
     except CardError as exc:
         raise CardError(f"{source}.device.card: {exc}. Fix: name a card in devices/ (memsim device list)") from None
-    rows = _need(tile, "rows", f"{source}.tile")
-    cols = _need(tile, "cols", f"{source}.tile")
-    scheme = mapping.get("scheme", "differential")
+    rows, cols = tile["rows"], tile["cols"]
+    scheme = _get(mapping, "mapping", "scheme")
     try:
         check_tile_size(rows, cols, scheme)
     except ParameterError as exc:
@@ -270,9 +338,11 @@ def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
     try:
         return Preset(name=data["name"], description=str(data.get("description", "")), provenance=data["provenance"],
                       rows=rows, cols=cols, circuit=circuit, card=card,
-                      v_read=_need(device, "v_read", f"{source}.device"), scheme=scheme,
+                      v_read=device["v_read"], scheme=scheme,
                       levels=mapping.get("levels", _cell_levels(mapping)),
-                      weight_bits=mapping.get("weight_bits"), cell_bits=mapping.get("cell_bits"),
+                      weight_bits=_get(mapping, "mapping", "weight_bits"),
+                      cell_bits=_get(mapping, "mapping", "cell_bits"),
+                      weight_scale=_get(mapping, "mapping", "weight_scale"),
                       dac=_construct(source, DAC, dac) if dac is not None else None,
                       adc=_construct(source, ADC, adc) if adc is not None else None,
                       noise=_construct(source, NonIdealities, noise), path=path)

@@ -20,6 +20,10 @@ places only the blocks that hold non-zero weights:
   rows, cut at tile boundaries - better when blocks are taller than half a tile (e.g. 4 groups of
   36 inputs on 64-row tiles: 3 tiles instead of 4). (3) Aligned packing (:func:`pack_aligned`): the dense
   tiling's grid with only the non-zero pieces placed, so sparse mapping never needs more tiles than dense.
+* **Compaction.** When the blocks are detected and the matrix has all-zero outputs or inputs (a pruned conv
+  filter is an all-zero row; an input no kept weight reads needs no word line), the three packings are tried
+  on the matrix without them as well, and that layout is kept when it needs fewer tiles: a tile's inputs and
+  outputs are index lists, so they need not be contiguous in the layer.
 * **Layout in the crossbar engine.** Every tile is its own tile row (``n_col_tiles = 1``), with its own
   gathered inputs (:meth:`pack_inputs`; unused rows get 0 V) and its own output list; :meth:`combine`
   scatter-adds the digitised tile outputs into the layer outputs (``index_add``). A cell holds its weight
@@ -241,7 +245,8 @@ class SparseGrid:
         if mask is not None and tuple(mask.shape) != (out_features, in_features):
             raise ParameterError("mask.shape", tuple(mask.shape), f"({out_features}, {in_features})",
                                  "pass the layer's [out, in] matrix")
-        if blocks is None:
+        detected = blocks is None
+        if detected:
             if mask is None:
                 raise ParameterError("blocks", None, "a list of Blocks or a mask to detect them from",
                                      "pass mask=weight (or blocks=...)")
@@ -252,10 +257,25 @@ class SparseGrid:
                                      "check the block list")
         self.blocks = list(blocks)
         mask_bool = None if mask is None else (mask.detach() != 0).cpu()
-        opt = self.outputs_per_tile
-        fit = pack_blocks(split_blocks(self.blocks, rows, opt), rows, opt)
-        layouts = [fit, pack_stream(self.blocks, rows, opt), pack_aligned(self.blocks, rows, opt)]
-        self._layout(min(layouts, key=len), mask_bool)  # fewest tiles; ties: the earlier
+        best, best_mask, keep = self._packings(self.blocks), mask_bool, None
+        if detected:  # the matrix without its all-zero outputs and inputs (pruned filters, pruned word lines)
+            keep_out, keep_in = mask_bool.any(1).nonzero()[:, 0], mask_bool.any(0).nonzero()[:, 0]
+            if 0 < len(keep_out) * len(keep_in) < out_features * in_features:
+                small = mask_bool[keep_out][:, keep_in]
+                tiles = self._packings(detect_blocks(small, block))
+                if len(tiles) < len(best):
+                    best, best_mask, keep = tiles, small, (keep_out, keep_in)
+        self._layout(best, best_mask)
+        if keep is not None:  # back to the matrix's own outputs and inputs
+            self.out_idx = torch.where(self.out_idx >= 0, keep[0][self.out_idx.clamp_min(0)], self.out_idx)
+            self.in_idx = torch.where(self.in_idx >= 0, keep[1][self.in_idx.clamp_min(0)], self.in_idx)
+
+    def _packings(self, blocks: list[Block]) -> list[_Tile]:
+        """The packing of ``blocks`` with the fewest tiles (ties: the earlier of best-fit, band, aligned)."""
+        rows, opt = self.rows, self.outputs_per_tile
+        fit = pack_blocks(split_blocks(blocks, rows, opt), rows, opt)
+        layouts = [fit, pack_stream(blocks, rows, opt), pack_aligned(blocks, rows, opt)]
+        return min(layouts, key=len)
 
     # -- construction ----------------------------------------------------------
     def _layout(self, tiles: list[_Tile], mask: torch.Tensor | None) -> None:

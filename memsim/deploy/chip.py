@@ -2,7 +2,8 @@
 
 :class:`Chip` holds what decides a deployed network's answers besides its weights: the crossbar preset (an object:
 tiles, wires, device card, converters and their calibration, noise), how the arrays are simulated (``mode``), how
-the weights are placed on tiles (``mapping``, ``prune``, ``block``), which chip of the preset it is (``seed``: its
+the weights are pruned and placed on tiles (``prune``: a :class:`memsim.nn.pruning.Pruning`; ``mapping``,
+``block``), which chip of the preset it is (``seed``: its
 programming noise, defects and read noise; layer ``k`` uses noise seed ``seed + k``) and how many training images
 calibrate its converters (``calibration_samples``). :data:`IDEAL` is the exact product (no preset, no tiles).
 
@@ -20,7 +21,8 @@ from ..crossbar.array import DEFAULT_MODE, check_mode
 from ..crossbar.presets import Preset, load_preset
 from ..crossbar.sparse import DEFAULT_BLOCK
 from ..errors import ParameterError
-from ..nn.grouped import MAPPINGS, check_mapping, check_prune
+from ..nn.grouped import MAPPINGS, check_mapping
+from ..nn.pruning import Pruning, check_tile, tile_block
 
 __all__ = ["Chip", "IDEAL", "DEFAULT_CALIBRATION_SAMPLES"]
 
@@ -44,7 +46,11 @@ class Chip:
             mapping and tiles (tiles counted, no converters or noise).
         mapping: ``"dense"`` | ``"sparse"`` for every crossbar layer, or ``{layer name: scheme}`` (layers not named
             are dense); kept as a sorted tuple of ``(name, scheme)`` pairs, immutable as the chip.
-        prune: fraction in [0, 1) of each crossbar layer's weights zeroed by magnitude before mapping.
+        prune: how each crossbar layer is pruned before mapping: a :class:`memsim.nn.pruning.Pruning` (method
+            ``"unstructured" | "block" | "nm" | "nm_tile" | "filter"``, fraction, block, n, m), its fields as a
+            dict, or a bare fraction in [0, 1) (the old form: unstructured magnitude pruning); kept as a
+            :class:`Pruning`. Block and nm_tile pruning's blocks must divide the preset's tile (default: one tile);
+            the ideal chip needs them given.
         block: ``(outputs, inputs)`` block size of sparse mapping's non-zero blocks (None: the groups of a
             grouped convolution, else 8 x 8).
         seed: the chip's noise seed (programming noise, device-to-device variation, stuck cells, read noise);
@@ -56,7 +62,7 @@ class Chip:
     preset: Preset | None
     mode: str = DEFAULT_MODE
     mapping: str | tuple[tuple[str, str], ...] = "dense"
-    prune: float = 0.0
+    prune: Pruning | float = 0.0
     block: tuple[int, int] | None = None
     seed: int = 0
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
@@ -82,7 +88,8 @@ class Chip:
         if self.preset is None and self.mapping != "dense":
             raise ParameterError("chip.mapping", self.layer_mapping, "'dense' for the ideal chip (it has no tiles)",
                                  "give a crossbar preset to compare mapping schemes")
-        object.__setattr__(self, "prune", check_prune(self.prune, "chip.prune"))
+        object.__setattr__(self, "prune", Pruning.parse(self.prune, "chip.prune"))
+        check_tile(self.prune, None if self.preset is None else tile_block(self.preset))
         if self.block is not None:
             b = self.block
             if not isinstance(b, (tuple, list)) or len(b) != 2 or not all(_is_int(v) and v >= 1 for v in b):
@@ -139,14 +146,15 @@ class Chip:
     def __repr__(self) -> str:
         p = self.preset
         tiles = "" if p is None else f" {p.rows}x{p.cols}"
-        return (f"Chip({self.name!r}{tiles}, mode={self.mode!r}, mapping={self.layer_mapping!r}, prune={self.prune:g}, "
+        return (f"Chip({self.name!r}{tiles}, mode={self.mode!r}, mapping={self.layer_mapping!r}, prune={self.prune}, "
                 f"block={self.block}, seed={self.seed}, calibration_samples={self.calibration_samples})")
 
     def describe(self) -> dict[str, Any]:
         """The chip as JSON-able values (records, ``memsim evaluate --json``)."""
         p = self.preset
         return {"preset": self.name, "rows": None if p is None else p.rows, "cols": None if p is None else p.cols,
-                "mode": self.mode, "mapping": self.layer_mapping, "prune": self.prune,
+                "mode": self.mode, "mapping": self.layer_mapping, "prune": self.prune.fraction,
+                "pruning": self.prune.describe(),
                 "block": None if self.block is None else list(self.block), "seed": self.seed,
                 "calibration_samples": self.calibration_samples}
 

@@ -8,7 +8,7 @@ every sweep point run. For each :class:`~memsim.deploy.chip.Chip`:
 2. **program and calibrate**: one pass of the chip's calibration batch (the first ``chip.calibration_samples``
    training images) programs the chip (programming noise, defects, drift: drawn once, kept for the whole
    evaluation, as on a chip) and sets its converter ranges as its preset says
-   (:func:`memsim.nn.calibration.calibrate`; e.g. the ADC full scale :math:`I_{fs} = P_{99.99}(|I_{t,j}|)` of the
+   (:func:`memsim.nn.calibration.calibrate`; e.g. the ADC full scale :math:`I_{fs} = P_{99}(|I_{t,j}|)` of the
    layer's column outputs);
 3. **evaluate**: the data in order, batch by batch; the read noise stream continues from the calibration reads.
    Hooks measure each crossbar layer's output error against the exact product of its weights on the first batch,

@@ -69,9 +69,11 @@ class NetworkKind:
         raise NotImplementedError
 
     def train(self, cfg, *, resume: bool = False, init=None, progress: bool = True,
-              log: Callable[[str], None] = print, max_batches: int | None = None, preset=None):
+              log: Callable[[str], None] = print, max_batches: int | None = None, preset=None, prune=None):
         """Train the network of ``cfg`` (a :class:`memsim.training.TrainResult`); ``preset``: hardware-aware
-        training through this :class:`memsim.crossbar.Preset` object instead of ``network.crossbar``."""
+        training through this :class:`memsim.crossbar.Preset` object instead of ``network.crossbar``; ``prune``: a
+        :class:`memsim.nn.pruning.Pruning` (or a fraction) applied to the crossbar weights once they are loaded
+        (``init``) and held in training: fine-tuning after pruning, the pruned weights stay zero."""
         raise NotImplementedError
 
     def load(self, path: Path, checkpoint, cfg) -> TrainedNetwork:

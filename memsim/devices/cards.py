@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CardError, ParameterError
-from ..schema import check_keys, check_number, read_toml, suggest
+from ..schema import KeySpec, check_keys, check_required, read_table, read_toml, suggest
 from ..families import FAMILIES, DeviceFamily, get_family
 from ..resources import data_dir, env_dirs, require_library
 from ..safetext import spice_name
@@ -25,9 +25,41 @@ from ..safetext import spice_name
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICES_DIR = data_dir("devices")
 
-_TOP_KEYS = {"name", "family", "description", "provenance", "parameters", "valid", "verify"}
-_VERIFY_KEYS = {"amplitude", "frequencies", "cycles", "steps_per_period", "pulse"}
-_PULSE_KEYS = {"set_voltage", "reset_voltage", "width", "rise", "gap", "count", "steps_per_width"}
+# The keys of a card, table by table: the loader checks against these specs (allowed and required keys, types,
+# ranges, defaults) and the documentation's reference is generated from them.
+_TOP_KEYS = {
+    "name": KeySpec("str", "the card's name: an identifier (letters, digits, _), also its SPICE subcircuit's and "
+                           "its generated .lib file's"),
+    "family": KeySpec("choice", "the device model family (memsim device families)", choices=tuple(FAMILIES)),
+    "description": KeySpec("str", "one line on the device", default=""),
+    "provenance": KeySpec("table", "where the figures come from: doi and/or source (the paper), and free-text "
+                                   "notes (strings)"),
+    "parameters": KeySpec("table", "the family's parameters, in SI units (one key per parameter, see the family)"),
+    "valid": KeySpec("table", "the stimuli the parameters are valid for ([valid] keys)"),
+    "verify": KeySpec("table", "the standard verification stimuli of memsim verify ([verify] keys)"),
+}
+_VALID_KEYS = {
+    "voltage": KeySpec("range", "terminal voltages the parameters are valid for; every stimulus stays inside",
+                       unit="V"),
+}
+_VERIFY_KEYS = {
+    "amplitude": KeySpec("float", "amplitude of the sine I-V sweeps (inside valid.voltage)", unit="V", lo=0.0,
+                         lo_open=True),
+    "frequencies": KeySpec("float_list", "frequencies of the sine sweeps (the pinched loop shrinks with frequency)",
+                           unit="Hz", lo=0.0, lo_open=True, min_len=2),
+    "cycles": KeySpec("float", "periods simulated per sine sweep", lo=0.0, lo_open=True),
+    "steps_per_period": KeySpec("int", "time steps per sine period", lo=10),
+    "pulse": KeySpec("table", "the SET/RESET pulse train ([verify.pulse] keys)"),
+}
+_PULSE_KEYS = {
+    "set_voltage": KeySpec("float", "SET pulse amplitude (inside valid.voltage)", unit="V"),
+    "reset_voltage": KeySpec("float", "RESET pulse amplitude (inside valid.voltage)", unit="V"),
+    "width": KeySpec("float", "pulse width at full amplitude", unit="s", lo=0.0, lo_open=True),
+    "rise": KeySpec("float", "rise and fall time of a pulse", unit="s", lo=0.0, lo_open=True),
+    "gap": KeySpec("float", "time between pulses", unit="s", lo=0.0, lo_open=True),
+    "count": KeySpec("int", "pulses of each polarity", lo=1),
+    "steps_per_width": KeySpec("int", "time steps per pulse width", lo=10),
+}
 
 
 @dataclass(frozen=True)
@@ -115,56 +147,23 @@ def list_cards(kind: str | None = "device", unreadable: list[tuple[str, str]] | 
     return names
 
 
-def _number(table: dict, key: str, where: str, positive: bool = True) -> float:
-    if key not in table:
-        raise CardError(f"{where}: missing key '{key}'")
-    return check_number(table[key], f"{where}.{key}", positive=positive, fix=f"correct {key} in the card")
-
-
-def _integer(table: dict, key: str, where: str, minimum: int = 1) -> int:
-    value = table.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"{where}.{key}", value, f"an integer >= {minimum}", f"correct {key} in the card")
-    return value
-
-
 def _parse_verify(table: Any, where: str, vrange: tuple[float, float]) -> VerifySpec:
-    if not isinstance(table, dict):
-        raise CardError(f"{where}: missing [verify] table")
-    check_keys(table, _VERIFY_KEYS, where)
-    amplitude = _number(table, "amplitude", where)
-    freqs = table.get("frequencies")
-    if not isinstance(freqs, list) or len(freqs) < 2:
-        raise ParameterError(f"{where}.frequencies", freqs, "a list of at least two frequencies in Hz",
-                             "give two sine frequencies, e.g. [1.0, 10.0]")
-    frequencies = tuple(_number({"f": f}, "f", f"{where}.frequencies") for f in freqs)
-    pulse_table = table.get("pulse")
-    if not isinstance(pulse_table, dict):
-        raise CardError(f"{where}: missing [verify.pulse] table")
-    check_keys(pulse_table, _PULSE_KEYS, f"{where}.pulse")
-    pw = f"{where}.pulse"
-    pulse = PulseSpec(
-        set_voltage=_number(pulse_table, "set_voltage", pw, positive=False),
-        reset_voltage=_number(pulse_table, "reset_voltage", pw, positive=False),
-        width=_number(pulse_table, "width", pw), rise=_number(pulse_table, "rise", pw),
-        gap=_number(pulse_table, "gap", pw), count=_integer(pulse_table, "count", pw),
-        steps_per_width=_integer(pulse_table, "steps_per_width", pw, minimum=10),
-    )
+    values = read_table(table, _VERIFY_KEYS, where)
+    amplitude, frequencies = values["amplitude"], values["frequencies"]
+    pulse = PulseSpec(**read_table(values["pulse"], _PULSE_KEYS, f"{where}.pulse"))
     for key, value in (("amplitude", amplitude), ("amplitude", -amplitude),
                        ("pulse.set_voltage", pulse.set_voltage), ("pulse.reset_voltage", pulse.reset_voltage)):
         if not vrange[0] <= value <= vrange[1]:
             raise ParameterError(f"{where}.{key}", value, f"inside the card's valid voltage range {list(vrange)} V",
                                  "lower the stimulus or widen [valid].voltage if the model supports it")
-    return VerifySpec(amplitude=amplitude, frequencies=frequencies, cycles=_number(table, "cycles", where),
-                      steps_per_period=_integer(table, "steps_per_period", where, minimum=10), pulse=pulse)
+    return VerifySpec(amplitude=amplitude, frequencies=frequencies, cycles=values["cycles"],
+                      steps_per_period=values["steps_per_period"], pulse=pulse)
 
 
 def parse_card(data: dict, source: str, path: Path | None = None) -> Card:
     """Validate a card's TOML content. ``source`` names it in error messages."""
     check_keys(data, _TOP_KEYS, source)
-    for key in ("name", "family", "parameters", "provenance", "valid", "verify"):
-        if key not in data:
-            raise CardError(f"{source}: missing required key '{key}'")
+    check_required(data, _TOP_KEYS, source)
     # the name becomes a SPICE subcircuit name and a file name (NAME.lib): a safe identifier only
     name = spice_name(data["name"], f"{source}.name")
     family = get_family(data["family"], field=f"{source}.family")
@@ -174,15 +173,9 @@ def parse_card(data: dict, source: str, path: Path | None = None) -> Card:
     prov = data["provenance"]
     if not isinstance(prov, dict) or not (prov.get("doi") or prov.get("source")):
         raise CardError(f"{source}: [provenance] needs at least 'source' (paper) or 'doi'")
-    valid = data["valid"]
-    volt = valid.get("voltage") if isinstance(valid, dict) else None
-    if not (isinstance(volt, list) and len(volt) == 2 and all(isinstance(v, (int, float)) for v in volt)
-            and volt[0] < volt[1]):
-        raise ParameterError(f"{source}.valid.voltage", volt, "[low, high] in V with low < high",
-                             "state the terminal-voltage range the parameters are valid for")
-    vrange = (float(volt[0]), float(volt[1]))
+    vrange = read_table(data["valid"], _VALID_KEYS, f"{source}.valid")["voltage"]
     verify = _parse_verify(data["verify"], f"{source}.verify", vrange)
-    return Card(name=name, family=family, description=str(data.get("description", "")),
+    return Card(name=name, family=family, description=str(data.get("description", _TOP_KEYS["description"].default)),
                 provenance={k: str(v) for k, v in prov.items()}, parameters=params,
                 voltage_range=vrange, verify=verify, path=path)
 

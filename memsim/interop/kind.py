@@ -9,6 +9,7 @@ sweep spec). The readout is the most spikes over the steps (for a non-spiking ou
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from ..deploy.chip import Chip
 from ..deploy.kinds import NetworkKind, TrainedNetwork, register_kind
 from ..errors import ParameterError
 from ..training.data import DATASETS, ENCODINGS, dataset_info, encode
-from .nir import import_nir
+from .nir import NEURON_MAPPINGS, import_nir
+from .nir_fit import NIRFitWarning
 from .nir_graph import NIRError, check_graph, read_graph
 
 __all__ = ["NIRSetup", "NIRKind", "load_nir"]
@@ -36,13 +38,16 @@ class _Data:
 class NIRSetup:
     """What a NIR graph does not state: ``dataset`` (a memsim dataset name), ``steps`` (time steps per image),
     ``encoding`` (``direct``: the image drives the input at every step; ``rate``, ``latency``), ``dt`` (the
-    neurons' time step, default the graph's ``metadata['dt']``), ``data_dir``."""
+    neurons' time step, default the graph's ``metadata['dt']``), ``data_dir``, ``neurons`` (``digital``, or
+    ``memristive``: LIF nodes on fitted vLIF circuits of ``card``, see :func:`memsim.interop.nir.import_nir`)."""
 
     dataset: str
     steps: int = 25
     encoding: str = "direct"
     dt: float | None = None
     data_dir: str | None = None
+    neurons: str = "digital"
+    card: str | None = None
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -53,6 +58,11 @@ class NIRSetup:
             raise ParameterError("encoding", self.encoding, f"one of {list(ENCODINGS)}", "choose an input encoding")
         if self.dt is not None and not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
             raise ParameterError("dt", self.dt, "a positive time step", "snnTorch's NIR export uses dt = 1e-4")
+        if self.neurons not in NEURON_MAPPINGS:
+            raise ParameterError("neurons", self.neurons, f"one of {list(NEURON_MAPPINGS)}",
+                                 "'memristive' maps LIF nodes onto fitted vLIF circuits")
+        if self.card is not None and self.neurons != "memristive":
+            raise ParameterError("card", self.card, "only with neurons = 'memristive'", "drop the card")
 
     @property
     def data(self) -> _Data:  # what deploy and the commands read of a run's config
@@ -79,9 +89,10 @@ class NIRKind(NetworkKind):
 
     def deploy(self, network: TrainedNetwork, chip: Chip) -> nn.Module:
         setup = network.config
+        kw = {"neurons": setup.neurons, "card": setup.card} if setup.neurons != "digital" else {}
         if chip.is_ideal:
-            return import_nir(network.state, dt=setup.dt)
-        return import_nir(network.state, dt=setup.dt, chip=chip)
+            return import_nir(network.state, dt=setup.dt, **kw)
+        return import_nir(network.state, dt=setup.dt, chip=chip, **kw)
 
     def inputs(self, network: TrainedNetwork, images: torch.Tensor, chip: Chip) -> torch.Tensor:
         setup = network.config
@@ -119,6 +130,10 @@ def load_nir(path, setup: NIRSetup) -> TrainedNetwork:
         raise NIRError(f"the graph's input {list(shape)} ({math.prod(shape)} values) does not take "
                        f"{setup.dataset} images ({n_in} values). Fix: give the dataset the network was trained on")
     import_nir(graph, dt=setup.dt)  # the time step and every node build, before any data is loaded
+    if setup.neurons == "memristive":  # every LIF node fits (or names the parameter outside the fittable range)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NIRFitWarning)  # deploy warns again, where the network is built
+            import_nir(graph, dt=setup.dt, neurons=setup.neurons, card=setup.card)
     return TrainedNetwork(KIND, setup, Path(path), graph)
 
 

@@ -29,11 +29,19 @@ from ..crossbar.array import DEFAULT_MODE
 from ..errors import ParameterError
 from ..nn.convert import convert
 from .nir_graph import GraphPlan, NIRError, check_graph, read_graph, require_nir
+from .nir_fit import MIFFit, fit_mif, warn_if_inexact
+from .nir_memristive import MemristiveLIF
 from .nir_neurons import IF, LI, LIF, CubaLIF, Integrator
 
 __all__ = ["import_nir", "export_nir", "NIRNetwork", "NIRError"]
 
 _NEURONS = {"LIF": LIF, "CubaLIF": CubaLIF, "IF": IF, "LI": LI, "I": Integrator}
+#: how ``import_nir`` builds LIF nodes: NIR's equations (digital) or fitted vLIF circuits (memristive)
+NEURON_MAPPINGS = ("digital", "memristive")
+#: how ``export_nir`` writes memsim's MIF neurons (approximations, their errors in the metadata): a fitted LIF
+#: (spikes), or the membrane as a leaky integrator (``LI``, the analog voltage the next layer of an MSNN reads)
+EXPORT_NEURONS = ("lif_approximation", "li_approximation")
+DEFAULT_VLIF_CARD = "vlif_neuron"
 
 
 def _tensor(value) -> torch.Tensor:
@@ -97,8 +105,10 @@ def _conv(node) -> nn.Conv2d:
     return layer
 
 
-def _module(name: str, node, plan: GraphPlan, dt: float) -> nn.Module | None:
+def _module(name: str, node, plan: GraphPlan, dt: float, card=None) -> nn.Module | None:
     kind = type(node).__name__
+    if kind == "LIF" and card is not None:
+        return MemristiveLIF(name, node, dt, card)
     if kind in ("Input", "Output"):
         return None
     if kind in ("Affine", "Linear"):
@@ -118,19 +128,26 @@ class NIRNetwork(nn.Module):
     """A checked NIR graph as a module: ``forward(x [T, B, *input shape]) -> [T, B, *output shape]``.
 
     ``layers`` holds one module per computing node (by node name, ``.`` replaced by ``_``); ``plan`` the order,
-    edges and shapes; ``dt`` the time step the neurons integrate at."""
+    edges and shapes; ``dt`` the time step the neurons integrate at; ``card`` the vLIF card LIF nodes are mapped
+    onto (``None``: digital neurons), their fits' measured errors in :attr:`fit_reports`."""
 
-    def __init__(self, graph, plan: GraphPlan, dt: float):
+    def __init__(self, graph, plan: GraphPlan, dt: float, card=None):
         super().__init__()
-        self.plan, self.dt = plan, float(dt)
+        self.plan, self.dt, self.card = plan, float(dt), card
         self.names = {n: n.replace(".", "_") for n in plan.order}
         self.layers = nn.ModuleDict()
         for name in plan.order:
-            module = _module(name, graph.nodes[name], plan, dt)
+            module = _module(name, graph.nodes[name], plan, dt, card)
             if module is not None:
                 self.layers[self.names[name]] = module
         self.input_name = plan.order[0]
         self.output_name = next(n for n in plan.order if type(graph.nodes[n]).__name__ == "Output")
+
+    @property
+    def fit_reports(self) -> dict:
+        """Node name -> :class:`memsim.interop.nir_fit.FitReport` of each LIF node mapped onto a circuit."""
+        return {name: self.layers[key].fit.report for name, key in self.names.items()
+                if key in self.layers and isinstance(self.layers[key], MemristiveLIF)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = self.plan.shapes[self.input_name]
@@ -168,17 +185,26 @@ def _check_dt(dt, graph) -> float:
 
 
 def import_nir(source, *, dt: float | None = None, preset=None, mode: str = DEFAULT_MODE, mapping: str = "dense",
-               chip=None) -> NIRNetwork:
+               chip=None, neurons: str = "digital", card=None) -> NIRNetwork:
     """A NIR graph (object or ``.nir`` file) as a :class:`NIRNetwork` in eval mode.
 
     ``dt``: the time step the neurons integrate at (default: the graph's ``metadata['dt']``). ``preset``
     (name, path or :class:`memsim.crossbar.Preset`) puts every ``Affine``/``Linear``/``Conv2d`` on crossbar
     tiles simulated in ``mode`` with ``mapping``; without it the network is ideal. ``chip``: a
     :class:`memsim.deploy.Chip` (or any object with ``preset``, ``mode`` and ``mapping``) instead of those three.
-    Every problem of the graph is an error before anything is built."""
+    ``neurons="memristive"`` maps every ``LIF`` node onto circuits of the vLIF ``card`` (default ``vlif_neuron``)
+    fitted to its parameters (:func:`memsim.interop.nir_fit.fit_vlif`; the measured errors in
+    ``net.fit_reports``, a :class:`memsim.interop.nir_fit.NIRFitWarning` when spike counts differ by more than
+    10 %); other neuron types stay digital. Every problem of the graph is an error before anything is built."""
+    if neurons not in NEURON_MAPPINGS:
+        raise ParameterError("neurons", neurons, f"one of {list(NEURON_MAPPINGS)}",
+                             "'digital' integrates NIR's equations, 'memristive' fits vLIF circuits to LIF nodes")
+    if card is not None and neurons != "memristive":
+        raise ParameterError("card", card, "only with neurons='memristive'", "drop card, or map onto circuits")
     graph = read_graph(source)
     plan = check_graph(graph)
-    net = NIRNetwork(graph, plan, _check_dt(dt, graph))
+    card = (card or DEFAULT_VLIF_CARD) if neurons == "memristive" else None
+    net = NIRNetwork(graph, plan, _check_dt(dt, graph), card)
     if chip is not None:
         preset, mode, mapping = chip.preset, chip.mode, getattr(chip, "mapping", "dense")
     if preset is not None and not (isinstance(preset, str) and preset == "ideal"):
@@ -186,23 +212,84 @@ def import_nir(source, *, dt: float | None = None, preset=None, mode: str = DEFA
     return net.eval()
 
 
-def export_nir(network, *, dt: float | None = None):
+def export_nir(network, *, dt: float | None = None, neurons: str | None = None, input_scale: float | None = None):
     """A ``nir.NIRGraph`` of ``network``.
 
-    A :class:`NIRNetwork` exports the graph it was built from, with its current weights (trained or
-    fine-tuned). memsim's memristive SNNs have no NIR form: their MIF neurons are circuits of memristors
-    without a NIR node, so exporting one is an error that says so."""
+    A :class:`NIRNetwork` exports the graph it was built from, with its current weights (trained or fine-tuned;
+    LIF nodes mapped onto circuits export as the LIF they were fitted to). memsim's memristive SNNs
+    (:class:`memsim.training.network.MemristiveSNN`) have no exact NIR form: their MIF neurons are circuits of
+    memristors without a NIR node, so exporting one is an error unless ``neurons="lif_approximation"`` asks for
+    each MIF layer as a LIF fitted to the circuit (:func:`memsim.interop.nir_fit.fit_mif`): ``Affine`` nodes hold
+    the trained weights ``W`` exactly, the LIF's ``r`` carries the units (``g_unit`` times the volts per unit input:
+    ``input_scale``, the run's ``encoding.scale``, for the first layer, the fitted spike amplitude after that), and
+    the fit's measured error is in the graph's metadata (``fit_*`` keys). A voltage readout's last layer becomes an
+    ``LI`` node (its summed membrane is the readout), a spike-count readout's a LIF. ``neurons="li_approximation"``
+    writes the hidden layers as ``LI`` nodes too: the MIF membrane without its memristors' switching, whose voltage
+    the next layer reads as in the MSNN (``fit_li_error``: its relative error on the standard stimuli)."""
     nir = require_nir()
-    if not isinstance(network, NIRNetwork):
+    if isinstance(network, NIRNetwork):
+        if neurons is not None:
+            raise ParameterError("neurons", neurons, "None for a network imported from NIR",
+                                 "its neurons already have a NIR form")
+        nodes = {}
+        for name in network.plan.order:
+            module = network.layers[network.names[name]] if network.names[name] in network.layers else None
+            nodes[name] = _node(nir, name, module, network)
+        edges = [(s, n) for n in network.plan.order for s in network.plan.inputs[n]]
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": network.dt if dt is None else float(dt)})
+    if neurons is None:
         raise NIRError(f"{type(network).__name__} has no NIR form: memsim's memristive networks use MIF neurons "
                        f"(a capacitor and two memristors), which NIR has no node for. Fix: export a network "
-                       f"imported from NIR, or train an SNN with NIR neurons in its own framework")
-    nodes = {}
-    for name in network.plan.order:
-        module = network.layers[network.names[name]] if network.names[name] in network.layers else None
-        nodes[name] = _node(nir, name, module, network)
-    edges = [(s, n) for n in network.plan.order for s in network.plan.inputs[n]]
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": network.dt if dt is None else float(dt)})
+                       f"imported from NIR, or pass neurons='lif_approximation' for each MIF neuron as a fitted LIF "
+                       f"(an approximation; its error is stated in the graph's metadata)")
+    if neurons not in EXPORT_NEURONS:
+        raise ParameterError("neurons", neurons, f"None or one of {list(EXPORT_NEURONS)}",
+                             "'lif_approximation' writes each MIF neuron as a LIF fitted to its circuit")
+    return _export_msnn(nir, network, input_scale, dt, spiking=neurons == "lif_approximation")
+
+
+def _export_msnn(nir, net, input_scale, dt, spiking: bool):
+    if not (hasattr(net, "synapses") and hasattr(net, "neurons") and hasattr(net, "g_unit")):
+        raise NIRError(f"{type(net).__name__} is neither a NIRNetwork nor a memsim MemristiveSNN. Fix: export one "
+                       f"of those")
+    if dt is not None and float(dt) != float(net.dt):
+        raise ParameterError("dt", dt, f"None or the network's own step {net.dt:g} s",
+                             "the LIFs are fitted at the step the MSNN was trained with; leave dt unset")
+    if getattr(net, "conv", None):
+        raise NIRError("the LIF approximation exports fully connected MemristiveSNNs; this one has a "
+                       "convolutional stage. Fix: export a network without network.conv")
+    if isinstance(input_scale, bool) or not isinstance(input_scale, (int, float)) or not input_scale > 0:
+        raise ParameterError("input_scale", input_scale, "a positive number of volts per unit input",
+                             "give the run's encoding.scale (the input rows' voltage at intensity 1, e.g. 0.2)")
+    fit: MIFFit = fit_mif(net.neurons[0].card, net.dt)
+    if spiking:
+        warn_if_inexact(fit.report, f"the MIF neurons of {type(net).__name__} as LIFs")
+    lif, g_unit = fit.lif, float(net.g_unit)
+    nodes = {"input": nir.Input(input_type=np.array([net.layers[0]]))}
+    edges, prev = [], "input"
+    last = len(net.synapses) - 1
+    for k, syn in enumerate(net.synapses):
+        w = _array(syn.weight)
+        volts = float(input_scale) if k == 0 else (fit.amplitude if spiking else 1.0)
+        # a spiking layer's membrane is v_rest + A z: its rest voltage is a constant drive, a bias in W's units
+        bias = w.sum(1) * (fit.rest / fit.amplitude) if k > 0 and spiking else np.zeros(w.shape[0])
+        n = w.shape[0]
+        nodes[f"fc{k}"] = nir.Affine(weight=w, bias=bias)
+        full = dict(tau=np.full(n, lif.tau), r=np.full(n, g_unit * volts * lif.r), v_leak=np.full(n, lif.v_leak))
+        if (k == last and net.readout == "voltage") or (k < last and not spiking):
+            nodes[f"mif{k}"] = nir.LI(**full)
+        else:
+            nodes[f"mif{k}"] = nir.LIF(**full, v_threshold=np.full(n, lif.v_threshold),
+                                       v_reset=np.full(n, lif.v_reset))
+        edges += [(prev, f"fc{k}"), (f"fc{k}", f"mif{k}")]
+        prev = f"mif{k}"
+    nodes["output"] = nir.Output(output_type=np.array([net.layers[-1]]))
+    edges.append((prev, "output"))
+    what = "fitted LIFs" if spiking else "leaky integrators (LI, the membrane voltage)"
+    metadata = {"dt": float(net.dt), "source": f"memsim MemristiveSNN, MIF neurons as {what} (approximation)",
+                "fit_card": str(net.neurons[0].card.name), "input_scale_V": float(input_scale),
+                "g_unit_S": g_unit, **fit.report.as_metadata("fit_")}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -223,6 +310,8 @@ def _node(nir, name: str, module, network: NIRNetwork):
         return nir.Conv2d(input_shape=None, weight=_array(module.weight), stride=module.stride,
                           padding=module.padding, dilation=module.dilation, groups=getattr(module, "groups", 1),
                           bias=_array(module.bias) if module.bias is not None else np.zeros(module.weight.shape[0]))
+    if isinstance(module, MemristiveLIF):  # the node it was fitted to
+        module = module.digital
     if isinstance(module, LIF):
         return nir.LIF(tau=_array(module.tau), r=_array(module.r), v_leak=_array(module.v_leak),
                        v_threshold=_array(module.v_threshold), v_reset=_array(module.v_reset))

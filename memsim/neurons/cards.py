@@ -24,15 +24,53 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import CardError, ParameterError
-from ..schema import check_keys, check_number, is_finite_number, read_toml, suggest
+from ..schema import KeySpec, check_keys, check_required, is_finite_number, read_table, read_toml, suggest
 from ..devices.cards import Card, LibraryEntry, _card_files, card_path, load_card
 from ..families import get_family
 from ..safetext import spice_name
 from .circuits import NeuronCircuit, circuit_for
 
-_TOP = {"name", "type", "description", "provenance", "memristors", "parameters", "simulation", "verify"}
-_SIM = {"dt", "input_range"}
-_VERIFY = {"duration", "step_current", "ramp_current", "train_amplitude", "train_rate", "seed"}
+
+def _circuit_types() -> tuple[str, ...]:
+    """The ``type`` of every neuron circuit (the subclasses of :class:`NeuronCircuit` that name one)."""
+    found, todo = set(), list(NeuronCircuit.__subclasses__())
+    while todo:
+        c = todo.pop()
+        if isinstance(vars(c).get("type"), str):
+            found.add(c.type)
+        todo += c.__subclasses__()
+    return tuple(sorted(found))
+
+
+# The keys of a neuron card, table by table: the loader checks against these specs (allowed and required keys,
+# types, ranges, defaults) and the documentation's reference is generated from them.
+_TOP = {
+    "name": KeySpec("str", "the card's name: an identifier (letters, digits, _), also its SPICE subcircuit's and "
+                           "its generated .lib file's"),
+    "type": KeySpec("choice", "the neuron circuit (its parameters: the tables below)", choices=_circuit_types()),
+    "description": KeySpec("str", "one line on the neuron", default=""),
+    "provenance": KeySpec("table", "where the figures come from (source, doi, the SI derivation: strings)",
+                          default={}),
+    "memristors": KeySpec("table", "M1, M2, ...: a device card's name, a table {card = NAME, <parameter "
+                                   "overrides>}, or an inline device {family = NAME, <parameters>}; one family"),
+    "parameters": KeySpec("table", "the circuit's parameters in SI units (one key per parameter, see the type)"),
+    "simulation": KeySpec("table", "the documented time step and input range ([simulation] keys)"),
+    "verify": KeySpec("table", "the standard verification stimuli of memsim verify ([verify] keys)"),
+}
+_SIM = {
+    "dt": KeySpec("float", "the time step (the integrator sub-steps stiff parts by itself)", unit="s", lo=0.0,
+                  lo_open=True, rule="<= 0.1 x the fastest memristor's tau and <= the synapse's tau_s"),
+    "input_range": KeySpec("range", "the documented input-current range", unit="A"),
+}
+_VERIFY = {
+    "duration": KeySpec("float", "length of each verification stimulus", unit="s", lo=0.0, lo_open=True),
+    "step_current": KeySpec("float", "amplitude of the current step", unit="A", lo=0.0, lo_open=True),
+    "ramp_current": KeySpec("float", "final current of the ramp", unit="A", lo=0.0, lo_open=True),
+    "train_amplitude": KeySpec("float", "amplitude of each input spike of the random spike train", unit="A", lo=0.0,
+                               lo_open=True),
+    "train_rate": KeySpec("float", "mean rate of the random input spike train", unit="Hz", lo=0.0, lo_open=True),
+    "seed": KeySpec("int", "seed of the spike train's random draw", default=0),
+}
 
 #: the coarsest time step allowed, as a fraction of the fastest memristor's tau
 DT_FRACTION_OF_TAU = 0.1
@@ -103,12 +141,6 @@ def check_dt(dt, memristors, params, where: str = "") -> float:
     return float(dt)
 
 
-def _num(table, key, where, positive=True):
-    if key not in table:
-        raise CardError(f"{where}: missing key '{key}'")
-    return check_number(table[key], f"{where}.{key}", positive=positive, fix=f"correct {key} in the card")
-
-
 def _memristor(spec, where: str) -> Card:
     if isinstance(spec, str):
         return load_card(spec)
@@ -151,35 +183,19 @@ def parse_neuron_card(data: dict, source: str, path: Path | None = None) -> Neur
     if len(cards) != circuit.n_memristors:
         raise CardError(f"{source}.memristors: a '{type_}' neuron has {circuit.n_memristors} memristor(s), "
                         f"the card gives {len(cards)}")
+    check_required(data, _TOP, source)  # after the memristors and type: their errors say more
     params = data.get("parameters")
     if not isinstance(params, dict):
         raise CardError(f"{source}: missing [parameters] table")
     params = circuit.validate(params, f"{name}")
-    sim = data.get("simulation")
-    if not isinstance(sim, dict):
-        raise CardError(f"{source}: missing [simulation] table (dt, input_range)")
-    check_keys(sim, _SIM, f"{source}.simulation")
-    dt = check_dt(sim.get("dt"), cards, params, name)
-    rng = sim.get("input_range")
-    if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
-            and rng[0] < rng[1]):
-        raise ParameterError(f"{source}.simulation.input_range", rng, "[lo, hi] in A with lo < hi",
-                             "give the documented input-current range")
-    ver = data.get("verify")
-    if not isinstance(ver, dict):
-        raise CardError(f"{source}: missing [verify] table")
-    check_keys(ver, _VERIFY, f"{source}.verify")
-    seed = ver.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ParameterError(f"{source}.verify.seed", seed, "an integer", "give an integer seed")
-    verify = NeuronVerify(_num(ver, "duration", f"{source}.verify"), _num(ver, "step_current", f"{source}.verify"),
-                          _num(ver, "ramp_current", f"{source}.verify"),
-                          _num(ver, "train_amplitude", f"{source}.verify"),
-                          _num(ver, "train_rate", f"{source}.verify"), seed)
-    prov = data.get("provenance", {})
+    sim = read_table(data["simulation"], _SIM, f"{source}.simulation")
+    dt = check_dt(sim["dt"], cards, params, name)
+    rng = sim["input_range"]
+    verify = NeuronVerify(**read_table(data["verify"], _VERIFY, f"{source}.verify"))
+    prov = data.get("provenance", _TOP["provenance"].default)
     if not isinstance(prov, dict):
         raise CardError(f"{source}: [provenance] must be a table")
-    return NeuronCard(name=name, type=type_, circuit=circuit, description=str(data.get("description", "")),
+    return NeuronCard(name=name, type=type_, circuit=circuit, description=str(data.get("description", _TOP["description"].default)),
                       provenance={k: str(v) for k, v in prov.items()}, memristors=tuple(cards), parameters=params,
                       dt=dt, input_range=(float(rng[0]), float(rng[1])), verify=verify, path=path)
 

@@ -108,8 +108,8 @@ class NeuronDynamics:
         if y is None:
             y = self.initial_state(B, N, current.dtype, current.device)
         vs, spk, states = [], [], []
-        for n in range(T):
-            y_new = self.advance(current[n], y, n)
+        for n, u in enumerate(current.unbind(0)):   # unbind: one gradient stack, not a [T, B, N] zero per step
+            y_new = self.advance(u, y, n)
             if spikes:
                 spk.append(self.spike(y.detach(), y_new.detach()))
             vs.append(y_new[..., 0])

@@ -108,7 +108,9 @@ class CrossbarLinear(_CrossbarCore):
     r"""``y = x W^T + b`` computed on crossbar tiles; same parameters and init as ``nn.Linear``.
 
     Each forward maps :math:`W` (weight units) to conductances (differential pairs
-    :math:`G^\pm = g_{min} + \Delta g\,\max(\pm W/\|W\|_\infty, 0)` or an offset column), programs them onto the
+    :math:`G^\pm_{ji} = g_{min} + \Delta g\,\max(\pm W_{ji}/m_j, 0)` or an offset column, with
+    :math:`m_j = \max_i |W_{ji}|` per output for the preset's ``mapping.weight_scale = "column"``, or the layer's
+    :math:`\max |W|` for ``"layer"``), programs them onto the
     preset's tiles (levels, programming noise, defects, drift), drives the word lines with
     :math:`V = v_{max}\,\mathrm{DAC}(x / s_x)` and reads every tile column
 
@@ -116,7 +118,7 @@ class CrossbarLinear(_CrossbarCore):
                A = A(G, \mathrm{wires})\ (\texttt{irdrop}, \text{exact nodal operator}),
 
     adds read noise, subtracts the pair columns, digitises with the ADC, sums the tiles' partial outputs and scales
-    back: :math:`y = \frac{s_x \|W\|_\infty}{g\,v_{max}} \sum_t \mathrm{ADC}(I^+_t - I^-_t) + b`.
+    back: :math:`y_j = \frac{s_x m_j}{g\,v_{max}} \sum_t \mathrm{ADC}(I^+_{t,j} - I^-_{t,j}) + b_j`.
 
     Args:
         in_features, out_features: sizes of the weight matrix ``[out_features, in_features]``.

@@ -169,7 +169,7 @@ def _ray_init_held(stop: _StopSignals, address: str | None, workers: int) -> Non
     stop.release()
 
 
-def _run_on_ray(todo: list, finish, address: str | None, workers: int) -> None:
+def _run_on_ray(todo: list, finish, address: str | None, workers: int, evaluate=None) -> None:
     """Evaluate ``todo`` as Ray tasks. A Ray instance memsim started (or a connection it opened) is shut down
     however the sweep ends: normally, on an error, on Ctrl-C, SIGTERM or SIGHUP (exit code 128 + signal)."""
     ray = _import_ray()
@@ -179,7 +179,7 @@ def _run_on_ray(todo: list, finish, address: str | None, workers: int) -> None:
             if owned:
                 _ray_init_held(stop, address, workers)
             remote = ray.remote(num_cpus=1)(_ray_point)
-            refs = {remote.remote(r): (k, p) for k, p, r in todo}
+            refs = {remote.remote(r, evaluate): (k, p) for k, p, r in todo}
             pending = list(refs)
             while pending:  # a timeout, so that a signal's handler runs within a second
                 fin, pending = ray.wait(pending, num_returns=1, timeout=1.0)
@@ -262,8 +262,11 @@ class _StopSignals:
 
 
 def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2, address: str | None = None,
-              yes: bool = False, progress: bool = True, max_points: int | None = None) -> dict:
-    """Run every point of ``spec`` that ``out`` does not hold yet. Returns counts and the results table path."""
+              yes: bool = False, progress: bool = True, max_points: int | None = None, evaluate=None) -> dict:
+    """Run every point of ``spec`` that ``out`` does not hold yet. Returns counts and the results table path.
+    ``evaluate``: what computes a point's record from its resolved config (default
+    :func:`memsim.sweep.worker.evaluate_point`; a picklable function, e.g. a study's, whose paths are relative)."""
+    evaluate = evaluate_point if evaluate is None else evaluate
     if backend not in BACKENDS:
         raise SweepError(f"--backend {backend!r}: allowed one of {list(BACKENDS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -300,13 +303,13 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
         elif backend == "local" and workers == 1:
             _pool_init()
             for k, p, r in todo:
-                finish(k, p, evaluate_point(r))
+                finish(k, p, evaluate(r))
         elif backend == "local":
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
                                      initializer=_pool_init, initargs=(os.getpid(),)) as ex:
                 try:
-                    futs = {ex.submit(evaluate_point, r): (k, p) for k, p, r in todo}
+                    futs = {ex.submit(evaluate, r): (k, p) for k, p, r in todo}
                     pending = set(futs)
                     while pending:
                         fin, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -317,7 +320,7 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
                     _stop_pool(ex)
                     raise
         else:
-            _run_on_ray(todo, finish, address, workers)
+            _run_on_ray(todo, finish, address, workers, evaluate)
     finally:
         bar.close()
     tables = write_tables(rd.path)
@@ -325,9 +328,9 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
             "elapsed_s": time.perf_counter() - t0, **tables}
 
 
-def _ray_point(resolved: dict) -> dict:
+def _ray_point(resolved: dict, evaluate=None) -> dict:
     _pool_init()
-    return evaluate_point(resolved)
+    return (evaluate_point if evaluate is None else evaluate)(resolved)
 
 
 def dry_run(spec: SweepSpec, *, workers: int = 2, probe: bool = True, yes: bool = True) -> dict:

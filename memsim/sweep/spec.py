@@ -25,7 +25,10 @@ Layout::
     "noise.program" = [0.0, 0.05]
     "adc.bits" = [4, 6, 8]
     mapping = ["dense", "sparse"]    # weight layout on tiles; per layer: "features.3=sparse,classifier.0=dense"
-    prune = [0.0, 0.5]               # magnitude-pruning fraction before deployment
+    prune = [0.0, 0.5]               # pruning fraction before deployment (of weights, blocks or filters)
+    "pruning.method" = ["unstructured", "block", "nm", "nm_tile"]   # | "filter" (conv layers); default unstructured
+    # "pruning.block" = [32]         # block: k x k blocks, nm_tile: k outputs share (divides the tile; default: a tile)
+    # "pruning.m" = [4, 8]           # nm, nm_tile: n = m * (1 - prune) of every m weights kept (default m = 4)
     model = ["msnn", "mlp"]          # keys of base.models
     chip_seed = [0, 100]             # the first chip of each point's chips (a different set of chips)
 
@@ -52,8 +55,11 @@ from typing import Any
 from ..crossbar.presets import parse_preset, preset_path
 from ..interop.kind import NIRSetup, load_nir
 from ..errors import CardError, ConfigError, MemsimError, ParameterError
+from ..nn.pruning import METHODS as PRUNING_METHODS
+from ..nn.pruning import Pruning, check_tile, tile_block
 from ..resources import resolve_config
 from ..schema import check_keys, is_finite_number, read_toml, suggest
+from ..schema import KeySpec
 from ..training.checkpoint import read_checkpoint
 from ..training.config import load_config
 
@@ -67,7 +73,7 @@ _PRESET_SECTIONS = {
     "wires": {"r_wordline": float, "r_bitline": float, "r_source": float, "r": float},
     "transistor": {"k": float, "v_th": float, "g_off": float, "v_gate": float},
     "device": {"card": str, "v_read": float},
-    "mapping": {"scheme": str, "levels": int, "weight_bits": int, "cell_bits": int},
+    "mapping": {"scheme": str, "levels": int, "weight_bits": int, "cell_bits": int, "weight_scale": str},
     "dac": {"bits": int, "v_max": float, "calibration": str, "percentile": float, "slice_bits": int},
     "adc": {"bits": int, "range": float, "calibration": str, "percentile": float, "granularity": str,
             "columns_per_adc": int},
@@ -77,13 +83,74 @@ _PRESET_SECTIONS = {
 PRESET_KEYS = {f"{s}.{k}": t for s, ks in _PRESET_SECTIONS.items() for k, t in ks.items()}
 LAYOUTS = ("dense", "sparse")
 MODES = ("auto", "noisy", "irdrop")
-SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "mode": str, "chip_seed": int}
+#: how the ``prune`` fraction prunes (:class:`memsim.nn.pruning.Pruning`); the base may set them too
+PRUNING_AXES = {"pruning.method": str, "pruning.block": int, "pruning.m": int}
+SWEEP_AXES = {"model": str, "mapping": str, "prune": float, "mode": str, "chip_seed": int, **PRUNING_AXES}
 AXES = {**PRESET_KEYS, **SWEEP_AXES}
 DESIGNS = ("grid", "random", "lhs", "points")
-_BASE_KEYS = {"checkpoint", "models", "nir", "config", "finetune_epochs", "preset", "mode", "chips", "limit",
-              "split", "batch_size", "max_points", "cost_model", "mapping", "prune", "chip_seed"}
-_TOP_KEYS = {"name", "description", "base", "axes", "design"}
-_DESIGN_KEYS = {"kind", "n", "seed", "points"}
+# The keys of a spec, table by table: parse_spec checks against these specs (allowed keys, types, ranges) and the
+# documentation's reference is generated from them; SweepSpec.resolve applies the defaults (a test compares them).
+_TOP_KEYS = {
+    "name": KeySpec("str", "the sweep's name", default=None, absent="the spec file's name"),
+    "description": KeySpec("str", "one line on the sweep", default=""),
+    "base": KeySpec("table", "the experiment every point shares ([base] keys)"),
+    "axes": KeySpec("table", "the axes to vary: axis = [values] (the axes below)", default={}),
+    "design": KeySpec("table", "which points of the axes' grid run ([design] keys)", default=None,
+                      absent="kind = grid"),
+}
+_BASE_KEYS = {
+    "checkpoint": KeySpec("str", "the network to deploy as trained: a checkpoint of memsim train or a .nir graph, "
+                                 "a path from the spec's folder", default=None,
+                          absent="base.models, or base.config to fine-tune"),
+    "models": KeySpec("table", "several networks: name = checkpoint path; the axis model picks one", default=None,
+                      absent="base.checkpoint"),
+    "nir": KeySpec("table", "for .nir models, what the graph does not state: dataset, steps, encoding, dt, "
+                            "data_dir (memsim.interop NIRSetup)", default=None, absent="no .nir model"),
+    "config": KeySpec("str", "a training config (a bundled config's name or a path): hardware-aware fine-tuning "
+                             "per point, from checkpoint when given", default=None, absent="no fine-tuning"),
+    "finetune_epochs": KeySpec("int", "fine-tuning epochs per point (>= 1 with base.config)", default=0, lo=0),
+    "preset": KeySpec("str", "the crossbar preset the axes modify (memsim crossbar list, or a .toml path)",
+                      default="hfox_1t1r_64"),
+    "mode": KeySpec("choice", "crossbar simulation: auto (irdrop: the exact IR-drop solve), noisy (ideal wires) "
+                              "or irdrop; also an axis", default="auto", choices=MODES),
+    "chips": KeySpec("int", "chips per point (noise seeds chip_seed .. chip_seed + chips - 1): their mean and "
+                            "spread", default=3, lo=1),
+    "limit": KeySpec("int", "evaluate on the first N images of the split (0 = all)", default=0, lo=0),
+    "split": KeySpec("choice", "the data split evaluated", default="test", choices=("test", "train")),
+    "batch_size": KeySpec("int", "images per evaluation batch", default=256, lo=1),
+    "max_points": KeySpec("int", "a sweep with more points needs --yes", default=2000, lo=1),
+    "cost_model": KeySpec("str", "the energy/latency/area model: a bundled name (crossbar/cost/) or a .toml path",
+                          default="default"),
+    "mapping": KeySpec("str", "weight layout on tiles: dense or sparse, or per layer 'LAYER=scheme,...'; also an "
+                              "axis", default="dense", rule=f"schemes {list(LAYOUTS)}"),
+    "prune": KeySpec("float", "pruning fraction before deployment (of weights, blocks or filters); also an axis",
+                     default=0.0, lo=0.0, hi=1.0, hi_open=True),
+    "chip_seed": KeySpec("int", "noise seed of a point's first chip; also an axis", default=0, lo=0),
+    "pruning.method": KeySpec("choice", "how prune prunes (memsim.nn.pruning); also an axis", default="unstructured",
+                              choices=PRUNING_METHODS),
+    "pruning.block": KeySpec("int", "block pruning: k x k blocks (dividing the tile); also an axis", default=None,
+                             lo=1, absent="one tile"),
+    "pruning.m": KeySpec("int", "nm pruning: n = m (1 - prune) of every m weights kept; also an axis", default=None,
+                         lo=2, absent="memsim.nn.pruning's default m"),
+}
+_DESIGN_KEYS = {
+    "kind": KeySpec("choice", "all the grid's points, a seeded random or Latin-hypercube subset of n, or the listed "
+                              "points", default="grid", choices=DESIGNS),
+    "n": KeySpec("int", "points drawn by random and lhs", default=None, lo=1, absent="required by random and lhs"),
+    "seed": KeySpec("int", "seed of the random and lhs draws", default=0),
+    "points": KeySpec("table_list", "kind = points: the points, each a table axis = value", default=None, min_len=1,
+                      absent="required by kind = points"),
+}
+#: the axes that are neither a preset key nor a [base] key
+_AXIS_ONLY_KEYS = {
+    "model": KeySpec("str", "a name of base.models: the network of the point", default=None,
+                     absent="the first of base.models"),
+    "tile.size": KeySpec("int", "the tile's rows and cols together (a square tile)", default=None, lo=1,
+                         absent="the preset's tile"),
+    "wires.r": KeySpec("float", "word- and bit-line resistance per cell segment together", unit="Ohm", default=None,
+                       lo=0.0, absent="the preset's wires"),
+}
+_KIND_TYPES = {"int": int, "float": float, "str": str, "choice": str}  # the kinds _check_type checks
 
 
 def _check_type(where: str, value, kind) -> None:
@@ -189,6 +256,7 @@ class SweepSpec:
             "batch_size": int(b.get("batch_size", 256)),
             "cost_model": str(b.get("cost_model", "default")),
         }
+        r.update(_pruning_keys(point, b))
         if r["mode"] == "auto":
             r["mode"] = "irdrop"  # every preset has wire resistance (> 0): the exact solve applies
         if models and str(models[model]).endswith(".nir"):  # only then: the keys of every other point stay as they were
@@ -218,6 +286,27 @@ class SweepSpec:
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "base": self.base, "axes": self.axes,
                 "design": self.design}
+
+
+def _pruning_keys(point: dict, base: dict) -> dict:
+    """A point's pruning method and its own keys (``pruning.block`` for block, ``pruning.m`` for nm; the others'
+    are not read, so a grid may cross them; both for nm_tile), resolved only when the method is not the default:
+    the keys of the points that prune as before stay as they were."""
+    def get(k):
+        return point.get(k, base.get(k))
+    method = get("pruning.method") or "unstructured"
+    if method == "unstructured":
+        return {}
+    own = {"block": ("pruning.block",), "nm": ("pruning.m",),
+           "nm_tile": ("pruning.block", "pruning.m")}.get(method, ())
+    return {"pruning.method": method, **{k: get(k) for k in own if get(k) is not None}}
+
+
+def point_pruning(resolved: dict, where: str = "prune") -> Pruning:
+    """The :class:`memsim.nn.pruning.Pruning` of a resolved point (its ``prune`` fraction and method keys)."""
+    block = resolved.get("pruning.block")
+    return Pruning(resolved.get("pruning.method", "unstructured"), resolved["prune"], block=block,
+                   m=resolved.get("pruning.m"), where=where)
 
 
 def point_key(resolved: dict) -> str:
@@ -271,20 +360,16 @@ def parse_spec(data: dict, source: str = "spec", root: Path | None = None, *, ch
                          f"(several), or 'config' with 'finetune_epochs' (hardware-aware fine-tuning per point)")
     if "models" in base and (not isinstance(base["models"], dict) or not base["models"]):
         raise SweepError(f"{source}.base.models must be a non-empty table name = checkpoint path")
-    for k, kind in (("finetune_epochs", int), ("chips", int), ("chip_seed", int), ("limit", int),
-                    ("batch_size", int), ("max_points", int), ("preset", str), ("mode", str), ("split", str),
-                    ("cost_model", str), ("checkpoint", str), ("config", str), ("mapping", str), ("prune", float)):
-        if k in base:
-            _check_type(f"{source}.base.{k}", base[k], kind)
-    for k, lo in (("chips", 1), ("chip_seed", 0), ("limit", 0), ("batch_size", 1), ("max_points", 1),
-                  ("finetune_epochs", 0)):
-        if k in base and base[k] < lo:
-            raise SweepError(f"{source}.base.{k} = {base[k]} is invalid: allowed an integer >= {lo}")
+    for k, ks in _BASE_KEYS.items():  # each key's type, and an integer's lower bound, from its spec
+        if k in base and ks.kind in _KIND_TYPES:
+            _check_type(f"{source}.base.{k}", base[k], _KIND_TYPES[ks.kind])
+            if ks.kind == "int" and ks.lo is not None and base[k] < ks.lo:
+                raise SweepError(f"{source}.base.{k} = {base[k]} is invalid: allowed {ks.allowed()}")
     if "config" in base and base.get("finetune_epochs", 0) < 1:
         raise SweepError(f"{source}.base: 'config' means fine-tuning per point, so finetune_epochs must be >= 1 "
                          f"(got {base.get('finetune_epochs', 0)}). Fix: set base.finetune_epochs, or drop 'config' "
                          f"to deploy the checkpoint as trained")
-    if base.get("split", "test") not in ("test", "train"):
+    if base.get("split", "test") not in _BASE_KEYS["split"].choices:
         raise SweepError(f"{source}.base.split = {base['split']!r}: allowed 'test' or 'train'")
 
     axes_in = data.get("axes", {})
@@ -374,6 +459,15 @@ def _check_references(spec: SweepSpec) -> None:
     for v in prunes:
         if not 0 <= v < 1:
             raise SweepError(f"{src}: prune = {v!r} is invalid: allowed a fraction in [0, 1)")
+    for ax in PRUNING_AXES:
+        vals = list(spec.axes.get(ax, [])) + [p[ax] for p in spec.design.get("points", []) or [] if ax in p] + (
+            [b[ax]] if ax in b else [])
+        for v in vals:
+            if ax == "pruning.method" and v not in PRUNING_METHODS:
+                raise SweepError(f"{src}: pruning.method = {v!r} is invalid: allowed one of {list(PRUNING_METHODS)}")
+            if ax != "pruning.method" and v < (1 if ax == "pruning.block" else 2):
+                raise SweepError(f"{src}: {ax} = {v!r} is invalid: allowed an integer >= "
+                                 f"{1 if ax == 'pruning.block' else 2}")
     for v in list(spec.axes.get("chip_seed", [])) + [p["chip_seed"] for p in spec.design.get("points", []) or []
                                                       if "chip_seed" in p]:
         if v < 0:
@@ -447,13 +541,18 @@ def check_points_valid(spec: SweepSpec) -> None:
     for p in spec.points():
         r = spec.resolve(p)
         k = json.dumps(r["preset"], sort_keys=True)
-        if k in seen:
-            continue
-        try:
-            seen[k] = build_preset(r)
-        except (ParameterError, CardError) as exc:
-            keys = ", ".join(f"{a} = {v!r}" for a, v in r["preset"].items())
-            raise SweepError(f"{spec.source}: the point ({keys}) gives an invalid crossbar preset: {exc}") from None
+        if k not in seen:
+            try:
+                seen[k] = build_preset(r)
+            except (ParameterError, CardError) as exc:
+                keys = ", ".join(f"{a} = {v!r}" for a, v in r["preset"].items())
+                raise SweepError(f"{spec.source}: the point ({keys}) gives an invalid crossbar preset: {exc}") from None
+        try:  # the pruning of the point, on its tile (a block that does not divide the tile, a fraction nm can't)
+            pruning = point_pruning(r)
+            check_tile(pruning, tile_block(seen[k]))
+        except ParameterError as exc:
+            keys = ", ".join(f"{a} = {v!r}" for a, v in sorted(p.items()))
+            raise SweepError(f"{spec.source}: the point ({keys}) has an invalid pruning: {exc}") from None
 
 
 def check_limit(spec: SweepSpec, yes: bool) -> None:

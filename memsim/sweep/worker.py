@@ -21,7 +21,7 @@ from ..training.data import ImageDataset, load_dataset
 from ..training.loop import load_datasets
 from ..training.trained import load_trained
 from .cost import load_cost_model, network_cost
-from .spec import build_preset
+from .spec import build_preset, point_pruning
 
 __all__ = ["evaluate_point", "point_chip"]
 
@@ -43,7 +43,7 @@ def point_chip(resolved: dict) -> Chip:
     """The first chip of a point: its preset (the base preset with the point's keys), mode, mapping, pruning and
     first noise seed (the point's chips are the seeds ``chip_seed .. chip_seed + chips - 1``)."""
     return Chip(build_preset(resolved), mode=resolved["mode"], mapping=_mapping(resolved["mapping"]),
-                prune=resolved["prune"], seed=resolved.get("chip_seed", 0))
+                prune=point_pruning(resolved, "chip.prune"), seed=resolved.get("chip_seed", 0))
 
 
 _DATA: dict = {}
@@ -87,12 +87,14 @@ def _evaluate(source, chip: Chip, resolved: dict) -> ChipsEvaluation:
 
 def _finetune(resolved: dict, chip: Chip, workdir: Path) -> Path:
     """Hardware-aware fine-tuning of the base config through the point's preset (the object itself), from the
-    base checkpoint: the checkpoint it ends with."""
+    base checkpoint, pruned first as the chip prunes and the mask held (the pruned weights stay zero; deploying
+    prunes the same weights again): the checkpoint it ends with."""
     cfg = load_config(resolved["config"], {"training.epochs": resolved["finetune_epochs"], "hardware.aware": True,
                                            "hardware.mode": resolved["mode"], "output.dir": str(workdir / "run"),
                                            "output.plot": False})
     result = network_kind(cfg.network.kind, f"network.kind of {resolved['config']}").train(
-        cfg, init=resolved["checkpoint"], progress=False, log=lambda *_: None, preset=chip.preset)
+        cfg, init=resolved["checkpoint"], progress=False, log=lambda *_: None, preset=chip.preset,
+        prune=chip.prune if chip.prune else None)
     return Path(result.checkpoint)
 
 

@@ -62,7 +62,8 @@ from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
 from .network import DEFAULTS, READOUTS
 from ..crossbar.presets import Preset, load_preset
 from ..devices.cards import search_path
-from ..errors import ConfigError
+from ..errors import CardError, ConfigError, ParameterError
+from ..insitu import ALGORITHMS, POLARITIES, InSituSettings, load_pulse_response
 from ..resources import data_dir, env_dirs, resolve_config
 from ..schema import closest, is_finite_number, read_toml
 from ..safetext import check_strings
@@ -70,13 +71,16 @@ from ..safetext import check_strings
 __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
            "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
            "default_config", "apply_overrides", "parse_override", "override_origins", "check_references",
-           "hardware_preset", "keys"]
+           "hardware_preset", "insitu_settings", "keys"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("constant", "cosine")
 NETWORK_KINDS = ("msnn", "ann")
 ANN_ARCHS = ("mlp", "vgg", "vgg_dw")
+UPDATES = ("float", "pulsed")
+PULSE_ALGORITHMS = ALGORITHMS
+PULSE_POLARITIES = tuple(POLARITIES)
 
 
 @dataclass(frozen=True)
@@ -213,9 +217,62 @@ class TrainingConfig:
     compile: bool = field(default=False, metadata=_spec("bool", "fuse each neuron time step with torch.compile: "
                                                                 "several times faster per batch after a one-off "
                                                                 "compilation (~30 s per layer and batch shape)"))
+    irdrop_reuse: int = field(default=1, metadata=_spec("int", "hardware.mode = 'irdrop': training steps per exact "
+                                                               "computation of the IR-drop operators (1 = every "
+                                                               "step); k > 1 computes them every k steps and reads "
+                                                               "the chips in between through each cell's IR-drop "
+                                                               "attenuation A / gc of the last exact chip "
+                                                               "(1-2 % product error on hfox_1t1r_64, several times "
+                                                               "cheaper; benchmarks/crossbar.md). Evaluation is "
+                                                               "always exact", lo=1))
     voltage_penalty: float = field(default=DEFAULTS["penalty"],
                                    metadata=_spec("float", "weight of the penalty that keeps membrane voltages in the "
                                                            "memristors' valid range", lo=0.0))
+    # in-situ training (memsim.insitu): the weight updates as programming pulses
+    update: str = field(default="float", metadata=_spec("choice", "float: the optimiser steps float weights; pulsed: "
+                                                                  "each crossbar weight is a differential device "
+                                                                  "pair and its update becomes programming pulses "
+                                                                  "through training.pulse_response (in-situ "
+                                                                  "training, memsim.insitu)", choices=UPDATES))
+    pulse_response: str = field(default="pulse_ideal_linear",
+                                metadata=_spec("str", "pulsed: the synapse's pulse response: a pulse card "
+                                                      "(pulse_exp_saturation, ...) or a device card whose response is "
+                                                      "derived from its state equation (stanford_pku_hfox_10k, ...)"))
+    pulse_algorithm: str = field(default="sgd", metadata=_spec("choice", "pulsed: sgd (analog SGD on one array) or "
+                                                                         "tiki_taka (a fast array A transferred to "
+                                                                         "the slow array C)",
+                                                               choices=PULSE_ALGORITHMS))
+    pulse_polarity: str = field(default="set", metadata=_spec("choice", "pulsed: set (both devices of a pair "
+                                                                        "advance from G_min by potentiation) or "
+                                                                        "reset (from G_max by depression)",
+                                                              choices=PULSE_POLARITIES))
+    pulse_max: int = field(default=10, metadata=_spec("int", "pulsed: pulses per device per step at most (the cut "
+                                                             "pulses are counted in the metrics)", lo=1))
+    pulse_weight_range: float = field(default=4.0, metadata=_spec("float", "pulsed: weight of a full conductance "
+                                                                           "window, in units of the layer's largest "
+                                                                           "absolute weight at the start", lo=0.0,
+                                                                  lo_open=True))
+    pulse_refresh: bool = field(default=True, metadata=_spec("bool", "pulsed: refresh a pair whose devices both "
+                                                                     "saturated (read, reset both, reprogram)"))
+    pulse_refresh_threshold: float = field(default=0.8, metadata=_spec("float", "pulsed: refresh once both devices "
+                                                                                "advanced beyond this fraction of "
+                                                                                "the window", lo=0.0, hi=1.0,
+                                                                       lo_open=True))
+    pulse_set_voltage: float = field(default=0.0, metadata=_spec("float", "pulsed, device card: set pulse "
+                                                                          "amplitude in V (0 = the card's "
+                                                                          "[verify.pulse])"))
+    pulse_reset_voltage: float = field(default=0.0, metadata=_spec("float", "pulsed, device card: reset pulse "
+                                                                            "amplitude in V (0 = the card's)"))
+    pulse_width: float = field(default=0.0, metadata=_spec("float", "pulsed, device card: pulse width in s (0 = the "
+                                                                    "card's)", lo=0.0))
+    tiki_taka_gamma: float = field(default=1.0, metadata=_spec("float", "tiki_taka: weight = C + gamma A", lo=0.0))
+    tiki_taka_every: int = field(default=16, metadata=_spec("int", "tiki_taka: steps between transfers of A to C",
+                                                           lo=1))
+    tiki_taka_lr: float = field(default=1.0, metadata=_spec("float", "tiki_taka: C += tiki_taka_lr x A at a "
+                                                                     "transfer", lo=0.0, lo_open=True))
+    tiki_taka_fast_range: float = field(default=0.25, metadata=_spec("float", "tiki_taka: window of the fast array A "
+                                                                             "in units of C's (< 1: finer steps "
+                                                                             "on A)", lo=0.0, hi=1.0, lo_open=True))
 
 
 @dataclass(frozen=True)
@@ -451,8 +508,37 @@ def _check_kind(cfg: Config, source: str) -> None:
                           allowed="0 for kind 'ann'")
 
 
+def _check_update(cfg: Config, source: str) -> None:
+    t = cfg.training
+    if t.update != "pulsed":
+        return
+    if cfg.hardware.aware:
+        raise ConfigError(f"{source}: training.update = 'pulsed' with hardware.aware = true: in-situ training holds "
+                          f"the weights as the pulse card's conductances, and a preset's forward would map them "
+                          f"again. Fix: set hardware.aware = false (evaluate on chips afterwards with memsim "
+                          f"evaluate), or training.update = 'float'", key="training.update", value="pulsed",
+                          allowed="'float' with hardware.aware = true")
+    if t.weight_clip > 0:
+        raise ConfigError(f"{source}: training.weight_clip = {t.weight_clip:g} with training.update = 'pulsed': the "
+                          f"pulsed weights are bounded by the device window (training.pulse_weight_range), not "
+                          f"clipped. Fix: set training.weight_clip = 0", key="training.weight_clip",
+                          value=t.weight_clip, allowed="0 with training.update = 'pulsed'")
+
+
+def _check_irdrop_reuse(cfg: Config, source: str) -> None:
+    k = cfg.training.irdrop_reuse
+    if k > 1 and not (cfg.hardware.aware and cfg.hardware.mode == "irdrop"):
+        raise ConfigError(f"{source}: training.irdrop_reuse = {k} but training does not compute IR drop "
+                          f"(hardware.aware = {str(cfg.hardware.aware).lower()}, hardware.mode = "
+                          f"'{cfg.hardware.mode}'), so the setting would do nothing. Fix: set hardware.aware = true "
+                          f"and hardware.mode = 'irdrop', or training.irdrop_reuse = 1", key="training.irdrop_reuse",
+                          value=k, allowed="1 unless hardware.aware = true and hardware.mode = 'irdrop'")
+
+
 def _cross_check(cfg: Config, source: str) -> None:
     _check_kind(cfg, source)
+    _check_update(cfg, source)
+    _check_irdrop_reuse(cfg, source)
     layers = cfg.network.layers
     if cfg.data.dataset == CUSTOM_IDX:  # the input size is checked against the files when they are loaded
         n = cfg.data.num_classes
@@ -601,6 +687,36 @@ def check_references(cfg: Config) -> None:
         check("network.crossbar", cfg.network.crossbar, xdirs, "crossbar preset")
     if cfg.hardware.eval_preset and cfg.hardware.eval_preset != "ideal":
         check("hardware.eval_preset", cfg.hardware.eval_preset, xdirs, "crossbar preset")
+
+
+def insitu_settings(cfg: Config) -> InSituSettings | None:
+    """The in-situ training settings of ``cfg`` (``training.update = "pulsed"``), its pulse response loaded and
+    checked before any work (a card that does not exist, a pulse below the device's switching threshold, a
+    behavioural card given a pulse, a response that never reaches mid-window: a :class:`ConfigError` naming the
+    key); ``None`` for float training."""
+    t = cfg.training
+    if t.update != "pulsed":
+        return None
+    key = "training.pulse_response"
+    try:
+        response = load_pulse_response(t.pulse_response, t.pulse_set_voltage, t.pulse_reset_voltage, t.pulse_width)
+        settings = InSituSettings(response, algorithm=t.pulse_algorithm, polarity=t.pulse_polarity,
+                                  max_pulses=t.pulse_max, weight_range=t.pulse_weight_range,
+                                  refresh=t.pulse_refresh, refresh_threshold=t.pulse_refresh_threshold,
+                                  gamma=t.tiki_taka_gamma, transfer_every=t.tiki_taka_every,
+                                  transfer_lr=t.tiki_taka_lr, fast_range=t.tiki_taka_fast_range, seed=t.seed)
+        settings.step  # the nominal step: the pulses must reach mid-window
+    except ParameterError as exc:
+        # the derivation names the pulse fields without their section
+        name = exc.field if exc.field.startswith("training.") else {
+            "set_voltage": "training.pulse_set_voltage", "reset_voltage": "training.pulse_reset_voltage",
+            "width": "training.pulse_width"}.get(exc.field, key)
+        raise ConfigError(f"{cfg.origin(name)}: {name}: {exc} (pulse response {t.pulse_response!r})", key=name,
+                          value=exc.value, allowed=exc.allowed) from None
+    except CardError as exc:
+        raise ConfigError(f"{cfg.origin(key)}: {key} = {t.pulse_response!r}: {exc}", key=key,
+                          value=t.pulse_response) from None
+    return settings
 
 
 def hardware_preset(cfg: Config, preset: Preset | None = None) -> Preset | None:

@@ -15,7 +15,8 @@ from ..deploy.chip import Chip
 from ..deploy.kinds import NetworkKind, TrainedNetwork, register_kind
 from ..errors import ParameterError
 from ..nn.crossbar import CrossbarConv2d, CrossbarLinear
-from ..nn.grouped import GroupedCrossbarConv2d, MappedCrossbarLinear, prune_by_magnitude
+from ..nn.grouped import GroupedCrossbarConv2d, MappedCrossbarLinear
+from ..nn.pruning import check_applies, detection_block, prune_layer_, prune_weights_, tile_block
 from .loop import build_encoder, evaluate, network_from_checkpoint, prepare, train_msnn
 from .network import MemristiveSNN
 
@@ -35,8 +36,9 @@ def _as_conv(x: CrossbarConv2d) -> nn.Conv2d:
 def _remap(net: MemristiveSNN, chip: Chip) -> None:
     """Re-map the crossbar synapses with the chip's mapping scheme(s) and pruning, in place (the weights, and the
     DAC range when saved, carry over)."""
-    if chip.mapping == "dense" and chip.prune == 0.0:
+    if chip.mapping == "dense" and not chip.prune:
         return
+    check_applies(chip.prune, [syn.weight for syn in net.synapses])
     names = {f"synapses.{k}.xbar": syn for k, syn in enumerate(net.synapses) if syn.crossbar_layer is not None}
     per_layer = chip.layer_mapping if isinstance(chip.layer_mapping, dict) else {}
     for name, scheme in per_layer.items():
@@ -46,22 +48,21 @@ def _remap(net: MemristiveSNN, chip: Chip) -> None:
                                                      f"network has no crossbar layer of that name")
     for name, syn in names.items():
         scheme = per_layer.get(name, "dense") if per_layer else chip.mapping
-        xbar, kw = syn.crossbar_layer, dict(preset=chip.preset, mode=chip.mode, mapping=scheme, block=chip.block)
+        xbar, kw = syn.crossbar_layer, dict(preset=chip.preset, mode=chip.mode, mapping=scheme,
+                                            block=detection_block(chip.prune, chip.block, tile_block(chip.preset)))
         if isinstance(xbar, CrossbarLinear):
             new = MappedCrossbarLinear.from_linear(xbar, **kw)
         else:  # the convolutional stage (CrossbarConv2d)
             new = GroupedCrossbarConv2d.from_conv(_as_conv(xbar), **kw)
             new.input_scale.copy_(xbar.input_scale)
         if chip.prune:
-            new.prune_(chip.prune)
+            prune_layer_(new, chip.prune)
         syn.set_crossbar_layer(new)
 
 
-def _prune_ideal(net: MemristiveSNN, fraction: float) -> None:
-    """Magnitude pruning of the exact synapses' weights (the ideal chip with ``prune``)."""
-    with torch.no_grad():
-        for syn in net.synapses:
-            syn.weight.mul_(prune_by_magnitude(syn.weight, fraction))
+def _prune_ideal(net: MemristiveSNN, pruning) -> None:
+    """Pruning of the exact synapses' weights (the ideal chip with ``prune``)."""
+    prune_weights_([(syn.weight, 1) for syn in net.synapses], pruning)
 
 
 class MSNN(NetworkKind):
@@ -71,9 +72,10 @@ class MSNN(NetworkKind):
     def check_config(self, cfg, preset=None) -> None:
         prepare(cfg, preset)
 
-    def train(self, cfg, *, resume=False, init=None, progress=True, log=print, max_batches=None, preset=None):
+    def train(self, cfg, *, resume=False, init=None, progress=True, log=print, max_batches=None, preset=None,
+              prune=None):
         return train_msnn(cfg, resume=resume, init=init, progress=progress, log=log, max_batches=max_batches,
-                          preset=preset)
+                          preset=preset, prune=prune)
 
     def load(self, path: Path, checkpoint, cfg) -> TrainedNetwork:
         network_from_checkpoint(checkpoint, cfg, f"checkpoint {path}", crossbar="ideal")  # names and shapes, now

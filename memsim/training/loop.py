@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .checkpoint import Checkpoint, CheckpointError, RunDirectory, check_architecture, read_checkpoint
-from .config import Config, ConfigError, check_references, hardware_preset, parse_config
+from .config import Config, ConfigError, check_references, hardware_preset, insitu_settings, parse_config
 from .data import ImageDataset, load_dataset, make_encoder
 from ..crossbar.array import CrossbarArray
 from ..crossbar.presets import Preset, load_preset
@@ -46,6 +46,8 @@ from ..deploy.chip import Chip
 from ..deploy.evaluate import evaluate_on_chips
 from ..deploy.kinds import network_kind
 from ..errors import NonFiniteError, ParameterError
+from ..nn.pruning import Pruning, prune_and_hold_, tile_block
+from ..insitu import PulsedOptimizer
 from ..plots import pyplot, save
 from ..progress import progress_bar
 from .network import MemristiveSNN
@@ -56,7 +58,7 @@ __all__ = ["train", "train_step", "optimizer_step", "fit", "open_run", "start_ru
            "learning_rate", "clip_weights", "TrainResult", "build_network", "build_encoder", "load_datasets",
            "evaluate", "evaluate_checkpoint", "load_network", "network_from_checkpoint", "read_trained",
            "plot_history", "prepare", "train_msnn", "set_threads", "select_device", "build_optimizer",
-           "finish_run", "redraw_chips", "chip_streams"]
+           "finish_run", "redraw_chips", "chip_streams", "pulsed_optimizer"]
 
 
 def set_threads(n: int) -> None:
@@ -92,6 +94,7 @@ def build_network(cfg: Config, *, crossbar: str | None = None, mode: str | None 
         base = preset.noise.seed if noise_seed is None else noise_seed
         for k, arr in net.crossbar_arrays():
             arr.reseed(base + k)
+            arr.irdrop_reuse = cfg.training.irdrop_reuse  # training reads only; evaluation stays exact
     return net
 
 
@@ -119,6 +122,7 @@ def prepare(cfg: Config, preset: Preset | None = None) -> Preset | None:
     preset = hardware_preset(cfg, preset)  # a preset to train through, and wires for irdrop
     build_encoder(cfg)
     build_network(cfg, crossbar=preset)  # neuron card, dt against the card, preset loading
+    insitu_settings(cfg)  # in-situ training: the pulse response and its pulse
     return preset
 
 
@@ -315,14 +319,16 @@ def fit(cfg: Config, run: RunDirectory, model: torch.nn.Module, optimizer: torch
         step: Callable[[torch.Tensor, torch.Tensor], tuple[float, int]],
         evaluate: Callable[[ImageDataset], dict[str, float]], start_epoch: int = 0,
         before_batch: Callable[[int], None] | None = None, fix: str, device: torch.device,
-        progress: bool = True, log: Callable[[str], None] = print, max_batches: int | None = None) -> Path | None:
+        progress: bool = True, log: Callable[[str], None] = print, max_batches: int | None = None,
+        epoch_metrics: Callable[[], dict[str, Any]] | None = None) -> Path | None:
     """Epochs ``start_epoch + 1 .. training.epochs`` of ``model``; the last checkpoint written.
 
     Batches come in the order of ``generators["loader"]`` (the whole permutation is drawn even when
     ``max_batches`` caps an epoch, so the generator state is a full epoch's), with the learning rate of
     :func:`learning_rate` for the global batch index; ``before_batch(index)`` runs first (e.g. a new chip),
     then ``step(x, y) -> (mean loss, correct)``. After every epoch ``evaluate(test_set)`` (in eval mode), a
-    row in ``RUN/metrics.csv`` and an atomic checkpoint with every generator's state. A
+    row in ``RUN/metrics.csv`` (with ``epoch_metrics()``'s columns, e.g. in-situ training's pulse counts) and an
+    atomic checkpoint with every generator's state. A
     :class:`NonFiniteError` stops training naming the epoch and batch; the last good checkpoint is kept
     and ``fix`` is the advice given."""
 
@@ -368,6 +374,8 @@ def fit(cfg: Config, run: RunDirectory, model: torch.nn.Module, optimizer: torch
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                "test_loss": test["loss"], "test_accuracy": test["accuracy"], "epoch_time_s": train_time,
                "eval_time_s": time.perf_counter() - t0 - train_time}
+        if epoch_metrics is not None:
+            row.update(epoch_metrics())
         last_good = run.save(epoch + 1, model=model, optimizer=optimizer, config=cfg, generators=generators,
                              metrics=row, extra={"run_dir": str(run.path.resolve())})
         log(f"epoch {epoch + 1}/{t.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
@@ -391,9 +399,12 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
 
 def train_msnn(cfg: Config, *, resume: bool = False, init: str | Path | None = None, progress: bool = True,
                log: Callable[[str], None] = print, max_batches: int | None = None,
-               preset: Preset | None = None) -> TrainResult:
-    """Train the MSNN of ``cfg`` (see the module docstring and :func:`train`)."""
+               preset: Preset | None = None, prune=None) -> TrainResult:
+    """Train the MSNN of ``cfg`` (see the module docstring and :func:`train`); ``prune``: a
+    :class:`memsim.nn.pruning.Pruning` (or a fraction) of the synapse weights once loaded, held in training."""
     preset = prepare(cfg, preset)
+    prune = None if prune is None else Pruning.parse(prune)
+    insitu = insitu_settings(cfg)
     t = cfg.training
     device, run, train_set, test_set = start_run(cfg, resume)
     n_in = train_set.num_inputs
@@ -409,7 +420,11 @@ def train_msnn(cfg: Config, *, resume: bool = False, init: str | Path | None = N
         _load_weights(net, ckpt, f"checkpoint {init}")
         log(f"initialised weights from {init} (epoch {ckpt.epoch})")
     net.to(device)
-    opt = build_optimizer(cfg, net.parameters())
+    if prune:
+        prune_and_hold_([(s.weight, 1) for s in net.synapses], prune,
+                        None if preset is None else tile_block(preset))
+    opt = pulsed_optimizer(build_optimizer(cfg, net.parameters()), insitu,
+                           [(f"synapses.{k}.weight", s.weight) for k, s in enumerate(net.synapses)])
     gens = _generators(net, torch.Generator().manual_seed(t.seed), encoder)
     start_epoch = resume_run(run, cfg, model=net, optimizer=opt, generators=gens, log=log) if resume else 0
     run.write_config(cfg)
@@ -420,11 +435,22 @@ def train_msnn(cfg: Config, *, resume: bool = False, init: str | Path | None = N
                evaluate=lambda data: evaluate(net, encoder, data, generator=torch.Generator().manual_seed(t.seed + 1)),
                before_batch=(lambda index: redraw_chips(arrays, t.seed, index)) if redraw else None,
                fix="lower training.learning_rate, set training.grad_clip (e.g. 1.0) or reduce encoding.scale / "
-                   "network.g_unit", progress=progress, log=log, max_batches=max_batches)
+                   "network.g_unit", progress=progress, log=log, max_batches=max_batches,
+               epoch_metrics=opt.metrics if insitu is not None else None)
     hardware = f" ({cfg.hardware.mode}, hardware-aware)" if preset is not None else ""
+    hardware += f", in-situ {insitu.algorithm} on {insitu.response.name}" if insitu is not None else ""
     crossbar = preset.name if preset is not None else cfg.network.crossbar
     return finish_run(cfg, run, net, last, title=f"{cfg.data.dataset}: {list(cfg.network.layers)}, "
                                                f"{crossbar}{hardware}")
+
+
+def pulsed_optimizer(optimizer, settings, weights: Sequence[tuple[str, torch.nn.Parameter]]):
+    """``optimizer`` itself for float training (``settings`` None), else a :class:`memsim.insitu.PulsedOptimizer`
+    whose ``weights`` (``(name, parameter)``: the crossbar weights) are device pairs (``training.update =
+    "pulsed"``); programs them now."""
+    if settings is None:
+        return optimizer
+    return PulsedOptimizer(optimizer, [p for _, p in weights], settings, names=[n for n, _ in weights])
 
 
 def finish_run(cfg: Config, run: RunDirectory, model: torch.nn.Module, last: Path | None, title: str) -> TrainResult:

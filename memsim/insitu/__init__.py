@@ -1,0 +1,23 @@
+"""In-situ training: the weight updates as programming pulses through the synapse devices' pulse response.
+
+==================  ======================================================================================
+:mod:`.pairs`       a tensor of weights as differential device pairs in conductance state: pulse counts from
+                    updates (stochastic rounding, per-step maximum, the cut pulses counted), the pulses through
+                    :class:`memsim.pulse.PulseResponse` (noise, spread, window), refresh of saturated pairs
+:mod:`.tiki_taka`   Tiki-Taka: a fast array accumulating the updates, transferred to the slow array
+:mod:`.settings`    :class:`InSituSettings` (algorithm, response, pulse budget), checked on construction
+:mod:`.optimizer`   :class:`PulsedOptimizer`: a torch optimiser whose device weights' updates are pulsed
+==================  ======================================================================================
+
+A training config turns it on with ``training.update = "pulsed"`` (:mod:`memsim.training.config`); the MSNN
+and ANN trainers wrap their optimiser (docs/guide/insitu.md).
+"""
+from __future__ import annotations
+
+from .optimizer import AnalogSGD, PulsedOptimizer
+from .pairs import POLARITIES, PairArray, PulseCounts, nominal_step
+from .settings import ALGORITHMS, InSituSettings, load_pulse_response
+from .tiki_taka import TikiTaka
+
+__all__ = ["ALGORITHMS", "AnalogSGD", "InSituSettings", "POLARITIES", "PairArray", "PulseCounts", "PulsedOptimizer",
+           "TikiTaka", "load_pulse_response", "nominal_step"]
