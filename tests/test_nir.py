@@ -217,3 +217,10 @@ def test_a_nir_graph_is_a_sweeps_base_network(tmp_path):
         parse_spec({"name": "x", "base": {"checkpoint": str(path)}})
     with pytest.raises(SweepError, match="does not take fashion_mnist"):
         parse_spec({"name": "x", "base": {"checkpoint": str(path), "nir": {**nir_setup, "dataset": "fashion_mnist"}}})
+    # LIF nodes on fitted memristive circuits: the same NIRSetup keys as memsim evaluate's flags
+    mem = parse_spec({"name": "x", "base": {"checkpoint": str(path), "nir": {**nir_setup, "neurons": "memristive"}}})
+    assert mem.resolve(mem.points()[0])["nir"]["neurons"] == "memristive"
+    with pytest.raises(SweepError, match="neurons"):
+        parse_spec({"name": "x", "base": {"checkpoint": str(path), "nir": {**nir_setup, "neurons": "analog"}}})
+    with pytest.raises(SweepError, match="did you mean 'neurons'"):
+        parse_spec({"name": "x", "base": {"checkpoint": str(path), "nir": {**nir_setup, "neuron": "memristive"}}})

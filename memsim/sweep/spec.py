@@ -43,6 +43,7 @@ Every point is resolved to a flat, JSON-able config (``resolve``) whose SHA-256 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -105,7 +106,7 @@ _BASE_KEYS = {
     "models": KeySpec("table", "several networks: name = checkpoint path; the axis model picks one", default=None,
                       absent="base.checkpoint"),
     "nir": KeySpec("table", "for .nir models, what the graph does not state: dataset, steps, encoding, dt, "
-                            "data_dir (memsim.interop NIRSetup)", default=None, absent="no .nir model"),
+                            "data_dir, neurons, card (memsim.interop NIRSetup)", default=None, absent="no .nir model"),
     "config": KeySpec("str", "a training config (a bundled config's name or a path): hardware-aware fine-tuning "
                              "per point, from checkpoint when given", default=None, absent="no fine-tuning"),
     "finetune_epochs": KeySpec("int", "fine-tuning epochs per point (>= 1 with base.config)", default=0, lo=0),
@@ -507,7 +508,7 @@ def _check_nir_models(spec: SweepSpec, nir_models: dict[str, str]) -> None:
     if "config" in b:
         raise SweepError(f"{src}.base.config: memsim does not fine-tune NIR graphs ({sorted(nir_models)}). Fix: drop "
                          f"base.config and finetune_epochs, or train the network further in its own framework")
-    check_keys(b["nir"], {"dataset", "steps", "encoding", "dt", "data_dir"}, f"{src}.base.nir", SweepError)
+    check_keys(b["nir"], {f.name for f in dataclasses.fields(NIRSetup)}, f"{src}.base.nir", SweepError)
     try:
         setup = NIRSetup(**b["nir"])
         for name, p in nir_models.items():
