@@ -34,6 +34,18 @@ def pareto_front(df, x="energy", y="accuracy"):
     return df.loc[keep]
 
 
+#: axis labels with units for the common sweep axes (a figure should read without the text)
+LABELS = {"tile.size": "tile size (rows = columns, cells)", "tile.rows": "tile rows (cells)",
+          "noise.program": "programming noise (fraction of G window)", "wires.r": "wire resistance (Ohm per cell)",
+          "adc.bits": "ADC resolution (bits)", "dac.bits": "DAC resolution (bits)", "prune": "pruned fraction",
+          "mapping": "mapping", "levels": "conductance levels", "mapping.levels": "conductance levels"}
+
+
+def label(axis: str) -> str:
+    """The axis's label with its unit (the key itself where memsim has no label for it)."""
+    return LABELS.get(axis, axis)
+
+
 def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None, title: str = ""):
     plt = pyplot()
     d = _ok(df)
@@ -53,18 +65,19 @@ def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None, title: st
             m = m.reset_index()
             err = (m["std"].fillna(0) ** 2 + m["chip"] ** 2) ** 0.5
             ax.errorbar(m[tc], 100 * m["mean"], yerr=100 * err, marker="o", capsize=3,
-                        label="-" if lv is None else f"{noise} = {lv:g}")
+                        label="all points" if lv is None else f"{lv:g}")
         ax.set_xscale("log", base=2)
         ticks = sorted(dg[tc].dropna().unique())
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
-        ax.set_xlabel(f"{tc} (cells)")
+        ax.set_xlabel(label(tc))
         ax.set_title("" if g is None else f"{group} = {g}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%), mean over the other axes")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    axes[0][-1].legend(fontsize=7)
+    fig.suptitle((title + "\n" if title else "") + "error bars: 1 s.d., chip-to-chip and over the other axes, "
+                 "in quadrature", fontsize=8)
+    axes[0][-1].legend(fontsize=7, title=label(noise) if noise in d.columns else None, title_fontsize=7)
+    fig.tight_layout()
     return save(fig, path)
 
 
@@ -87,8 +100,8 @@ def plot_heatmap(df, path, x, y, value="accuracy"):
                 bright = im.norm(v) > 0.6  # dark text on the bright end of viridis
                 ax.text(j, i, f"{v:.1f}" if value == "accuracy" else f"{v:.3g}", ha="center", va="center",
                         fontsize=7, color="k" if bright else "w")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(y))
     fig.colorbar(im, ax=ax, label=f"{value}{' (%)' if value == 'accuracy' else ''}, mean over the other axes")
     return save(fig, path)
 
@@ -105,13 +118,17 @@ def plot_pareto(df, path, color="arch"):
         ax.scatter(dg["energy"] * 1e9, 100 * dg["accuracy"], s=12, alpha=0.6, label=g)
     front = pareto_front(d).sort_values("energy")
     ax.step(front["energy"] * 1e9, 100 * front["accuracy"], where="post", color="k", lw=1.2, label="Pareto front")
-    ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    e = d["energy"] * 1e9
+    if e.max() >= 10 * e.min():  # a log axis only when the energies span a decade or more
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 2, 5, 10, 20 nJ: plain numbers
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("energy per inference (nJ)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%), mean over chips")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title=label(col) if col else None, title_fontsize=7)
     return save(fig, path)
 
 
