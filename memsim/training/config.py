@@ -93,6 +93,7 @@ class _Spec:
     hi_open: bool = False
     choices: tuple[str, ...] = ()
     min_len: int = 0
+    unit: str = ""                 # SI unit of a number ('' for counts, fractions, strings)
 
     def allowed(self) -> str:
         if self.kind == "choice":
@@ -143,13 +144,13 @@ class NetworkConfig:
     readout: str = field(default=DEFAULTS["readout"], metadata=_spec("choice", "output readout", choices=READOUTS))
     time_steps: int = field(default=DEFAULTS["time_steps"],
                             metadata=_spec("int", "simulation time steps per sample", lo=1))
-    dt: float = field(default=DEFAULTS["dt"], metadata=_spec("float", "time step in s", lo=0.0, lo_open=True))
+    dt: float = field(default=DEFAULTS["dt"], metadata=_spec("float", "time step in s", lo=0.0, lo_open=True, unit="s"))
     g_unit: float = field(default=DEFAULTS["g_unit"],
                           metadata=_spec("float", "conductance in S of a synaptic weight of 1 (signed: a differential "
-                                                  "pair)", lo=0.0, lo_open=True))
+                                                  "pair)", lo=0.0, lo_open=True, unit="S"))
     readout_gain: float = field(default=DEFAULTS["readout_gain"],
                                 metadata=_spec("float", "logits per volt of output membrane voltage (loss only; "
-                                                        "predictions do not depend on it)", lo=0.0, lo_open=True))
+                                                        "predictions do not depend on it)", lo=0.0, lo_open=True, unit="1/V"))
     substeps: int = field(default=DEFAULTS["substeps"],
                           metadata=_spec("int", "neuron integration sub-steps per time step", lo=1))
     conv_channels: int = field(default=0, metadata=_spec("int", "convolutional variant: kernels of a conv crossbar "
@@ -181,7 +182,7 @@ class EncodingConfig:
     name: str = field(default="direct", metadata=_spec("choice", "input encoding", choices=ENCODINGS))
     scale: float = field(default=DEFAULTS["input_scale"],
                          metadata=_spec("float", "input amplitude at intensity 1: volts on the first crossbar's rows "
-                                                 "(DAC)", lo=0.0, lo_open=True))
+                                                 "(DAC)", lo=0.0, lo_open=True, unit="V"))
     gain: float = field(default=1.0, metadata=_spec("float", "rate: spike probability per step at intensity 1",
                                                     lo=0.0, hi=1.0, lo_open=True))
     method: str = field(default="linear", metadata=_spec("choice", "latency: spike-time law",
@@ -260,11 +261,11 @@ class TrainingConfig:
                                                                        lo_open=True))
     pulse_set_voltage: float = field(default=0.0, metadata=_spec("float", "pulsed, device card: set pulse "
                                                                           "amplitude in V (0 = the card's "
-                                                                          "[verify.pulse])"))
+                                                                          "[verify.pulse])", unit="V"))
     pulse_reset_voltage: float = field(default=0.0, metadata=_spec("float", "pulsed, device card: reset pulse "
-                                                                            "amplitude in V (0 = the card's)"))
+                                                                            "amplitude in V (0 = the card's)", unit="V"))
     pulse_width: float = field(default=0.0, metadata=_spec("float", "pulsed, device card: pulse width in s (0 = the "
-                                                                    "card's)", lo=0.0))
+                                                                    "card's)", lo=0.0, unit="s"))
     tiki_taka_gamma: float = field(default=1.0, metadata=_spec("float", "tiki_taka: weight = C + gamma A", lo=0.0))
     tiki_taka_every: int = field(default=16, metadata=_spec("int", "tiki_taka: steps between transfers of A to C",
                                                            lo=1))
