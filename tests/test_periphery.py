@@ -19,7 +19,8 @@ from torch import nn
 
 import memsim
 from memsim.crossbar import ADC, DAC, CrossbarArray, NonIdealities, load_preset
-from memsim.crossbar.periphery import SignalRecord, magnitude_range
+from memsim.crossbar import fused
+from memsim.crossbar.periphery import SignalRecord, _Converter, magnitude_range
 from memsim.crossbar.presets import parse_preset, preset_path
 from memsim.errors import CalibrationError, ParameterError
 from memsim.nn import CrossbarLinear
@@ -363,3 +364,56 @@ def test_bad_slicing_names_the_field():
     assert parse_preset(_bad("adc", "columns_per_adc", 8), source="ok").adc.columns_per_adc == 8
     with pytest.raises(ParameterError, match=r"dac.slice_bits = 3 .*one of \[1, 2, 4, 8\]"):
         DAC(bits=8, slice_bits=3)
+
+
+# -- the converter's one-pass kernel (periphery._convert, compiled for large reads) ----------------------------------
+def _converter_cases():
+    """(x strided like the fused read's tile outputs, scale, half, out_scale): a layer's ADC range, one range per
+    tile, a DAC (scalar output scale) and a 1-bit converter."""
+    torch.manual_seed(5)
+    x = (torch.randn(96, 13, 8, 32) * 1.5).transpose(0, 1)  # [13, 96, 8, 32], not contiguous
+    per_tile = torch.rand(13, 1, 8, 1) + 0.5
+    return [(x, torch.tensor(1.3), 31, torch.tensor(1.3)), (x, per_tile, 31, per_tile),
+            (x, torch.tensor(0.7), 127, 0.2), (x, torch.tensor(0.9), 1, torch.tensor(0.9))]
+
+
+def _converter_reference(x, scale, half, out_scale):
+    """The converter in float64 NumPy: values and straight-through slope (independent of the torch kernels)."""
+    xs, s = x.double().numpy(), np.asarray(scale, dtype=np.float64)
+    o = np.asarray(out_scale, dtype=np.float64)
+    u = xs / s
+    return np.round(np.clip(u, -1, 1) * half) / half * o, np.where(np.abs(u) <= 1, o / s, 0.0)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_one_pass_converter_matches_the_closed_form(case, monkeypatch):
+    monkeypatch.setattr(fused, "MIN_CELLS", 0)      # the one-pass route for any size ...
+    monkeypatch.setattr(fused, "COMPILE", False)    # ... run eagerly (the compiled run: the slow test below)
+    x, scale, half, out_scale = _converter_cases()[case]
+    xr = x.clone().requires_grad_()
+    out = _Converter.apply(xr, scale, half, out_scale)
+    g = torch.randn_like(out)
+    out.backward(g)
+    ref, slope = _converter_reference(x, scale, half, out_scale)
+    # float32 against float64: at most one level apart where x / scale sits on a rounding boundary
+    full = np.broadcast_to(np.asarray(out_scale, dtype=np.float64), ref.shape)
+    diff = np.abs(out.detach().double().numpy() - ref)
+    assert (diff <= 1e-6 * full).mean() > 0.9999 and (diff <= full / half * 1.0001).all()
+    np.testing.assert_allclose(xr.grad.double().numpy(), g.double().numpy() * slope, rtol=1e-6, atol=0)
+    assert (out.abs() <= torch.as_tensor(out_scale) * 1.000001).all() and (slope == 0).any()
+
+
+@pytest.mark.slow
+def test_compiled_converter_equals_the_eager_converter(monkeypatch):
+    """The torch.compile-d converter gives the eager converter's values and gradients bit for bit."""
+    monkeypatch.setattr(fused, "COMPILE", True)
+    for x, scale, half, out_scale in _converter_cases():
+        results = []
+        for enabled in (True, False):  # compiled (the read is above fused.MIN_CELLS), then the eager converter
+            monkeypatch.setattr(fused, "ENABLED", enabled)
+            xr = x.clone().requires_grad_()
+            out = _Converter.apply(xr, scale, half, out_scale)
+            out.backward(torch.linspace(-1, 1, out.numel()).reshape(out.shape))
+            results.append((out.detach(), xr.grad))
+        assert not fused._failed
+        assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])

@@ -56,6 +56,10 @@ MODES = ("ideal", "noisy", "irdrop", "nonlinear")
 DEFAULT_MODE = "noisy"
 #: removed modes and what replaced them, so that an old script or config naming one is told what to use instead
 #: ('approx', a fixed-point estimate per read, was slower than irdrop at equal error: benchmarks/crossbar.md)
+#: relative size of the random-sign perturbation of every cell whose exact operators give the diagonal of the
+#: operator's Jacobian for the reused IR-drop update (:attr:`CrossbarArray.irdrop_reuse`; 1e-3 to 3e-2 give the same
+#: product error in float32)
+JACOBIAN_STEP = 1e-2
 REMOVED_MODES = {"approx": "use 'irdrop': exact IR drop through each tile's cached operator, faster than the "
                            "fixed-point estimate that 'approx' was (memsim.crossbar.solve_approx remains for "
                            "one-off reads)"}
@@ -110,7 +114,7 @@ class CrossbarArray:
         #: them (the cells' conductances, the IR-drop operators)
         self._state: dict | None = None
         self._irdrop_reuse = 1
-        #: the reused IR-drop attenuation (irdrop_reuse > 1): ``[A / gc, reads left]``, or None
+        #: the reused first-order IR-drop update (irdrop_reuse > 1): ``[(D, A0 - D gc0), reads left]``, or None
         self._atten: list | None = None
         #: the flat positions ``subsample`` picks from a strided read's ADC inputs, by shape (see _sample)
         self._sample_index: tuple | None = None
@@ -165,12 +169,16 @@ class CrossbarArray:
         """Training reads (``irdrop`` mode, a chip programmed per read) per exact computation of the IR-drop operators.
 
         1 (default): every read that programs the chip computes its exact operators with their gradient. ``k > 1``:
-        the exact operators ``A`` of one programmed chip give each cell's attenuation ``F = A / gc`` (``gc``: the
-        cell conductance with its transistor); the next ``k - 1`` reads, each of a newly programmed chip, use
-        ``A ~= gc * F`` with their own ``gc`` (and the gradient ``F``, the diagonal of the operator's Jacobian), and
-        the read after them computes ``F`` anew from its chip (forward only; that read's values are exact). The error this leaves against the exact operators of the same chip is stated
-        in ``benchmarks/crossbar.md`` (1-2 % of the signed tile outputs on ``hfox_1t1r_64``). Reads of a programmed
-        chip (evaluation, a layer in eval mode) always use the exact operators."""
+        one read in ``k`` computes the exact operators ``A0`` of its chip (cells ``gc0``: the conductances with
+        their transistor) and, from the exact operators of a second, perturbed state of the same chip (every cell
+        ``g (1 +- JACOBIAN_STEP)`` with a fixed-seed random sign), the diagonal ``D`` of the operator's Jacobian,
+        ``D = dA_ij / d gc_ij``; that read and the next ``k - 1`` reads, each of a newly programmed chip with cells
+        ``gc``, use the first-order update ``A ~= A0 + D (gc - gc0)`` with the gradient ``D`` (forward only: no
+        operator gradient). The random signs make the coupling to the other cells of the row and column average
+        out of ``D``; a cell's own current then carries its first-order change. This matters most for the cells at
+        ``g_min`` (the off cell of each pair), whose current is mostly not their own conductance's: reusing their
+        attenuation ``A / gc`` instead left 2.2 % product error, the update 0.8 % (``benchmarks/crossbar.md``).
+        Reads of a programmed chip (evaluation, a layer in eval mode) always use the exact operators."""
         return self._irdrop_reuse
 
     @irdrop_reuse.setter
@@ -181,26 +189,41 @@ class CrossbarArray:
         self._irdrop_reuse = k
         self._atten = None
 
-    def _reused_atten(self, like: torch.Tensor) -> torch.Tensor | None:
-        """The reused attenuation for the next training read (counting it), or None when it must be computed."""
+    def _reused_atten(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The reused first-order update ``(D, A0 - D gc0)`` for the next training read (counting it), or None when
+        it must be computed."""
         a = self._atten
-        if a is None or a[1] <= 0 or a[0].dtype != like.dtype or a[0].device != like.device:
+        if a is None or a[1] <= 0 or a[0][0].dtype != like.dtype or a[0][0].device != like.device:
             return None
         a[1] -= 1
         return a[0]
 
+    def _linearisation(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(D, A0 - D gc0)`` of programmed conductances ``g`` (detached): the exact operators ``A0``, and the
+        diagonal ``D`` of their Jacobian in the cells ``gc`` from the exact operators of ``g (1 + JACOBIAN_STEP s)``
+        (``s``: fixed-seed random signs, one per cell)."""
+        circuit = self.preset.circuit
+        dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
+        a0 = tile_operator(g, circuit, dtype=dtype).to(g.dtype)
+        gc0 = effective_conductance(g, circuit)
+        gen = torch.Generator(device=g.device).manual_seed(0)
+        sign = torch.randint(0, 2, g.shape, generator=gen, device=g.device).to(g.dtype).mul_(2).sub_(1)
+        gp = g * (1 + JACOBIAN_STEP * sign)
+        dgc = effective_conductance(gp, circuit) - gc0
+        d = (tile_operator(gp, circuit, dtype=dtype).to(g.dtype) - a0) / dgc
+        d = torch.where(dgc != 0, d, a0 / gc0)  # (a cell too small to move in this precision: its attenuation)
+        return d, a0 - d * gc0
+
     def _approx_operator(self, g: torch.Tensor) -> torch.Tensor:
-        """``gc * F`` for programmed conductances ``g`` (see :attr:`irdrop_reuse`), computing ``F`` from this chip's
-        exact operators when it is due."""
+        """``A0 + D (gc - gc0)`` for programmed conductances ``g`` (see :attr:`irdrop_reuse`), computing ``A0`` and
+        ``D`` from this chip's exact operators when they are due."""
         gc = effective_conductance(g, self.preset.circuit)
-        f = self._reused_atten(g)
-        if f is None or f.shape != g.shape:
+        lin = self._reused_atten(g)
+        if lin is None or lin[0].shape != g.shape:
             with torch.no_grad():
-                dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
-                a = tile_operator(g.detach(), self.preset.circuit, dtype=dtype).to(g.dtype)
-                f = a / gc.detach()
-            self._atten = [f, self._irdrop_reuse - 1]
-        return gc * f
+                lin = self._linearisation(g.detach())
+            self._atten = [lin, self._irdrop_reuse - 1]
+        return torch.addcmul(lin[1], gc, lin[0])
 
     def operator(self, g: torch.Tensor) -> torch.Tensor:
         """The exact IR-drop operators [n_row_tiles, n_col_tiles, rows, cols] of programmed conductances ``g``.
@@ -394,15 +417,16 @@ class CrossbarArray:
             return True
         a = self._atten
         return (self.mode == "irdrop" and self._irdrop_reuse > 1 and weight.requires_grad
-                and torch.is_grad_enabled() and a is not None and a[1] > 0 and a[0].dtype == weight.dtype
-                and a[0].device == weight.device)
+                and torch.is_grad_enabled() and a is not None and a[1] > 0 and a[0][0].dtype == weight.dtype
+                and a[0][0].device == weight.device)
 
     def fused_pairs(self, weight: torch.Tensor, want_q: bool, compiled: bool = True, atten=None):
         """``(signal, q, w_scale)``: the pair signal ``gc+ - gc-`` and read-noise weight ``gc+^2 + gc-^2``
         ``[nr, rows, nc * pairs]`` (tile-row-major, :func:`memsim.crossbar.fused.programmed_pairs`) of the chip
         programmed with ``weight`` now, and the weight scale: what :meth:`conductances` followed by the cells the
         word lines see gives, in one fused pass, drawing the same programming noise from the chip's stream.
-        ``atten``: the reused IR-drop attenuation (:attr:`irdrop_reuse`) multiplying the signal, or None."""
+        ``atten``: the reused first-order IR-drop update ``(D, A0 - D gc0)`` (:attr:`irdrop_reuse`): each cell's
+        current ``D gc + (A0 - D gc0)`` in the signal; or None."""
         w_scale = self._check_weight(weight).clamp_min(torch.finfo(weight.dtype).tiny)
         mp, p, grid, cfg = self.mapping, self.preset, self.grid, self.noise
         wp = grid.pack_outputs(weight / w_scale).transpose(1, 2)  # [nr, rows, nc, pairs]: the packing's own layout
@@ -416,7 +440,9 @@ class CrossbarArray:
         gt = gate_conductance(p.circuit, grid.rows, dtype=wp.dtype, device=wp.device)
         signal, q = fused.programmed_pairs(wp, levels=mp.levels, g_min=mp.g_min, delta=mp.delta, noise=noise,
                                            sigma=cfg.program * (p.g_max - p.g_min), lo=lo, hi=hi, gain=gain,
-                                           offset=offset, gt=gt, want_q=want_q, compiled=compiled, atten=atten)
+                                           offset=offset, gt=gt, want_q=want_q, compiled=compiled,
+                                           atten=None if atten is None else atten[0],
+                                           shift=None if atten is None else atten[1])
         return signal, q, w_scale
 
     def _sliced_cells(self, wn: torch.Tensor) -> torch.Tensor:

@@ -52,14 +52,15 @@ _compiled: dict = {}
 _failed = False
 
 
-def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=None):
+def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=None, shift=None):
     """The fused chain (plain torch; compiled by :func:`_run`). ``w`` [..., P] packed signed weights in [-1, 1];
     ``noise`` [..., P, 2] standard normals or None; ``gain``, ``offset`` broadcasting against [..., P, 2]; ``gt``
     broadcasting against ``w`` (the rows' axis) or None; ``s`` = (levels - 1, step, g_min, delta, sigma, lo, hi)
     as a float tensor.
 
-    ``atten`` [..., P, 2] or None: each cell's IR-drop attenuation, multiplying its current in the signal (not in
-    the read noise): ``irdrop`` with a reused operator (:meth:`memsim.crossbar.CrossbarArray.irdrop_reuse`).
+    ``atten``, ``shift`` [..., P, 2] or None: ``irdrop`` with a reused first-order operator
+    (:meth:`memsim.crossbar.CrossbarArray.irdrop_reuse`): each cell's current in the signal (not in the read noise)
+    is ``atten * gc + shift``.
 
     Returns ``(signal, ds)`` or ``(signal, q, ds, dq)``: ``ds = d signal / d w``, ``dq = d q / d w``."""
     lv, step, g_min, delta, sigma, lo, hi = s.unbind()
@@ -93,7 +94,7 @@ def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=
         signal = pp - pm
         ds = ap * pos + am * neg
     else:
-        signal = pp * atten[..., 0] - pm * atten[..., 1]
+        signal = (pp * atten[..., 0] + shift[..., 0]) - (pm * atten[..., 1] + shift[..., 1])
         ds = ap * atten[..., 0] * pos + am * atten[..., 1] * neg
     if not want_q:  # contiguous: written in w's layout, the batched matmul's, with no copy after the kernel
         return signal.contiguous(), ds.contiguous()
@@ -102,7 +103,7 @@ def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=
     return signal.contiguous(), sq.contiguous(), ds.contiguous(), dq.contiguous()
 
 
-def _compiled_call(name: str, fn, *args):
+def compiled_call(name: str, fn, *args):
     """``fn(*args)`` through its torch.compile-d version (compiled on first use), or eagerly when compilation is
     off or failed."""
     global _failed
@@ -120,7 +121,7 @@ def _compiled_call(name: str, fn, *args):
 
 
 def _run(*args):
-    return _compiled_call("cells", _kernel, *args)
+    return compiled_call("cells", _kernel, *args)
 
 
 def _noise_kernel(y, var, noise, sigma, want_dvar: bool):
@@ -136,7 +137,7 @@ def _noise_kernel(y, var, noise, sigma, want_dvar: bool):
 def read_noise(y: torch.Tensor, var: torch.Tensor, noise: torch.Tensor, sigma: float, want_dvar: bool):
     """``(y + sigma sqrt(var) noise, dy/dvar or None)`` in one pass (compiled for large reads when fusion is on)."""
     if available(y.numel()):
-        return _compiled_call("noise", _noise_kernel, y, var, noise, sigma, want_dvar)
+        return compiled_call("noise", _noise_kernel, y, var, noise, sigma, want_dvar)
     return _noise_kernel(y, var, noise, sigma, want_dvar)
 
 
@@ -147,8 +148,8 @@ def available(cells: int) -> bool:
 
 class _ProgrammedPairs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, w, noise, gain, offset, gt, s, quantised, want_q, compiled, atten):
-        out = (_run if compiled else _kernel)(w, noise, gain, offset, gt, s, quantised, want_q, atten)
+    def forward(ctx, w, noise, gain, offset, gt, s, quantised, want_q, compiled, atten, shift):
+        out = (_run if compiled else _kernel)(w, noise, gain, offset, gt, s, quantised, want_q, atten, shift)
         if want_q:
             signal, sq, ds, dq = out
             ctx.save_for_backward(ds, dq)
@@ -163,13 +164,13 @@ class _ProgrammedPairs(torch.autograd.Function):
         grad = None if g_signal is None else g_signal * saved[0]
         if len(saved) > 1 and g_q is not None:
             grad = g_q * saved[1] if grad is None else grad.addcmul_(g_q, saved[1])
-        return grad, None, None, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None, None, None
 
 
 def programmed_pairs(w: torch.Tensor, *, levels: int, g_min: float, delta: float, noise: torch.Tensor | None,
                      sigma: float, lo: float, hi: float, gain, offset, gt: torch.Tensor | None,
-                     want_q: bool, compiled: bool = True, atten: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     want_q: bool, compiled: bool = True, atten: torch.Tensor | None = None,
+                     shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(signal, q)`` ``[nr, rows, nc * pairs]`` (tile-row-major: the layout of one batched matmul over the row
     tiles, :func:`memsim.crossbar.pairs.tile_major_product`) of a programmed differential layer, from its packed
     signed weights ``w`` ``[nr, rows, nc, pairs]`` (normalised to [-1, 1]); ``q`` is None unless ``want_q`` (read
@@ -191,5 +192,6 @@ def programmed_pairs(w: torch.Tensor, *, levels: int, g_min: float, delta: float
                      dtype=w.dtype, device=w.device)
     signal, q = _ProgrammedPairs.apply(w, None if noise is None else halves(noise), halves(gain), halves(offset),
                                        None if gt is None else gt[:, None, None], s, bool(levels), bool(want_q),
-                                       compiled, None if atten is None else halves(atten))
+                                       compiled, None if atten is None else halves(atten),
+                                       None if shift is None else halves(shift))
     return signal.reshape(nr, rows, nc * pairs), None if q is None else q.reshape(nr, rows, nc * pairs)

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import ParameterError
 from ..schema import is_finite_number, spec_field
+from . import fused
 from .mapping import bit_slices, round_ste
 
 CALIBRATIONS = ("percentile", "max", "mse", "fixed")
@@ -62,20 +63,39 @@ def _check_calibration(field: str, method, percentile) -> None:
                              "give the percentile of the magnitudes that sets the range, e.g. 99.99")
 
 
+def _convert(x, inv, half, k, slope_factor, want_slope: bool):
+    """The converter's element-wise chain: ``round(clamp(x * inv, -1, 1) * half) * k`` and, when ``want_slope``,
+    its straight-through derivative ``slope_factor`` inside the range (0 where it saturates). The operations and
+    their order are those of the eager converter, so a compiled run gives the same values."""
+    u = x * inv
+    out = u.clamp(-1.0, 1.0).mul_(half).round_().mul_(k)
+    if not want_slope:
+        return out, None
+    return out, (u.abs() <= 1).to(u.dtype).mul(slope_factor)
+
+
 class _Converter(torch.autograd.Function):
     """``round(clamp(x / scale, -1, 1) * half) / half * out_scale`` with a straight-through round.
 
     The gradient is ``out_scale / scale`` inside the range and 0 where the converter saturates: one mask
     multiply backward, instead of autograd's graph of five element-wise steps (the ADC sees every tile output
     of every read). ``scale`` and ``out_scale`` may be tensors broadcasting against ``x`` (one ADC range per
-    tile)."""
+    tile). A large read (:func:`memsim.crossbar.fused.available`) with a tensor ``scale`` runs the chain as one
+    ``torch.compile``-d pass (:func:`_convert`: output and slope written together, instead of nine passes and a
+    copy); the scalars ``1 / scale``, ``out_scale / half`` and ``out_scale / scale`` are formed eagerly either
+    way, so both routes perform the same floating-point operations per element."""
 
     @staticmethod
     def forward(ctx, x, scale, half, out_scale):
-        u = x * (1.0 / scale)
-        if ctx.needs_input_grad[0]:  # d out / d x: out_scale / scale inside the range, 0 where it saturates
-            ctx.save_for_backward((u.abs() <= 1).to(u.dtype).mul_(out_scale / scale))
-        return u.clamp_(-1.0, 1.0).mul_(half).round_().mul_(out_scale / half)
+        want = ctx.needs_input_grad[0]  # d out / d x: out_scale / scale inside the range, 0 where it saturates
+        args = (x, 1.0 / scale, half, out_scale / half, out_scale / scale if want else None, want)
+        if isinstance(scale, torch.Tensor) and fused.available(x.numel()):
+            out, slope = fused.compiled_call("converter", _convert, *args)
+        else:
+            out, slope = _convert(*args)
+        if want:
+            ctx.save_for_backward(slope)
+        return out
 
     @staticmethod
     def backward(ctx, grad):

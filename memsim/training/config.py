@@ -221,9 +221,9 @@ class TrainingConfig:
     irdrop_reuse: int = field(default=1, metadata=_spec("int", "hardware.mode = 'irdrop': training steps per exact "
                                                                "computation of the IR-drop operators (1 = every "
                                                                "step); k > 1 computes them every k steps and reads "
-                                                               "the chips in between through each cell's IR-drop "
-                                                               "attenuation A / gc of the last exact chip "
-                                                               "(1-2 % product error on hfox_1t1r_64, several times "
+                                                               "the chips in between through a first-order update "
+                                                               "around the last exact chip's operators (~0.8 % "
+                                                               "product error on hfox_1t1r_64, several times "
                                                                "cheaper; benchmarks/crossbar.md). Evaluation is "
                                                                "always exact", lo=1))
     voltage_penalty: float = field(default=DEFAULTS["penalty"],
