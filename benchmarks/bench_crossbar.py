@@ -17,6 +17,9 @@ Sections (``--only NAME ...`` to run some):
 * ``linearised`` - the operator of the chord conductances at v_read against Newton with the card's own sinh I-V,
                    on the realistic presets (random weights, inputs up to v_max).
 * ``spice``      - the operator against ngspice .op on one tile of each size.
+* ``device``     - (not run by default; ``--only device --device cuda``) the 784x256 layer's operators with their
+                   gradient (forward + backward, float32 and float64) on ``--device`` against one CPU thread, median of
+                   ``--rounds``, the device synchronised; with the largest difference between the two results.
 
     python benchmarks/bench_crossbar.py                    # everything (~5-10 minutes on 2 cores)
     python benchmarks/bench_crossbar.py --only reads precompute
@@ -40,7 +43,7 @@ from memsim.nn import CrossbarLinear
 from memsim.nn.calibration import calibrate
 
 WIRES = TileCircuit(Wires(1.0, 1.0, 10.0))
-SECTIONS = ("layers", "reads", "precompute", "approx", "linearised", "spice")
+SECTIONS = ("layers", "reads", "precompute", "approx", "linearised", "spice", "device")
 
 
 def best_of(fn, repeats: int = 3, clock=time.perf_counter) -> float:
@@ -174,8 +177,8 @@ def _floor_and_eval(mlp, base):
 
 def _reuse_error(mlp, stepper, x, k):
     """The product error of ``irdrop_reuse = k`` in training: the first layer's signed tile outputs (the ADC inputs)
-    through the reused attenuation against the exact operators of the same chips, over one reuse cycle of real SGD
-    steps (new defects and programming noise each step, as training draws them)."""
+    through the reused first-order operators against the exact operators of the same chips, over one reuse cycle of
+    real SGD steps (new defects and programming noise each step, as training draws them)."""
     model = mlp("irdrop", reuse=k)
     step = stepper(model, redraw=True)
     layer = model[0]
@@ -190,22 +193,28 @@ def _reuse_error(mlp, stepper, x, k):
     def out(a):
         return torch.einsum("bri,rcij->brcj", v, grid.column_signal(a))
 
-    errors, ideal = [], []
+    errors, ideal, attenuation = [], [], []
+    twin.irdrop_reuse = k
     atten = None
-    with torch.no_grad():
-        for j, w in enumerate(weights):
-            twin.redraw_defects(1000 + j)
-            g = twin.conductances(w)[0].double()
+    for j, w in enumerate(weights):
+        twin.redraw_defects(1000 + j)
+        g = twin.conductances(w)[0]
+        with torch.enable_grad():  # a training read: exact at j = 0, the first-order update after it
+            reused = twin.operator(g.detach().requires_grad_()).detach().double()
+        with torch.no_grad():
+            g = g.double()
             exact, cells = tile_operator(g, circuit), effective_conductance(g, circuit)
             if atten is None:
-                atten = exact / cells
+                atten = exact / cells  # the earlier scheme, for comparison: each cell's attenuation A / gc reused
                 continue  # the exact step itself
             ref = out(exact)
-            errors.append(float((out(cells * atten) - ref).norm() / ref.norm()))
+            errors.append(float((out(reused) - ref).norm() / ref.norm()))
+            attenuation.append(float((out(cells * atten) - ref).norm() / ref.norm()))
             ideal.append(float((out(cells) - ref).norm() / ref.norm()))
     print(f"  irdrop_reuse = {k}: product error against the exact operators of the same chip (first layer, signed "
           f"tile outputs, steps 2..{k} of a cycle): mean {100 * np.mean(errors):.2f} %, max {100 * max(errors):.2f} %; "
-          f"ignoring IR drop there: {100 * np.mean(ideal):.2f} %")
+          f"reusing each cell's attenuation A / gc instead: {100 * np.mean(attenuation):.2f} %; ignoring IR drop "
+          f"there: {100 * np.mean(ideal):.2f} %")
 
 
 def section_reads(args):
@@ -330,9 +339,57 @@ def section_spice(args):
                   f"ngspice {t_sp:.2f} s per vector")
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def section_device(args):
+    """The 784x256 layer's operators (104 tiles of 64x64, 1T1R) with their gradient, on args.device vs one CPU
+    thread: forward + backward per dtype, median of args.rounds, alternating the two so load affects both alike."""
+    device = torch.device(args.device)
+    print(f"\n== device: the 784x256 layer's operators with their gradient, {device} vs one CPU thread ==")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no CUDA device")
+        print(f"  {torch.cuda.get_device_name(device)}")
+    p = load_preset("hfox_1t1r_64")
+    arr = CrossbarArray(p, 256, 784, mode="irdrop")
+    torch.manual_seed(0)
+    g, _ = arr.conductances(torch.randn(256, 784))
+    probe = torch.randn(g.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def step(gg, pp, dtype):
+        gg = gg.detach().clone().requires_grad_()
+        _sync(gg.device)
+        t0 = time.perf_counter()
+        a = tile_operator(gg, p.circuit, dtype=dtype)
+        (a * pp).sum().backward()
+        _sync(gg.device)
+        return time.perf_counter() - t0, a.detach().cpu().double(), gg.grad.cpu().double()
+
+    for dtype in (torch.float32, torch.float64):
+        g_cpu, p_cpu = g.to(dtype), probe.to(dtype)
+        g_dev, p_dev = g_cpu.to(device), p_cpu.to(device)
+        step(g_dev, p_dev, dtype)  # warm-up (kernels, allocator)
+        t_cpu, t_dev = [], []
+        for _ in range(args.rounds):
+            t, a_cpu, d_cpu = step(g_cpu, p_cpu, dtype)
+            t_cpu.append(t)
+            t, a_dev, d_dev = step(g_dev, p_dev, dtype)
+            t_dev.append(t)
+        tc, td = float(np.median(t_cpu)), float(np.median(t_dev))
+        err_a = float((a_dev - a_cpu).abs().max() / a_cpu.abs().max())
+        err_g = float((d_dev - d_cpu).abs().max() / d_cpu.abs().max())
+        print(f"  {str(dtype)[6:]}: {device} {td * 1e3:.1f} ms, CPU {tc * 1e3:.0f} ms (x{tc / td:.1f}); "
+              f"{device} vs CPU: operator {err_a:.1e}, gradient {err_g:.1e} (max relative)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "device"],
+                    help="sections to run (default: all but device)")
+    ap.add_argument("--device", default="cuda", help="device: the torch device compared with the CPU (default cuda)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512], help="tile sizes (precompute)")
     ap.add_argument("--superlu-max", type=int, default=256, help="largest tile for the SuperLU comparison")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (layers)")

@@ -58,6 +58,7 @@ def test_gradient_wrt_drive_voltage_is_finite_over_long_sequences():
     assert torch.isfinite(amp.grad).all() and (amp.grad > 0).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     card = load_card("vteam_default")

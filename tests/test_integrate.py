@@ -91,6 +91,7 @@ def test_substeps_improve_euler():
     assert fine < coarse / 6
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     f = lambda t, x: -3.0 * x + torch.sin(t)

@@ -232,6 +232,7 @@ def test_float32_tracks_float64():
     assert (v32.double() - v64).abs().max() / (v64.max() - v64.min()) < 1e-4
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("cls", [MIFNeuron, VLIFNeuron])
 def test_cuda_matches_cpu(cls):
