@@ -21,9 +21,12 @@ from memsim.devices.cards import card_path, load_card
 from memsim.errors import MemsimError
 from memsim.fitting.data import DataError, read_measurement
 from memsim.fitting.synthetic import write_csv
+from memsim.interop.nir_graph import read_graph
 from memsim.neurons.cards import load_neuron_card
+from memsim.pulse.cards import load_pulse_card
 from memsim.sweep.cost import cost_model_path, load_cost_model
 from memsim.sweep.spec import load_spec
+from memsim.sweep.study import find_study, load_study
 from memsim.training.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from memsim.training.cifar import read_cifar_batch
 from memsim.training.config import default_config, load_config
@@ -61,6 +64,13 @@ def _write_spec(path: Path, checkpoint: Path) -> Path:
     return path
 
 
+def _write_nir(path: Path) -> Path:
+    nir = pytest.importorskip("nir")
+    graph = nir.NIRGraph.from_list(nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)))
+    nir.write(str(path), graph)
+    return path
+
+
 #: name -> (file name a loader expects, how to make a valid one in a folder, the loader)
 LOADERS = {
     "csv": ("m.csv", lambda d: write_csv(d / "m.csv", _iv_columns()), read_measurement),
@@ -75,6 +85,10 @@ LOADERS = {
     "config": ("cfg.toml", lambda d: (d / "cfg.toml").write_text(default_config().to_toml()), load_config),
     "sweep_spec": ("s.toml", lambda d: _write_spec(d / "s.toml", d / "model.pt"),
                    lambda p: load_spec(p, check_points=False)),
+    "pulse_card": ("pc.toml", lambda d: shutil.copy(card_path("pulse_exp_saturation"), d / "pc.toml"),
+                   load_pulse_card),
+    "study": ("st.toml", lambda d: shutil.copy(find_study("digits_dse"), d / "st.toml"), load_study),
+    "nir": ("g.nir", lambda d: _write_nir(d / "g.nir"), read_graph),
     "cost_model": ("cost.toml", lambda d: shutil.copy(cost_model_path("default"), d / "cost.toml"), load_cost_model),
     "checkpoint": ("e.pt", lambda d: save_checkpoint(d / "e.pt", model=torch.nn.Linear(3, 2), epoch=1,
                                                        config=default_config()), read_checkpoint),
@@ -87,7 +101,7 @@ def valid(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("valid")
     save_checkpoint(folder / "model.pt", model=torch.nn.Linear(3, 2), epoch=1, config=default_config())
     for name, (_, make, _) in LOADERS.items():
-        if name != "xlsx":  # needs openpyxl, made (or skipped) where it is used
+        if name not in ("xlsx", "nir"):  # need openpyxl / nir, made (or skipped) where they are used
             make(folder)
     return folder
 
@@ -103,7 +117,7 @@ def _truncated(data: bytes, name: str) -> bytes:
     """A copy cut short where no parser can mistake it for a complete file: text files inside a value (TOML just
     after a '=', CSV just after a ',' so the last row misses a cell), binary files at half their length."""
     cut = data[: len(data) // 2]
-    if name.endswith(("card", "preset", "config", "spec", "model")):
+    if name.endswith(("card", "preset", "config", "spec", "model", "study")):
         return cut[: cut.rindex(b"=") + 1]
     if name == "csv":
         return cut[: cut.rindex(b",") + 1]
