@@ -3,7 +3,8 @@
 Sections (``--only NAME ...`` to run some):
 
 * ``layers``     - one SGD step (forward + backward) of a 784-256-10 MLP at batch 128 with memsim's crossbar
-                   layers on ``hfox_1t1r_64`` (ideal; noisy fused and unfused; programming noise only; irdrop exact
+                   layers on ``hfox_1t1r_64`` (ideal; noisy fused and unfused, and fused without the read noise's
+                   amplitude gradient (``read_noise_grad = False``); programming noise only; irdrop exact
                    and with ``irdrop_reuse = k``, with its product error against the exact operators of the same
                    chips) against the same MLP of ``nn.Linear``, interleaved rounds, wall and CPU time; and an
                    eval-mode read of a programmed chip (irdrop: operator cached) against noisy.
@@ -69,7 +70,7 @@ def section_layers(args):
     y = torch.randint(0, 10, (128,))
     preset = load_preset("hfox_1t1r_64")
 
-    def mlp(mode=None, noise=None, reuse=1):
+    def mlp(mode=None, noise=None, reuse=1, read_noise_grad=True):
         torch.manual_seed(0)
         if mode is None:
             return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -77,6 +78,7 @@ def section_layers(args):
                               CrossbarLinear(256, 10, preset=preset, mode=mode, noise=noise))
         for k in (0, 2):
             model[k].array.irdrop_reuse = reuse
+            model[k].array.read_noise_grad = read_noise_grad
         return model
 
     def stepper(model, unfused=False, redraw=False):
@@ -104,6 +106,7 @@ def section_layers(args):
         "ideal": (stepper(mlp("ideal")), 1),
         "noisy": (stepper(mlp("noisy")), 1),
         "noisy, unfused": (stepper(mlp("noisy"), unfused=True), 1),
+        "noisy, read_noise_grad = False": (stepper(mlp("noisy", read_noise_grad=False)), 1),
         "program noise only": (stepper(mlp("noisy", preset.noise.only("program"))), 1),
         "program noise only, unfused": (stepper(mlp("noisy", preset.noise.only("program")), unfused=True), 1),
         "irdrop, exact every step": (stepper(mlp("irdrop"), redraw=True), 1),

@@ -130,8 +130,9 @@ def _noise_kernel(y, var, noise, sigma, want_dvar: bool):
     std = var.clamp_min(0).sqrt()
     out = torch.addcmul(y, std, noise, value=sigma)
     if not want_dvar:
-        return out, None
-    return out, torch.nan_to_num(noise * (0.5 * sigma) / std, 0.0, 0.0, 0.0)
+        return out.contiguous(), None
+    # contiguous: in y's layout (the noise may be a transposed view), so the backward's ``gy * dvar`` is one pass
+    return out.contiguous(), torch.nan_to_num(noise * (0.5 * sigma) / std, 0.0, 0.0, 0.0).contiguous()
 
 
 def read_noise(y: torch.Tensor, var: torch.Tensor, noise: torch.Tensor, sigma: float, want_dvar: bool):

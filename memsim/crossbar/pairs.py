@@ -52,14 +52,16 @@ def _pair_grad(gc: torch.Tensor | None, gq: torch.Tensor | None, gs: torch.Tenso
     return out
 
 
-def _product(ctx, vt, signal, q, noise, sigma, keep=()):
+def _product(ctx, vt, signal, q, noise, sigma, keep=(), amplitude_grad=True):
     """The forward product of the half-width ``signal`` (and read noise of weight ``q``); saves ``keep`` and what
-    the backward needs on ``ctx``."""
+    the backward needs on ``ctx`` (without ``amplitude_grad``, the read noise is added but its amplitude gets no
+    gradient: the backward of the noiseless product)."""
     y = torch.einsum(_PRODUCT, vt, signal)
-    ctx.noisy = q is not None
-    if ctx.noisy:
+    ctx.noisy = q is not None and amplitude_grad
+    if q is not None:
         std = torch.einsum(_PRODUCT, vt * vt, q).clamp_min_(0).sqrt_()
         y.addcmul_(std, noise, value=sigma)
+    if ctx.noisy:
         # d y / d var = sigma * noise / (2 std), and no gradient where no current flows (std = 0)
         dvar = (noise * (0.5 * sigma) / std).nan_to_num_(0.0, 0.0, 0.0) if any(ctx.needs_input_grad) else None
         ctx.save_for_backward(*keep, vt, signal, q, dvar)
@@ -88,12 +90,13 @@ def _product_grads(ctx, gy, need_v, need_s, need_q, saved):
 
 class _PairProduct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, vt, m, gc, noise, sigma, pairs):
+    def forward(ctx, vt, m, gc, noise, sigma, pairs, amplitude_grad=True):
         mp = _pairs(m, pairs)
         ctx.pairs, ctx.cols = pairs, m.shape[-1]
         ctx.same = gc is m
+        keep = () if gc is None or not amplitude_grad else (gc,)
         return _product(ctx, vt, mp[..., 0] - mp[..., 1], None if gc is None else pair_squares(gc, pairs), noise,
-                        sigma, keep=() if gc is None else (gc,))
+                        sigma, keep=keep, amplitude_grad=amplitude_grad)
 
     @staticmethod
     def backward(ctx, gy):
@@ -107,7 +110,7 @@ class _PairProduct(torch.autograd.Function):
         else:
             grad_m = _pair_grad(None, None, gs, ctx.pairs, ctx.cols) if need_m else None
             grad_gc = _pair_grad(gc, gq, None, ctx.pairs, ctx.cols) if gq is not None else None
-        return grad_v, grad_m, grad_gc, None, None, None
+        return grad_v, grad_m, grad_gc, None, None, None, None
 
 
 class _TileMajorProduct(torch.autograd.Function):
@@ -117,16 +120,19 @@ class _TileMajorProduct(torch.autograd.Function):
     ``noise`` and the output [nr, B, K] (``K`` = n_col_tiles * pairs)."""
 
     @staticmethod
-    def forward(ctx, vt, signal, q, noise, sigma):
+    def forward(ctx, vt, signal, q, noise, sigma, amplitude_grad=True):
         y = torch.bmm(vt, signal)
-        ctx.noisy = q is not None
-        if not ctx.noisy:
+        ctx.noisy = q is not None and amplitude_grad
+        if q is None:
             ctx.save_for_backward(vt, signal)
             return y
         v2 = vt * vt
         # y + sigma std noise and d y / d var = sigma noise / (2 std) (none where no current flows), one pass
-        y, dvar = fused.read_noise(y, torch.bmm(v2, q), noise, sigma, any(ctx.needs_input_grad))
-        ctx.save_for_backward(vt, signal, q, dvar, v2)
+        y, dvar = fused.read_noise(y, torch.bmm(v2, q), noise, sigma, ctx.noisy and any(ctx.needs_input_grad))
+        if ctx.noisy:
+            ctx.save_for_backward(vt, signal, q, dvar, v2)
+        else:  # the noise's amplitude gets no gradient: the backward of the noiseless product
+            ctx.save_for_backward(vt, signal)
         return y
 
     @staticmethod
@@ -145,24 +151,27 @@ class _TileMajorProduct(torch.autograd.Function):
                 grad_v.addcmul_(vt, torch.bmm(gvar, q.transpose(1, 2)), value=2.0)
             if need_q:
                 gq = torch.bmm(v2.transpose(1, 2), gvar)
-        return grad_v, gs, gq, None, None
+        return grad_v, gs, gq, None, None, None
 
 
 def tile_major_product(vt: torch.Tensor, signal: torch.Tensor, q: torch.Tensor | None = None,
-                       noise: torch.Tensor | None = None, sigma: float = 0.0) -> torch.Tensor:
+                       noise: torch.Tensor | None = None, sigma: float = 0.0,
+                       amplitude_grad: bool = True) -> torch.Tensor:
     """Signed tile outputs ``[nr, B, K]`` from word-line voltages ``vt`` ``[nr, B, rows]`` and the pairs'
     half-width matrices ``signal`` (and ``q`` with read noise ``noise`` ``[nr, B, K]``) ``[nr, rows, K]``, with
-    gradients to all three (see :class:`_TileMajorProduct`)."""
+    gradients to all three (see :class:`_TileMajorProduct`); ``amplitude_grad`` False: none through the read noise's
+    amplitude (``q`` gets no gradient; :attr:`memsim.crossbar.CrossbarArray.read_noise_grad`)."""
     if q is None or not sigma:
-        return _TileMajorProduct.apply(vt, signal, None, None, 0.0)
-    return _TileMajorProduct.apply(vt, signal, q, noise, float(sigma))
+        return _TileMajorProduct.apply(vt, signal, None, None, 0.0, True)
+    return _TileMajorProduct.apply(vt, signal, q, noise, float(sigma), bool(amplitude_grad))
 
 
 def pair_product(vt: torch.Tensor, m: torch.Tensor, pairs: int, gc: torch.Tensor | None = None,
-                 noise: torch.Tensor | None = None, sigma: float = 0.0) -> torch.Tensor:
+                 noise: torch.Tensor | None = None, sigma: float = 0.0, amplitude_grad: bool = True) -> torch.Tensor:
     """Signed outputs ``[B, nr, nc, pairs]`` of differential tiles ``m`` ``[nr, nc, rows, cols]`` for ``vt``
     ``[B, nr, rows]``, plus read noise ``sigma * sqrt(V^2 @ (gc+^2 + gc-^2)) * noise`` when ``gc`` is given
-    (``noise``: standard normal draws ``[B, nr, nc, pairs]``)."""
+    (``noise``: standard normal draws ``[B, nr, nc, pairs]``); ``amplitude_grad`` False: the noise's amplitude gets
+    no gradient (the backward of the noiseless product)."""
     if gc is None or not sigma:
-        return _PairProduct.apply(vt, m, None, None, 0.0, pairs)
-    return _PairProduct.apply(vt, m, gc, noise, float(sigma), pairs)
+        return _PairProduct.apply(vt, m, None, None, 0.0, pairs, True)
+    return _PairProduct.apply(vt, m, gc, noise, float(sigma), pairs, bool(amplitude_grad))

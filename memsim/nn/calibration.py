@@ -99,7 +99,8 @@ class ConverterRanges(nn.Module):
 
     def _track_dac(self, x: torch.Tensor) -> torch.Tensor:
         """Training: the running maximum of ``|x|`` (momentum ``scale_momentum``), the DAC range of this step."""
-        batch_max = x.detach().abs().max()
+        lo, hi = torch.aminmax(x.detach())  # max |x| in one pass, without a temporary |x|
+        batch_max = torch.maximum(-lo, hi)
         with torch.no_grad():
             if self.input_scale.item() == 0:
                 self.input_scale.copy_(batch_max)
