@@ -249,9 +249,14 @@ def test_fashion_study_on_cifar10_uses_each_networks_variant(tmp_path):
     assert plan.networks["vgg"].config_name == "cifar10_dse_vgg"
     assert list(cfgs["vgg"].network.channels) == list(load_config("cifar10_dse_vgg").network.channels)
     assert cfgs["msnn"].training.epochs == study.quick["epochs"]
+    # the fine-tuning sweeps fine-tune through Fashion-MNIST configs: their datasets key leaves them out on CIFAR-10
+    left = {e.name for e in plan.left_out}
+    assert left == {"finetune_mlp", "finetune_msnn"} and not left & {e.name for e, _ in plan.sweeps}
     # its own dataset: the Fashion-MNIST configs as written
     own = plan_study(study, tmp_path / "f", quick=False)
     assert {p.config.data.dataset for p in own.networks.values()} == {"fashion_mnist"}
+    assert own.left_out == [] and len(own.sweeps) == len(study.sweeps)
+    assert sum(len(own.sweep_spec(e).points()) for e, _ in own.sweeps) == 280  # the design of benchmarks/sweeps.md
     assert own.networks["msnn"].config.training.epochs == 5
     assert not (tmp_path / "c").exists() and not (tmp_path / "f").exists()
 
@@ -293,7 +298,7 @@ def test_fashion_study_quick_on_synthetic_cifar10(tmp_path, monkeypatch):
     assert sorted(r["trained"]) == sorted(study.networks)
     df = pd.read_csv(out / "results.csv")
     assert (df["status"] == "ok").all(), df[df["status"] != "ok"]["error"].tolist()
-    assert set(df["sweep"]) == {e.name for e in study.sweeps}
+    assert set(df["sweep"]) == {e.name for e in study.sweeps if e.datasets is None or "cifar10" in e.datasets}
     assert (df["samples"] == 32).all() and (df["chips"] == 1).all()
     assert json.loads((out / "study.json").read_text())["dataset"] == "cifar10"
 
@@ -307,3 +312,12 @@ def test_a_sweep_of_several_networks_deploys_each(tmp_path):
     points = [spec.resolve(p) for p in spec.points()]
     assert sorted((r["model"], r["checkpoint"]) for r in points) == [
         ("ann", "networks/ann/checkpoints/epoch_0001.pt"), ("ann2", "networks/ann2/checkpoints/epoch_0001.pt")]
+
+
+def test_a_sweeps_datasets_key_is_checked(tmp_path):
+    with pytest.raises(StudyError, match=r"sweep\[0\]\.datasets = 'digits': allowed a non-empty list of dataset names"):
+        _study(TINY.replace('network = "ann"', 'network = "ann"\ndatasets = "digits"'), tmp_path)
+    # on its own dataset (no --dataset) a sweep with a datasets key runs like any other
+    plan = plan_study(_study(TINY.replace('network = "ann"', 'network = "ann"\ndatasets = ["cifar10"]'), tmp_path),
+                      tmp_path / "o")
+    assert [e.name for e, _ in plan.sweeps] == ["one"] and plan.left_out == []

@@ -40,3 +40,15 @@ def test_accuracy_vs_tile_states_units_and_error_bars(figures, tmp_path):
     assert ax.get_xlabel() == plots.label("tile.size") and "cells" in ax.get_xlabel()
     assert "error bars" in fig._suptitle.get_text()
     assert ax.get_legend().get_title().get_text() == plots.label("noise.program")
+
+
+def test_accuracy_vs_tile_spaces_the_tiles_evenly_without_a_log_axis(figures, tmp_path):
+    """32-256 spans less than a decade: a linear axis, each tile size a labelled, equally spaced tick."""
+    plots.plot_accuracy_vs_tile(_df([1e-9] * 4), tmp_path / "a.png")
+    ax = figures[-1].axes[0]
+    assert ax.get_xscale() == "linear"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["32", "64", "128", "256"]
+    assert list(ax.get_xticks()) == [0, 1, 2, 3]
+    # each point sits at its tile's tick: 0.80 at 32 (index 0) ... 0.83 at 256 (index 3), in %
+    pts = sorted((x, y) for c in ax.containers for x, y in zip(*c.lines[0].get_data()))  # the error bars' data lines
+    assert [x for x, _ in pts] == [0, 1, 2, 3] and [y for _, y in pts] == pytest.approx([80.0, 81.0, 82.0, 83.0])

@@ -107,6 +107,8 @@ def run_study(args) -> int:
             spec = plan.sweep_spec(entry)
             done = len(ResultsDir(plan.sweep_dir(entry)).done())
             print(f"  sweep {entry.name}: {len(spec.points())} points ({done} done), networks {entry.networks}")
+        for entry in plan.left_out:
+            print(f"  sweep {entry.name}: left out (it runs on {', '.join(entry.datasets)} only)")
         return 0
     r = run(plan, backend=args.backend, workers=args.workers, address=args.address, yes=args.yes,
             progress=not args.quiet)

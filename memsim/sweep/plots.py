@@ -53,6 +53,9 @@ def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None, title: st
     if tc is None:
         raise SweepError("the sweep has no tile-size axis (tile.size / tile.rows); accuracy vs tile size needs one")
     groups = [None] if group is None or group not in d.columns else sorted(d[group].dropna().unique())
+    # the tile sizes equally spaced, each labelled: a doubling series (32-256) spans less than a decade, so no log axis
+    tiles = sorted(d[tc].dropna().unique())
+    pos = {t: i for i, t in enumerate(tiles)}
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False, sharey=True)
     for ax, g in zip(axes[0], groups):
         dg = d if g is None else d[d[group] == g]
@@ -64,12 +67,9 @@ def plot_accuracy_vs_tile(df, path, noise="noise.program", group=None, title: st
                                    chip=("accuracy_std", lambda x: float((x.fillna(0) ** 2).mean() ** 0.5)))
             m = m.reset_index()
             err = (m["std"].fillna(0) ** 2 + m["chip"] ** 2) ** 0.5
-            ax.errorbar(m[tc], 100 * m["mean"], yerr=100 * err, marker="o", capsize=3,
+            ax.errorbar([pos[t] for t in m[tc]], 100 * m["mean"], yerr=100 * err, marker="o", capsize=3,
                         label="all points" if lv is None else f"{lv:g}")
-        ax.set_xscale("log", base=2)
-        ticks = sorted(dg[tc].dropna().unique())
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.minorticks_off()
+        ax.set_xticks(range(len(tiles)), [f"{t:g}" for t in tiles])
         ax.set_xlabel(label(tc))
         ax.set_title("" if g is None else f"{group} = {g}")
         ax.grid(alpha=0.3)

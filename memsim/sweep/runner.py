@@ -82,6 +82,14 @@ def _stop_pool(ex: ProcessPoolExecutor) -> None:
             proc.terminate()
 
 
+def local_pool(workers: int) -> ProcessPoolExecutor:
+    """A local pool of ``workers`` processes as :func:`run_sweep` starts one (spawned, one torch thread each, exiting
+    with this process), for a caller that runs several sweeps on it (a study): its workers load the dataset once
+    and keep it for the next sweep. Use it as a context manager; :func:`run_sweep` ``pool=`` takes it."""
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init, initargs=(os.getpid(),))
+
+
 def check_ray_address(address: str | None, timeout: float = 5.0) -> str | None:
     """The address to connect to, checked before any work: a ``HOST:PORT`` that does not answer, or ``auto``
     with no cluster to find, is an error at once (Ray's own connect retries for minutes, after memsim has made
@@ -262,10 +270,13 @@ class _StopSignals:
 
 
 def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2, address: str | None = None,
-              yes: bool = False, progress: bool = True, max_points: int | None = None, evaluate=None) -> dict:
+              yes: bool = False, progress: bool = True, max_points: int | None = None, evaluate=None,
+              pool: ProcessPoolExecutor | None = None) -> dict:
     """Run every point of ``spec`` that ``out`` does not hold yet. Returns counts and the results table path.
     ``evaluate``: what computes a point's record from its resolved config (default
-    :func:`memsim.sweep.worker.evaluate_point`; a picklable function, e.g. a study's, whose paths are relative)."""
+    :func:`memsim.sweep.worker.evaluate_point`; a picklable function, e.g. a study's, whose paths are relative).
+    ``pool``: a running :func:`local_pool` to use (backend local, ``workers`` > 1) instead of starting one; it is
+    left running for the caller's next sweep (stopped on an error or Ctrl-C, like the sweep's own)."""
     evaluate = evaluate_point if evaluate is None else evaluate
     if backend not in BACKENDS:
         raise SweepError(f"--backend {backend!r}: allowed one of {list(BACKENDS)}")
@@ -304,21 +315,13 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
             _pool_init()
             for k, p, r in todo:
                 finish(k, p, evaluate(r))
+        elif backend == "local" and pool is not None:
+            _run_on_pool(pool, todo, finish, evaluate)
         elif backend == "local":
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
                                      initializer=_pool_init, initargs=(os.getpid(),)) as ex:
-                try:
-                    futs = {ex.submit(evaluate, r): (k, p) for k, p, r in todo}
-                    pending = set(futs)
-                    while pending:
-                        fin, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in fin:
-                            k, p = futs[f]
-                            finish(k, p, f.result())
-                except BaseException:
-                    _stop_pool(ex)
-                    raise
+                _run_on_pool(ex, todo, finish, evaluate)
         else:
             _run_on_ray(todo, finish, address, workers, evaluate)
     finally:
@@ -326,6 +329,21 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
     tables = write_tables(rd.path)
     return {"points": len(keyed), "ran": n_new, "failed": n_err, "skipped": n_skipped,
             "elapsed_s": time.perf_counter() - t0, **tables}
+
+
+def _run_on_pool(ex: ProcessPoolExecutor, todo: list, finish, evaluate) -> None:
+    """Evaluate ``todo`` on the local pool ``ex``; on any exception (Ctrl-C included) the pool is stopped at once."""
+    try:
+        futs = {ex.submit(evaluate, r): (k, p) for k, p, r in todo}
+        pending = set(futs)
+        while pending:
+            fin, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in fin:
+                k, p = futs[f]
+                finish(k, p, f.result())
+    except BaseException:
+        _stop_pool(ex)
+        raise
 
 
 def _ray_point(resolved: dict, evaluate=None) -> dict:

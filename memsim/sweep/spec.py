@@ -12,6 +12,7 @@ Layout::
                                      # does not state (memsim.interop.kind.NIRSetup: dataset, steps, encoding, dt)
     # config = "fashion_hardware_aware"; finetune_epochs = 1  # hardware-aware fine-tuning per point (from checkpoint);
                                      # a bundled config's name (memsim configs) or a path from the spec's folder
+    # finetune_batches = 0           # batches per fine-tuning epoch (0 = all)
     preset = "hfox_1t1r_64"          # the crossbar preset the axes modify
     mode = "auto"                    # auto (irdrop: the exact IR-drop solve) | noisy | irdrop
     chips = 3                        # chips per point (noise seeds chip_seed..chip_seed+chips-1): mean and spread
@@ -110,6 +111,8 @@ _BASE_KEYS = {
     "config": KeySpec("str", "a training config (a bundled config's name or a path): hardware-aware fine-tuning "
                              "per point, from checkpoint when given", default=None, absent="no fine-tuning"),
     "finetune_epochs": KeySpec("int", "fine-tuning epochs per point (>= 1 with base.config)", default=0, lo=0),
+    "finetune_batches": KeySpec("int", "training batches per fine-tuning epoch (0 = all; a study's --quick caps it)",
+                                default=0, lo=0),
     "preset": KeySpec("str", "the crossbar preset the axes modify (memsim crossbar list, or a .toml path)",
                       default="hfox_1t1r_64"),
     "mode": KeySpec("choice", "crossbar simulation: auto (irdrop: the exact IR-drop solve), noisy (ideal wires) "
@@ -257,6 +260,8 @@ class SweepSpec:
             "batch_size": int(b.get("batch_size", 256)),
             "cost_model": str(b.get("cost_model", "default")),
         }
+        if int(b.get("finetune_batches", 0)) and "config" in b:  # only then: every other point's key stays as it was
+            r["finetune_batches"] = int(b["finetune_batches"])
         r.update(_pruning_keys(point, b))
         if r["mode"] == "auto":
             r["mode"] = "irdrop"  # every preset has wire resistance (> 0): the exact solve applies

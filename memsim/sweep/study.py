@@ -25,7 +25,7 @@ A study is a TOML file::
 
     [quick]                             # --quick: the same study at a reduced scale
     epochs = 1                          # training.epochs (and base.finetune_epochs) at most this
-    train_batches = 20                  # training batches per epoch (0 = all)
+    train_batches = 20                  # training batches per epoch (0 = all; also base.finetune_batches)
     limit = 200                         # test images per point at most
     chips = 2                           # chips per point at most
     axis_values = 2                     # values per axis at most (the first and the last kept; not "model")
@@ -43,6 +43,7 @@ Everything that can fail on bad input is checked before any training or sweep st
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -66,8 +67,8 @@ from ..training.checkpoint import RunDirectory, save_checkpoint
 from ..training.config import load_config
 from .plots import plot_all
 from .results import ResultsDir, table
-from .runner import check_ray_address, run_sweep
-from .spec import SweepError, SweepSpec, check_limit, parse_spec
+from .runner import check_ray_address, local_pool, run_sweep
+from .spec import SweepError, SweepSpec, check_limit, parse_spec, point_key
 from .worker import evaluate_point
 
 __all__ = ["StudyError", "Study", "StudyPlan", "load_study", "parse_study", "find_study", "bundled_studies",
@@ -121,11 +122,15 @@ _SWEEP_KEYS = {
                       absent="the spec file's, else kind = grid"),
     "description": KeySpec("str", "inline spec: one line on the sweep (with spec, the file's is used)",
                            default=None, absent="the spec file's, else none"),
+    "datasets": KeySpec("str_list", "the only datasets --dataset may run it on (e.g. a fine-tuning sweep whose "
+                                    "base.config reads one dataset); under another --dataset the study leaves it out",
+                        default=None, min_len=1, absent="every dataset"),
 }
 #: the [quick] keys: what --quick reduces, and to what at most
 _QUICK_KEYS = {
     "epochs": KeySpec("int", "training.epochs (and base.finetune_epochs) at most this", default=1, lo=1),
-    "train_batches": KeySpec("int", "training batches per epoch (0 = all)", default=20, lo=0),
+    "train_batches": KeySpec("int", "training batches per epoch, the networks' and the points' fine-tuning "
+                                    "(base.finetune_batches) (0 = all)", default=20, lo=0),
     "limit": KeySpec("int", "test images per point at most", default=200, lo=1),
     "chips": KeySpec("int", "chips per point at most", default=2, lo=1),
     "axis_values": KeySpec("int", "values per axis at most (the first and the last kept; not the axis model)",
@@ -216,6 +221,7 @@ class SweepEntry:
     networks: list[str]
     data: dict                       # the sweep spec's data, without networks
     origin: str                      # where it came from, for messages
+    datasets: list[str] | None = None  # the only --dataset values it runs under (None: every one)
 
 
 @dataclass
@@ -335,7 +341,11 @@ def parse_study(data: dict, source: str = "study", root: Path | None = None) -> 
                                      f"(network / networks), not from a path. Fix: remove base.{k}")
         sname = _check_name(s.get("name", sdata.get("name", f"sweep{i}")), f"{where}.name")
         sdata["name"] = sname
-        sweeps.append(SweepEntry(i, sname, list(names), sdata, origin))
+        only = s.get("datasets")
+        if only is not None and (not isinstance(only, list) or not only or not all(isinstance(x, str) for x in only)):
+            raise StudyError(f"{where}.datasets = {only!r}: allowed a non-empty list of dataset names, e.g. "
+                             f"[\"fashion_mnist\"]")
+        sweeps.append(SweepEntry(i, sname, list(names), sdata, origin, list(only) if only else None))
     quick = dict(QUICK_DEFAULTS)
     q = data.get("quick", {})
     if not isinstance(q, dict):
@@ -376,6 +386,7 @@ class StudyPlan:
     networks: dict[str, NetworkPlan]
     sweeps: list[tuple[SweepEntry, dict]]   # (entry, spec data with the networks' checkpoints, relative paths)
     specs: dict[str, SweepSpec] = field(default_factory=dict)   # as checked (for counting points; not to run)
+    left_out: list[SweepEntry] = field(default_factory=list)  # sweeps whose datasets exclude --dataset
 
     def sweep_spec(self, entry: SweepEntry) -> SweepSpec:
         return self.specs[entry.name]
@@ -462,6 +473,8 @@ def quick_spec_data(data: dict, q: dict) -> dict:
     capped("chips", 3, q["chips"])
     if base.get("finetune_epochs"):
         capped("finetune_epochs", 0, q["epochs"])
+        if q["train_batches"]:  # 0: every batch, as the networks' training at this scale
+            capped("finetune_batches", 0, q["train_batches"])
     axes = d.get("axes", {})
     if isinstance(axes, dict):
         d["axes"] = {k: (_trim(v, q["axis_values"]) if isinstance(v, list) and k != "model" else v)
@@ -515,12 +528,13 @@ def _stand_in(path: Path, cfg) -> None:
     save_checkpoint(path, model=torch.nn.Linear(1, 1), epoch=cfg.training.epochs, config=cfg)
 
 
-def _meta(study: Study, quick: bool, dataset: str | None, plan_nets: dict[str, NetworkPlan]) -> dict:
+def _meta(study: Study, quick: bool, dataset: str | None, plan_nets: dict[str, NetworkPlan],
+          left_out: list | tuple = ()) -> dict:
     return {"name": study.name, "scale": "quick" if quick else "full", "dataset": dataset,
             "quick": study.quick if quick else None,
             "networks": {n: {"config": p.config_name, "dataset": p.config.data.dataset, "checkpoint": p.checkpoint}
                          for n, p in plan_nets.items()},
-            "sweeps": [e.name for e in study.sweeps]}
+            "sweeps": [e.name for e in study.sweeps if e not in left_out]}
 
 
 def plan_study(study: Study, out, *, quick: bool = False, data_dir: str | None = None, yes: bool = False,
@@ -583,6 +597,9 @@ def plan_study(study: Study, out, *, quick: bool = False, data_dir: str | None =
         for n, p in nets.items():  # stand-ins at the checkpoints' relative places, so the points' keys are final
             _stand_in(tmp / p.checkpoint, p.config)
         for e in study.sweeps:
+            if dataset is not None and e.datasets is not None and dataset not in e.datasets:
+                plan.left_out.append(e)  # its datasets key says it runs on its own datasets only
+                continue
             data = copy.deepcopy(e.data)
             axes, design = data.get("axes", {}), data.get("design", {})
             if len(e.networks) > 1 and isinstance(axes, dict) and "model" not in axes and \
@@ -630,12 +647,14 @@ def _spec_for_run(plan: StudyPlan, entry: SweepEntry, data: dict) -> FolderSweep
 
 
 def run_study(plan: StudyPlan, *, backend: str = "local", workers: int = 2, address: str | None = None,
-              yes: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+              yes: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+              share_pool: bool = True) -> dict:
     """Train the networks that are not trained yet, run every sweep (finished points skipped), write the tables
-    and figures. Returns per-network and per-sweep summaries and the paths written."""
+    and figures. Returns per-network and per-sweep summaries and the paths written. ``share_pool``: the sweeps run on
+    one local pool (False: each sweep starts its own, as ``memsim sweep run`` does; for benchmarks)."""
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    meta = _meta(plan.study, plan.quick, plan.dataset, plan.networks)
+    meta = _meta(plan.study, plan.quick, plan.dataset, plan.networks, plan.left_out)
     atomic_write_text(out / STUDY_FILE, json.dumps(meta, indent=1))
     t0 = time.perf_counter()
     trained = []
@@ -646,25 +665,42 @@ def run_study(plan: StudyPlan, *, backend: str = "local", workers: int = 2, addr
         _train(p, progress, log)
         trained.append(n)
     t_train = time.perf_counter() - t0
+    for e in plan.left_out:
+        log(f"sweep {e.name}: left out (it runs on {', '.join(e.datasets)} only; this run is --dataset {plan.dataset})")
     sweeps = {}
-    for entry, data in plan.sweeps:
-        spec = _spec_for_run(plan, entry, data)
-        rdir = plan.sweep_dir(entry)
-        r = run_sweep(spec, rdir, backend=backend, workers=workers, address=address, yes=yes, progress=progress,
-                      evaluate=functools.partial(evaluate_in_folder, str(out)))
-        figures = sorted(str(f) for f in rdir.glob("*.png"))
-        if r["ran"] or not figures:  # a rerun with nothing new keeps its figures
-            try:
-                figures = [str(f) for f in plot_all(rdir, group="model" if len(entry.networks) > 1 else None)]
-            except SweepError as exc:  # no finished point, or an axis a figure needs is not swept
-                log(f"sweep {entry.name}: no figures ({exc})")
-        sweeps[entry.name] = {**{k: r[k] for k in ("points", "ran", "failed", "skipped", "elapsed_s")},
-                              "figures": figures}
-        log(f"sweep {entry.name}: {r['points']} points, {r['ran']} run ({r['failed']} failed), {r['skipped']} "
-            f"already done")
+    with contextlib.ExitStack() as stack:
+        pool = None  # one local pool for every sweep, started at the first point to run: its workers load the data once
+
+        def shared_pool():
+            nonlocal pool
+            if pool is None and share_pool and backend == "local" and workers > 1:
+                pool = stack.enter_context(local_pool(workers))
+            return pool
+
+        for entry, data in plan.sweeps:
+            spec = _spec_for_run(plan, entry, data)
+            rdir = plan.sweep_dir(entry)
+            todo = not ResultsDir(rdir).done() >= {point_key(spec.resolve(p)) for p in spec.points()}
+            r = run_sweep(spec, rdir, backend=backend, workers=workers, address=address, yes=yes,
+                          progress=progress, evaluate=functools.partial(evaluate_in_folder, str(out)),
+                          pool=shared_pool() if todo else None)
+            sweeps[entry.name] = _sweep_done(entry, rdir, r, log)
     tables = write_study_tables(plan)
     return {"networks": {n: p.state for n, p in plan.networks.items()}, "trained": trained, "sweeps": sweeps,
             "train_s": t_train, "elapsed_s": time.perf_counter() - t0, **tables}
+
+
+def _sweep_done(entry: SweepEntry, rdir: Path, r: dict, log: Callable[[str], None]) -> dict:
+    """A finished sweep's figures (redrawn when it ran points) and summary line."""
+    figures = sorted(str(f) for f in rdir.glob("*.png"))
+    if r["ran"] or not figures:  # a rerun with nothing new keeps its figures
+        try:
+            figures = [str(f) for f in plot_all(rdir, group="model" if len(entry.networks) > 1 else None)]
+        except SweepError as exc:  # no finished point, or an axis a figure needs is not swept
+            log(f"sweep {entry.name}: no figures ({exc})")
+    log(f"sweep {entry.name}: {r['points']} points, {r['ran']} run ({r['failed']} failed), {r['skipped']} "
+        f"already done")
+    return {**{k: r[k] for k in ("points", "ran", "failed", "skipped", "elapsed_s")}, "figures": figures}
 
 
 # ----------------------------------------------------------------------------------------------------------

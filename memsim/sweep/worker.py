@@ -94,7 +94,7 @@ def _finetune(resolved: dict, chip: Chip, workdir: Path) -> Path:
                                            "output.plot": False})
     result = network_kind(cfg.network.kind, f"network.kind of {resolved['config']}").train(
         cfg, init=resolved["checkpoint"], progress=False, log=lambda *_: None, preset=chip.preset,
-        prune=chip.prune if chip.prune else None)
+        prune=chip.prune if chip.prune else None, max_batches=resolved.get("finetune_batches") or None)
     return Path(result.checkpoint)
 
 
