@@ -3,7 +3,8 @@
 Sections (``--only NAME ...`` to run some):
 
 * ``layers``     - one SGD step (forward + backward) of a 784-256-10 MLP at batch 128 with memsim's crossbar
-                   layers on ``hfox_1t1r_64`` (ideal; noisy fused and unfused, and fused without the read noise's
+                   layers on ``hfox_1t1r_64`` (ideal; noisy fused and unfused, on the full padded tiles
+                   (``trim_padding = False``), and fused without the read noise's
                    amplitude gradient (``read_noise_grad = False``); programming noise only; irdrop exact
                    and with ``irdrop_reuse = k``, with its product error against the exact operators of the same
                    chips) against the same MLP of ``nn.Linear``, interleaved rounds, wall and CPU time; and an
@@ -18,6 +19,10 @@ Sections (``--only NAME ...`` to run some):
 * ``linearised`` - the operator of the chord conductances at v_read against Newton with the card's own sinh I-V,
                    on the realistic presets (random weights, inputs up to v_max).
 * ``spice``      - the operator against ngspice .op on one tile of each size.
+* ``trim``       - the Fashion VGG's crossbar layers (3x3 convs of 16, 32, 64 channels on 28, 14, 7 pixels; a
+                   576-10 classifier) read in eval mode (a programmed, calibrated chip, ``noisy``) on 64- and
+                   256-row tiles, computing the occupied rows and outputs of the tiles only (``trim_padding``, the
+                   default) against the full padded tiles, interleaved, median of ``--rounds``.
 * ``device``     - (not run by default; ``--only device --device cuda``) the 784x256 layer's operators with their
                    gradient (forward + backward, float32 and float64) on ``--device`` against one CPU thread, median of
                    ``--rounds``, the device synchronised; with the largest difference between the two results.
@@ -40,11 +45,11 @@ from memsim.crossbar.operator import sparse_operator, tile_operator
 from memsim.crossbar.solver import (_Factored, _serial_blas, effective_conductance, relative_error, solve_approx,
                                     solve_nonlinear)
 from memsim.errors import ConvergenceError
-from memsim.nn import CrossbarLinear
+from memsim.nn import CrossbarConv2d, CrossbarLinear
 from memsim.nn.calibration import calibrate
 
 WIRES = TileCircuit(Wires(1.0, 1.0, 10.0))
-SECTIONS = ("layers", "reads", "precompute", "approx", "linearised", "spice", "device")
+SECTIONS = ("layers", "trim", "reads", "precompute", "approx", "linearised", "spice", "device")
 
 
 def best_of(fn, repeats: int = 3, clock=time.perf_counter) -> float:
@@ -70,7 +75,7 @@ def section_layers(args):
     y = torch.randint(0, 10, (128,))
     preset = load_preset("hfox_1t1r_64")
 
-    def mlp(mode=None, noise=None, reuse=1, read_noise_grad=True):
+    def mlp(mode=None, noise=None, reuse=1, read_noise_grad=True, trim=True):
         torch.manual_seed(0)
         if mode is None:
             return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -79,6 +84,7 @@ def section_layers(args):
         for k in (0, 2):
             model[k].array.irdrop_reuse = reuse
             model[k].array.read_noise_grad = read_noise_grad
+            model[k].array.trim_padding = trim
         return model
 
     def stepper(model, unfused=False, redraw=False):
@@ -106,6 +112,7 @@ def section_layers(args):
         "ideal": (stepper(mlp("ideal")), 1),
         "noisy": (stepper(mlp("noisy")), 1),
         "noisy, unfused": (stepper(mlp("noisy"), unfused=True), 1),
+        "noisy, padded tiles": (stepper(mlp("noisy", trim=False)), 1),
         "noisy, read_noise_grad = False": (stepper(mlp("noisy", read_noise_grad=False)), 1),
         "program noise only": (stepper(mlp("noisy", preset.noise.only("program"))), 1),
         "program noise only, unfused": (stepper(mlp("noisy", preset.noise.only("program")), unfused=True), 1),
@@ -218,6 +225,48 @@ def _reuse_error(mlp, stepper, x, k):
           f"tile outputs, steps 2..{k} of a cycle): mean {100 * np.mean(errors):.2f} %, max {100 * max(errors):.2f} %; "
           f"reusing each cell's attenuation A / gc instead: {100 * np.mean(attenuation):.2f} %; ignoring IR drop "
           f"there: {100 * np.mean(ideal):.2f} %")
+
+
+def section_trim(args):
+    torch.manual_seed(0)
+    images = torch.rand(args.trim_images, 1, 28, 28)
+    base = load_preset("hfox_1t1r_64")
+
+    def vgg(rows, trim):
+        torch.manual_seed(0)
+        preset = base.replace(rows=rows, cols=rows)
+        convs = [CrossbarConv2d(c_in, c_out, 3, padding=1, preset=preset, mode="noisy")
+                 for c_in, c_out in ((1, 16), (16, 32), (32, 64))]
+        head = CrossbarLinear(576, 10, preset=preset, mode="noisy")
+        model = nn.Sequential(*[m for c in convs for m in (c, nn.ReLU(), nn.MaxPool2d(2))], nn.Flatten(), head)
+        for layer in (*convs, head):
+            layer.array.trim_padding = trim
+        model.eval()
+        calibrate(model, lambda: model(images[:64]))
+        return model
+
+    contenders = {(rows, trim): vgg(rows, trim) for rows in (64, 256) for trim in (False, True)}
+    times = {k: [] for k in contenders}
+    outs = {}
+    with torch.no_grad():
+        for k, model in contenders.items():  # warm-up
+            outs[k] = model(images)
+        for _ in range(args.rounds):
+            for k, model in contenders.items():
+                t0 = time.perf_counter()
+                model(images)
+                times[k].append(time.perf_counter() - t0)
+    print(f"\n== trim: eval reads of the Fashion VGG's crossbar layers (noisy, calibrated), {args.trim_images} images, "
+          f"one thread, median of {args.rounds} interleaved rounds ==")
+    for rows in (64, 256):
+        full, trim = (float(np.median(times[(rows, t)])) for t in (False, True))
+        diff = float((outs[(rows, True)] - outs[(rows, False)]).abs().max() / outs[(rows, False)].abs().max())
+        tiles = sum(m.array.grid.n_tiles for m in contenders[(rows, True)] if hasattr(m, "array"))
+        print(f"  {rows:3d}-row tiles ({tiles:2d} tiles): padded {full:6.3f} s, trimmed {trim:6.3f} s "
+              f"(x{full / trim:.2f} faster); outputs differ by {diff:.1e} (max, relative)")
+    t64, t256 = (float(np.median(times[(r, True)])) for r in (64, 256))
+    print(f"  trimmed: 256-row tiles cost x{t256 / t64:.2f} the 64-row tiles "
+          f"(padded: x{float(np.median(times[(256, False)])) / float(np.median(times[(64, False)])):.2f})")
 
 
 def section_reads(args):
@@ -396,6 +445,7 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512], help="tile sizes (precompute)")
     ap.add_argument("--superlu-max", type=int, default=256, help="largest tile for the SuperLU comparison")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (layers)")
+    ap.add_argument("--trim-images", type=int, default=500, help="test images per read (trim)")
     ap.add_argument("--irdrop-reuse", type=int, default=10, help="irdrop_reuse of the cheap IR-drop contender (layers)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

@@ -60,6 +60,11 @@ DEFAULT_MODE = "noisy"
 #: operator's Jacobian for the reused IR-drop update (:attr:`CrossbarArray.irdrop_reuse`; 1e-3 to 3e-2 give the same
 #: product error in float32)
 JACOBIAN_STEP = 1e-2
+#: the padded share of a layer's rows above which the partly filled last row tile is read apart, on its occupied rows
+#: (its own product): below it, the second product and the joining of the outputs cost more than the padded rows
+#: (the 784-input MLP on 64-row tiles, 6 % padding, was 5 % slower split; the VGG's 288- and 576-row layers on
+#: 256-row tiles, 44 % and 25 %, gain; benchmarks/crossbar.md)
+SPLIT_PADDING = 0.25
 REMOVED_MODES = {"approx": "use 'irdrop': exact IR drop through each tile's cached operator, faster than the "
                            "fixed-point estimate that 'approx' was (memsim.crossbar.solve_approx remains for "
                            "one-off reads)"}
@@ -127,6 +132,10 @@ class CrossbarArray:
         #: an opt-in record of the reads, ``record(vt, cells, vectors)`` per read (memsim.deploy.ArrayActivity, which
         #: the cost model reads); None: off
         self.activity = None
+        #: compute the ideal-wire reads (``noisy``, and ``ideal`` with programmed tiles) on the occupied rows and
+        #: outputs of the tiles only (:meth:`_active`); False: over the full padded tiles (the same values; a
+        #: reference for the tests)
+        self.trim_padding = True
 
     @property
     def noise(self) -> NonIdealities:
@@ -338,7 +347,8 @@ class CrossbarArray:
         """ADC inputs ``a`` [slices, B, n_row_tiles, n_tiles_per_row, outputs] as ``[groups, values]``: one group
         per layer or per tile (the preset's granularity)."""
         if not self.adc_shape:
-            return a.reshape(1, -1)
+            mask = self._padded_outputs(a)
+            return a.reshape(1, -1) if mask is None else a[..., mask].reshape(1, -1)
         return a.movedim((2, 3), (0, 1)).reshape(a.shape[2] * a.shape[3], -1)
 
     def adc_range(self, y: torch.Tensor) -> torch.Tensor:
@@ -354,6 +364,10 @@ class CrossbarArray:
         if adc.calibration == "fixed":
             return torch.full(self.adc_shape, fixed, dtype=y.dtype, device=y.device)
         y = y.detach()
+        if not self.adc_shape:  # one range for the layer: from the outputs that hold weights
+            mask = self._padded_outputs(y)
+            if mask is not None:
+                y = y[..., mask]
         pct = None
         if adc.calibration == "percentile" and adc.percentile < 100:
             pct = magnitude_range(self._sample(y, 2 ** 16).abs(), "percentile", adc.percentile)
@@ -536,26 +550,85 @@ class CrossbarArray:
         if self.activity is not None:
             self.activity.record(vt, self._cells(g), x.shape[0])
         read_noise = self.quantised and self.noise.read
+        rows, outs, last = self._active()
+        sigma, amp = self.noise.read, self._read_noise_grad
         if halves is not None:  # tile-row-major throughout: [nr, B, nc * pairs], viewed as [B, nr, nc, pairs]
             nr, nc, opt = grid.n_row_tiles, grid.n_col_tiles, grid.outputs_per_tile
-            noise = self._read_noise((vt.shape[0], nr, nc, opt), vt).transpose(0, 1).flatten(2) \
-                if read_noise else None  # the draws in the stream's order, as the unfused path draws them
-            y = tile_major_product(vt.transpose(0, 1).contiguous(), halves[0], halves[1], noise, self.noise.read,
-                                   self._read_noise_grad)
-            return self._read_out(y.unflatten(2, (nc, opt)).transpose(0, 1), v.shape[0], x, x_scale, w_scale,
+            # the draws in the stream's order and full shape, as the unfused path draws them; the unused outputs'
+            # draws are dropped (so the stream does not depend on the trimming)
+            noise = self._read_noise((vt.shape[0], nr, nc, opt), vt).transpose(0, 1)[..., :outs].flatten(2) \
+                if read_noise else None
+            signal, q = halves
+            if (rows, outs) != (grid.rows, opt):  # only the occupied word lines and bit lines of the tiles
+                signal = signal.unflatten(2, (nc, opt))[:, :rows, :, :outs].flatten(2)
+                q = None if q is None else q.unflatten(2, (nc, opt))[:, :rows, :, :outs].flatten(2)
+            vtm = vt[..., :rows].transpose(0, 1).contiguous()  # [nr, B, rows]
+
+            def product(tiles: slice, r: int) -> torch.Tensor:  # the row tiles ``tiles`` on their first r rows
+                return tile_major_product(vtm[tiles, :, :r].contiguous(), signal[tiles, :r],
+                                          None if q is None else q[tiles, :r], None if noise is None else noise[tiles],
+                                          sigma, amp)
+            y = product(slice(None), rows) if last == rows else \
+                torch.cat([product(slice(0, -1), rows), product(slice(-1, None), last)], 0)
+            return self._read_out(y.unflatten(2, (nc, outs)).transpose(0, 1), v.shape[0], x, x_scale, w_scale,
                                   adc_scale)
         # the cells as the word lines see them (1T1R: with the transistor), for the noisy product and read noise
         gc = self._cells(g) if self.mode == "noisy" or read_noise else g
         if self.mode != "nonlinear" and grid.scheme == "differential":
             pairs = grid.outputs_per_tile
-            noise = self._read_noise((vt.shape[0], *g.shape[:2], pairs), vt) if read_noise else None
-            y = pair_product(vt, self._matrix(g, gc, vt.dtype), pairs, gc if read_noise else None, noise,
-                             self.noise.read, self._read_noise_grad)
+            noise = self._read_noise((vt.shape[0], *g.shape[:2], pairs), vt)[..., :outs] if read_noise else None
+            if (rows, outs) != (grid.rows, pairs):  # only the occupied word lines and pair columns of the tiles
+                g, gc, vt = g[..., :rows, :2 * outs], gc[..., :rows, :2 * outs], vt[..., :rows]
+            m = self._matrix(g, gc, vt.dtype)
+
+            def product(tiles: slice, r: int) -> torch.Tensor:  # the row tiles ``tiles`` on their first r rows
+                mt = m[tiles, :, :r]
+                cells = None if not read_noise else mt if gc is m else gc[tiles, :, :r]
+                return pair_product(vt[:, tiles, :r], mt, outs, cells, None if noise is None else noise[:, tiles],
+                                    sigma, amp)
+            y = product(slice(None), rows) if last == rows else \
+                torch.cat([product(slice(0, -1), rows), product(slice(-1, None), last)], 1)
         else:
+            if rows != grid.rows:  # only the occupied word lines (every column: the reference is the last one)
+                g, gc, vt = g[..., :rows, :], gc[..., :rows, :], vt[..., :rows]
             y = self._signal(g, gc, vt)  # [B, nr, nc, opt]: the reference columns already subtracted
             if read_noise:
                 y = y + self._read_noise_term(gc, vt)
         return self._read_out(y, v.shape[0], x, x_scale, w_scale, adc_scale)
+
+    def _active(self) -> tuple[int, int, int]:
+        """``(rows, outputs, last rows)`` of each tile that this read computes (``last rows``: those of the last row
+        tile). With ideal wires (``noisy``; ``ideal`` reading programmed tiles) a word line driven at 0 V carries no
+        current and an unused bit line is not read, so a layer smaller than its tile is computed on its occupied
+        rows and outputs only, and the partly filled last row tile of a larger one on its occupied rows (its own
+        product, a differential grid; when the padding is at least :data:`SPLIT_PADDING` of the rows): the same
+        values (the padded rows add exact zeros), without the products, read noise and conversions of the padding
+        (:attr:`~memsim.crossbar.TileGrid.active_rows`, ``active_outputs``, ``last_rows``). The offset scheme
+        keeps all columns (its reference is the last) and the full last row tile. With IR drop the unused cells
+        load the wires: the full tiles. The padded outputs of a partly filled last column tile of a larger layer
+        are computed, and left out of the ADC range (:meth:`_padded_outputs`) and of the layer's outputs."""
+        grid = self.grid
+        if not (self.trim_padding and self.mode in ("ideal", "noisy") and isinstance(grid, TileGrid)):
+            return grid.rows, grid.outputs_per_tile, grid.rows
+        if grid.scheme != "differential":
+            return grid.active_rows, grid.outputs_per_tile, grid.active_rows
+        last = grid.last_rows if grid.rows - grid.last_rows >= SPLIT_PADDING * grid.n_row_tiles * grid.rows \
+            else grid.rows
+        return grid.active_rows, grid.active_outputs, min(last, grid.active_rows)
+
+    def _padded_outputs(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The mask ``[weight slices * n_col_tiles, outputs]`` of the ADC inputs ``y`` [..., weight slices * nc,
+        outputs] that hold weights, or None when they all do. The padded outputs of a partly filled last column
+        tile are no converter's signal: they stay out of the ADC range."""
+        grid = self.grid
+        if not isinstance(grid, TileGrid):
+            return None
+        nc, last, outs = grid.n_col_tiles, grid.last_outputs, y.shape[-1]
+        if last >= outs:
+            return None
+        mask = torch.ones(y.shape[-2], outs, dtype=torch.bool, device=y.device)
+        mask.view(-1, nc, outs)[:, nc - 1, last:] = False  # every weight slice's last column tile
+        return mask
 
     def _read_out(self, y, slices: int, x, x_scale, w_scale, adc_scale) -> torch.Tensor:
         """Signed tile outputs [input slices * B, nr, weight slices * nc, opt] -> layer outputs [B, out]: the ADC,

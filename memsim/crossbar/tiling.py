@@ -5,7 +5,9 @@ lines). A tile holds ``outputs_per_tile`` outputs: ``cols // 2`` for differentia
 pairs (columns 2k = G+, 2k+1 = G-), ``cols - 1`` for the offset scheme (the last
 column is the reference). Matrices that do not fill the last tiles are padded
 with erased cells (g_min) and zero inputs. Partial sums of the tiles in one tile
-column are added after the ADC.
+column are added after the ADC. With ideal wires a read computes the occupied rows and outputs only
+(:attr:`TileGrid.active_rows`, :attr:`TileGrid.active_outputs`, :attr:`TileGrid.last_rows`; see
+:meth:`memsim.crossbar.CrossbarArray._active`).
 """
 from __future__ import annotations
 
@@ -71,6 +73,28 @@ class TileGrid:
     @property
     def n_tiles(self) -> int:
         return self.n_row_tiles * self.n_col_tiles
+
+    @property
+    def active_rows(self) -> int:
+        """Word lines of a tile that a read must drive: all ``rows`` when the layer spans several row tiles, else
+        only the ``in_features`` that hold inputs (a zero-driven word line carries no current)."""
+        return self.rows if self.n_row_tiles > 1 else self.in_features
+
+    @property
+    def active_outputs(self) -> int:
+        """Outputs of a tile that a read must convert: all ``outputs_per_tile`` when the layer spans several column
+        tiles, else only the ``out_features`` that hold weights (an unused bit line is not read)."""
+        return self.outputs_per_tile if self.n_col_tiles > 1 else self.out_features
+
+    @property
+    def last_rows(self) -> int:
+        """Rows of the last row tile that hold inputs (the rest of it is padding)."""
+        return self.in_features - (self.n_row_tiles - 1) * self.rows
+
+    @property
+    def last_outputs(self) -> int:
+        """Outputs of the last column tile that hold weights (the rest of it is padding)."""
+        return self.out_features - (self.n_col_tiles - 1) * self.outputs_per_tile
 
     def tiles(self) -> list[TileInfo]:
         opt, cpw = self.outputs_per_tile, 2 if self.scheme == "differential" else 1
