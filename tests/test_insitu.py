@@ -158,7 +158,7 @@ def test_tiki_taka_transfer_against_a_hand_computation():
     fast = _pairs(resp, torch.zeros(2, dtype=torch.float64), seed=2)
     dw = slow.step / slow.scale                      # one pulse: 1e-3 (w_max = 1)
     assert dw == pytest.approx(1e-3, rel=1e-9)
-    tt = TikiTaka(slow, fast, gamma=0.5, transfer_every=2, transfer_lr=0.5)
+    tt = TikiTaka(slow, fast, gamma=0.5, transfer_every=2, transfer_lr=0.5, transfer="reset")
     c = tt.update(torch.tensor([4.0, -6.0], dtype=torch.float64) * dw)   # A = [4, -6] pulses, no transfer yet
     assert c.applied == 10 and tt.transfers == 0
     assert torch.allclose(tt.weight(), torch.tensor([0.2 + 0.5 * 4e-3, -0.1 - 0.5 * 6e-3], dtype=torch.float64),
@@ -175,7 +175,7 @@ def test_tiki_taka_optimiser_carries_every_update_with_gamma_one():
     resp = load_response(IDEAL)
     w = torch.nn.Parameter(torch.tensor([0.2, -0.1, 0.05], dtype=torch.float64))
     settings = InSituSettings(resp, algorithm="tiki_taka", weight_range=5.0, gamma=1.0, transfer_every=3,
-                              transfer_lr=1.0, fast_range=0.5)
+                              transfer_lr=1.0, fast_range=0.5, transfer="reset")
     opt = PulsedOptimizer(torch.optim.SGD([w], lr=1.0), [w], settings)
     slow, fast = opt.algorithms[0].arrays
     assert (slow.w_max, fast.w_max) == pytest.approx((1.0, 0.5))   # A's window: half of C's, its pulses finer
@@ -192,6 +192,73 @@ def test_tiki_taka_optimiser_carries_every_update_with_gamma_one():
     # pulses: A takes 2 per unit step (finer), C the net of each 3 steps at 1 per unit step
     unit = torch.tensor([[k - 2.0, 3.0, -1.0] for k in range(6)])
     assert m["pulses"] == 2 * int(unit.abs().sum()) + int(unit[:3].sum(0).abs().sum() + unit[3:].sum(0).abs().sum())
+
+
+def test_nearest_counts_round_half_up_draw_nothing_and_are_cut_and_counted():
+    resp = load_response(IDEAL)
+    pairs = _pairs(resp, torch.zeros(5, dtype=torch.float64), max_pulses=3)
+    dw = pairs.pulse_weight
+    assert dw == pytest.approx(1e-3, rel=1e-9)       # w_max 1 over the card's 1000 steps
+    state = pairs.generator.get_state()
+    n, cut = pairs.counts(torch.tensor([0.49, 0.5, -1.51, 2.2, -7.6], dtype=torch.float64) * dw, stochastic=False)
+    assert n.tolist() == [0.0, 1.0, -2.0, 2.0, -3.0] and cut == 8 - 3
+    assert torch.equal(pairs.generator.get_state(), state)
+
+
+def test_tiki_taka_residual_transfer_keeps_what_the_pulses_did_not_carry():
+    resp = load_response(IDEAL)
+    slow = _pairs(resp, torch.tensor([0.2, -0.1, 0.0, 0.05], dtype=torch.float64), seed=1, max_pulses=2)
+    fast = _pairs(resp, torch.zeros(4, dtype=torch.float64), w_max=0.25, seed=2)
+    c_pulse, a_pulse = slow.pulse_weight, fast.pulse_weight
+    assert (c_pulse, a_pulse) == pytest.approx((1e-3, 2.5e-4), rel=1e-9)   # A's pulses: a quarter of C's
+    tt = TikiTaka(slow, fast, gamma=1.0, transfer_every=1, transfer_lr=0.5, transfer="residual")
+    start = tt.weight().clone()
+    a_pulses = torch.tensor([7.0, -3.0, 1.0, 20.0], dtype=torch.float64)   # whole A pulses: no rounding
+    c = tt.update(a_pulses * a_pulse)                                      # then the transfer
+    a_read = a_pulses * a_pulse
+    # C gets round(0.5 A / c_pulse) = round([0.875, -0.375, 0.125, 2.5]) = [1, 0, 0, 3] -> cut to 2 (1 cut)
+    sent = torch.tensor([1.0, 0.0, 0.0, 2.0], dtype=torch.float64)
+    assert tt.transfers == 1 and c.applied == int(a_pulses.abs().sum()) + 3 and c.clipped == 1
+    assert torch.allclose(slow.weight(), start + sent * c_pulse, atol=1e-12)
+    # A holds its read less what C received, divided by the transfer rate (write-verified: exact)
+    assert torch.allclose(fast.weight(), a_read - sent * c_pulse / 0.5, atol=1e-12)
+    # the reset variant loses the rest: A back to 0 whatever C received
+    slow2 = _pairs(resp, torch.tensor([0.2, -0.1, 0.0, 0.05], dtype=torch.float64), seed=1, max_pulses=2)
+    fast2 = _pairs(resp, torch.zeros(4, dtype=torch.float64), w_max=0.25, seed=2)
+    tt2 = TikiTaka(slow2, fast2, gamma=1.0, transfer_every=1, transfer_lr=0.5, transfer="reset")
+    tt2.update(a_pulses * a_pulse)
+    assert torch.equal(fast2.weight(), torch.zeros(4, dtype=torch.float64))
+
+
+def test_tiki_taka_residual_optimiser_leaves_whole_pulses_on_c_and_the_sum_on_the_weight():
+    resp = load_response(IDEAL)
+    w = torch.nn.Parameter(torch.tensor([0.2, -0.1, 0.05], dtype=torch.float64))
+    settings = InSituSettings(resp, algorithm="tiki_taka", weight_range=5.0, gamma=1.0, transfer_every=2,
+                              transfer_lr=1.0, fast_range=0.25, transfer="residual", max_pulses=100)
+    opt = PulsedOptimizer(torch.optim.SGD([w], lr=1.0), [w], settings)
+    slow, fast = opt.algorithms[0].arrays
+    a_pulse, c_pulse = fast.pulse_weight, slow.pulse_weight
+    assert c_pulse == pytest.approx(4 * a_pulse)
+    c0 = slow.weight().clone()
+    total = torch.zeros(3, dtype=torch.float64)
+    for k in range(6):   # whole A pulses each step: A and W exact, C only ever gets whole C pulses
+        step = torch.tensor([k - 2.0, 3.0, -1.0], dtype=torch.float64) * a_pulse
+        w.grad = -step
+        total += step
+        opt.step()
+    assert torch.allclose(w.detach(), torch.tensor([0.2, -0.1, 0.05], dtype=torch.float64) + total, atol=1e-12)
+    moved = (slow.weight() - c0) / c_pulse
+    assert torch.allclose(moved, moved.round(), atol=1e-9)
+    # after the last transfer the residual is within half a C pulse (round to nearest)
+    assert float((fast.weight().abs()).max()) <= 0.5 * c_pulse + 1e-12
+    # by hand: A per 2-step block [[-3, 6, -2], [1, 6, -2], [5, 6, -2]] A pulses = 1/4 C pulse each, carried
+    carry, c_total = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    for block in ([-3.0, 6.0, -2.0], [1.0, 6.0, -2.0], [5.0, 6.0, -2.0]):
+        x = carry + torch.tensor(block, dtype=torch.float64) / 4
+        n = torch.sign(x) * torch.floor(x.abs() + 0.5)
+        c_total += n
+        carry = x - n
+    assert torch.allclose(moved, c_total, atol=1e-9)
 
 
 def test_optimiser_state_round_trip_restores_devices_and_generator():
@@ -223,9 +290,9 @@ def _cfg(**training):
 
 def test_config_builds_the_settings():
     s = insitu_settings(_cfg(pulse_response="pulse_exp_saturation", pulse_algorithm="tiki_taka", pulse_max=6,
-                             tiki_taka_every=3))
-    assert (s.response.name, s.algorithm, s.max_pulses, s.transfer_every) == ("pulse_exp_saturation", "tiki_taka",
-                                                                                6, 3)
+                             tiki_taka_every=3, tiki_taka_transfer="residual"))
+    assert (s.response.name, s.algorithm, s.max_pulses, s.transfer_every, s.transfer) == (
+        "pulse_exp_saturation", "tiki_taka", 6, 3, "residual")
     assert insitu_settings(parse_config({})) is None
 
 
@@ -233,6 +300,9 @@ def test_bad_in_situ_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="tiki_taka") as e:
         _cfg(pulse_algorithm="tikitaka")
     assert e.value.key == "training.pulse_algorithm"
+    with pytest.raises(ConfigError, match="residual") as e:
+        _cfg(tiki_taka_transfer="residul")
+    assert e.value.key == "training.tiki_taka_transfer"
     with pytest.raises(ConfigError) as e:
         parse_config({"training": {"update": "pulsd"}})
     assert e.value.key == "training.update" and "pulsed" in str(e.value)
@@ -264,6 +334,7 @@ def test_settings_refuse_bad_values():
                     ({"polarity": "up"}, "training.pulse_polarity"),
                     ({"transfer_every": 0}, "training.tiki_taka_every"),
                     ({"fast_range": 1.5}, "training.tiki_taka_fast_range"),
+                    ({"transfer": "keep"}, "training.tiki_taka_transfer"),
                     ({"refresh_threshold": 0.0}, "training.pulse_refresh_threshold")):
         with pytest.raises(ParameterError) as e:
             InSituSettings(resp, **kw)

@@ -91,3 +91,36 @@ def test_bad_pulse_settings_fail_before_the_run_starts(tmp_path):
     with pytest.raises(ConfigError, match="switching threshold"):
         train(cfg, progress=False, log=_quiet, max_batches=1)
     assert not (tmp_path / "bad").exists()   # nothing written, no data loaded
+
+
+def test_benchmark_validation_split_holds_out_the_last_training_images(tmp_path):
+    """bench_insitu.py --validation: training on all but the last HELD_OUT training images, evaluated on those."""
+    import runpy
+    from argparse import Namespace
+    from pathlib import Path
+
+    import numpy as np
+
+    from memsim.training.data import load_dataset, write_idx
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_insitu.py"))
+    held = bench["HELD_OUT"]
+    assert held == 10000
+    src = tmp_path / "fashion"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(held + 12, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=held + 12, dtype=np.uint8)
+    write_idx(src / "train-images-idx3-ubyte", images)
+    write_idx(src / "train-labels-idx1-ubyte", labels)
+    args = Namespace(validation=True, data_dir=str(src), out=tmp_path / "out", kind="ann", epochs=1, batch=4,
+                     lr=0.1, lr_schedule="cosine", grad_clip=0.0, seed=0, threads=1, weight_range=4.0, max_pulses=10,
+                     tt_every=16, tt_fast_range=0.25, tt_lr=1.0, tt_gamma=1.0, tt_transfer="residual")
+    cfg = bench["config"](args, tmp_path / "runs", "x", {})
+    assert (cfg.data.dataset, cfg.data.num_classes, cfg.training.lr_schedule) == ("custom_idx", 10, "cosine")
+    train_set = load_dataset("custom_idx", "train", data_dir=cfg.data.data_dir, num_classes=10)
+    val_set = load_dataset("custom_idx", "test", data_dir=cfg.data.data_dir, num_classes=10)
+    (xt, yt), (xv, yv) = train_set.tensors(), val_set.tensors()
+    assert (len(yt), len(yv)) == (12, held)
+    pixels = lambda x: np.rint(x.reshape(len(x), 28, 28).numpy() * 255).astype(np.uint8)  # noqa: E731
+    assert np.array_equal(pixels(xt), images[:12]) and np.array_equal(pixels(xv), images[12:])
+    assert np.array_equal(yt.numpy(), labels[:12]) and np.array_equal(yv.numpy(), labels[12:])

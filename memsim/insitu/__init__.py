@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from .optimizer import AnalogSGD, PulsedOptimizer
 from .pairs import POLARITIES, PairArray, PulseCounts, nominal_step
-from .settings import ALGORITHMS, InSituSettings, load_pulse_response
+from .settings import ALGORITHMS, TRANSFERS, InSituSettings, load_pulse_response
 from .stdp import STDP_MODES, STDPMetrics, STDPRule, SupervisedSTDP, spike_events
 from .tiki_taka import TikiTaka
 
 __all__ = ["ALGORITHMS", "AnalogSGD", "InSituSettings", "POLARITIES", "PairArray", "PulseCounts", "PulsedOptimizer",
-           "STDPMetrics", "STDPRule", "STDP_MODES", "SupervisedSTDP", "TikiTaka", "load_pulse_response",
+           "STDPMetrics", "STDPRule", "STDP_MODES", "SupervisedSTDP", "TRANSFERS", "TikiTaka", "load_pulse_response",
            "nominal_step", "spike_events"]

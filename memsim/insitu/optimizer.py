@@ -93,8 +93,8 @@ class PulsedOptimizer:
                                         max_pulses=s.max_pulses, generator=self.generator)
         if s.algorithm == "tiki_taka":
             return TikiTaka(make(p.detach(), w_max), make(torch.zeros_like(p.detach()), s.fast_range * w_max),
-                            gamma=s.gamma,
-                            transfer_every=s.transfer_every, transfer_lr=s.transfer_lr)
+                            gamma=s.gamma, transfer_every=s.transfer_every, transfer_lr=s.transfer_lr,
+                            transfer=s.transfer)
         return AnalogSGD(make(p.detach(), w_max))
 
     @torch.no_grad()

@@ -143,10 +143,20 @@ class PairArray:
             self.g[k] = target if mask is None else torch.where(mask, target, self.g[k])
 
     # -- pulses -------------------------------------------------------------------------------------------
-    def counts(self, delta_w: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Signed pulse counts of an update (stochastic rounding) cut to ``max_pulses``, and the pulses cut."""
+    @property
+    def pulse_weight(self) -> float:
+        """The weight one nominal pulse stands for (``step / scale``)."""
+        return self.step / self.scale
+
+    def counts(self, delta_w: torch.Tensor, *, stochastic: bool = True) -> tuple[torch.Tensor, int]:
+        """Signed pulse counts of an update cut to ``max_pulses``, and the pulses cut. Rounded stochastically
+        (unbiased; draws from the generator), or to the nearest count (``stochastic=False``: for a caller that
+        keeps the remainder, e.g. Tiki-Taka's residual transfer)."""
         x = delta_w.detach() * (self.scale / self.step)
-        u = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        if stochastic:
+            u = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        else:
+            u = torch.full_like(x, 0.5)
         n = torch.floor(x.abs() + u)
         clipped = int((n - self.max_pulses).clamp_min(0).to(torch.int64).sum())  # an exact integer sum
         return torch.sign(x) * n.clamp(max=self.max_pulses), clipped

@@ -17,8 +17,9 @@ from ..pulse.cards import is_pulse_card
 from ..devices.cards import card_path
 from ..schema import read_toml
 from .pairs import POLARITIES, nominal_step
+from .tiki_taka import TRANSFERS
 
-__all__ = ["InSituSettings", "ALGORITHMS", "POLARITIES", "load_pulse_response"]
+__all__ = ["InSituSettings", "ALGORITHMS", "POLARITIES", "TRANSFERS", "load_pulse_response"]
 
 #: the update algorithms: plain analog SGD on one array, Tiki-Taka with a fast and a slow array
 ALGORITHMS = ("sgd", "tiki_taka")
@@ -61,6 +62,8 @@ class InSituSettings:
         refresh, refresh_threshold: refresh a pair once both devices advanced beyond this fraction of the window.
         gamma, transfer_every, transfer_lr: Tiki-Taka's weight of A, transfer period (steps) and rate.
         fast_range: Tiki-Taka: A's window in units of C's (< 1: A's pulses are finer steps of the weight).
+        transfer: Tiki-Taka: after a transfer A is ``"reset"`` to home, or holds the ``"residual"`` (the part of
+            its read the transfer's pulses did not carry; the transfer then rounds to the nearest pulse count).
         seed: seed of the spread, rounding and noise generator.
     """
 
@@ -75,6 +78,7 @@ class InSituSettings:
     transfer_every: int = 16
     transfer_lr: float = 1.0
     fast_range: float = 0.25
+    transfer: str = "residual"
     seed: int = 0
 
     def __post_init__(self):
@@ -93,7 +97,8 @@ class InSituSettings:
                   ("training.tiki_taka_every", self.transfer_every,
                    isinstance(self.transfer_every, int) and self.transfer_every >= 1, "an integer >= 1"),
                   ("training.tiki_taka_lr", self.transfer_lr, self.transfer_lr > 0, "a number > 0"),
-                  ("training.tiki_taka_fast_range", self.fast_range, 0 < self.fast_range <= 1, "a number in (0, 1]"))
+                  ("training.tiki_taka_fast_range", self.fast_range, 0 < self.fast_range <= 1, "a number in (0, 1]"),
+                  ("training.tiki_taka_transfer", self.transfer, self.transfer in TRANSFERS, f"one of {TRANSFERS}"))
         for key, value, ok, allowed in checks:
             if not ok:
                 raise ParameterError(key, value, allowed)
@@ -110,7 +115,8 @@ class InSituSettings:
     def describe(self) -> str:
         algo = ("analog SGD" if self.algorithm == "sgd" else
                 f"Tiki-Taka (gamma {self.gamma:g}, transfer every {self.transfer_every} steps at rate "
-                f"{self.transfer_lr:g}, fast window {self.fast_range:g} x the slow one)")
+                f"{self.transfer_lr:g}, fast window {self.fast_range:g} x the slow one, {self.transfer} after a "
+                f"transfer)")
         return (f"pulsed {algo} on {self.response.name} ({self.polarity} pulses, nominal step "
                 f"{self.step:.4g} S = {self.step / (self.response.g_max - self.response.g_min):.3g} of the window, "
                 f"at most {self.max_pulses} per step; window = {self.weight_range:g} x the largest initial |w|; "

@@ -59,11 +59,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
-from .network import DEFAULTS, READOUTS
+from .network import DEFAULTS, READOUTS, conv_stages
 from ..crossbar.presets import Preset, load_preset
 from ..devices.cards import search_path
 from ..errors import CardError, ConfigError, ParameterError
-from ..insitu import ALGORITHMS, POLARITIES, InSituSettings, load_pulse_response
+from ..insitu import ALGORITHMS, POLARITIES, TRANSFERS, InSituSettings, load_pulse_response
 from ..resources import data_dir, env_dirs, resolve_config
 from ..schema import closest, is_finite_number, read_toml
 from ..safetext import check_strings
@@ -85,7 +85,7 @@ PULSE_POLARITIES = tuple(POLARITIES)
 
 @dataclass(frozen=True)
 class _Spec:
-    kind: str                      # "int" | "float" | "bool" | "str" | "choice" | "int_list"
+    kind: str                      # "int" | "float" | "bool" | "str" | "choice" | "int_list" | "int_or_list"
     doc: str
     lo: float | None = None
     hi: float | None = None
@@ -104,6 +104,8 @@ class _Spec:
             return "a string"
         if self.kind == "int_list":
             return f"a list of at least {self.min_len} integers >= {int(self.lo or 1)}"
+        if self.kind == "int_or_list":
+            return f"an integer >= {int(self.lo or 0)} or a non-empty list of integers >= 1"
         noun = "an integer" if self.kind == "int" else "a finite number"
         if self.lo is not None and self.hi is not None:
             return (f"{noun} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
@@ -153,11 +155,18 @@ class NetworkConfig:
                                                         "predictions do not depend on it)", lo=0.0, lo_open=True, unit="1/V"))
     substeps: int = field(default=DEFAULTS["substeps"],
                           metadata=_spec("int", "neuron integration sub-steps per time step", lo=1))
-    conv_channels: int = field(default=0, metadata=_spec("int", "convolutional variant: kernels of a conv crossbar "
-                                                                "stage (and MIF layer) before the dense layers; "
-                                                                "0 = off", lo=0))
-    conv_kernel: int = field(default=3, metadata=_spec("int", "convolutional variant: kernel size", lo=1))
-    conv_stride: int = field(default=1, metadata=_spec("int", "convolutional variant: stride", lo=1))
+    conv_channels: int | tuple[int, ...] = field(
+        default=0, metadata=_spec("int_or_list", "convolutional variant, kernels per conv crossbar stage (each "
+                                                 "feeding a layer of MIF neurons) before the dense layers: a list "
+                                                 "[16, 32, 64] = VGG-style stages (conv_kernel x conv_kernel convs "
+                                                 "padded to keep the size, stride 1, each stage's column currents "
+                                                 "averaged over 2x2 positions into one neuron: the image halves "
+                                                 "per stage); an integer = one unpadded stage of conv_stride "
+                                                 "without pooling (the older variant); 0 = off", lo=0))
+    conv_kernel: int = field(default=3, metadata=_spec("int", "convolutional variant: kernel size (odd for a list "
+                                                              "of stages)", lo=1))
+    conv_stride: int = field(default=1, metadata=_spec("int", "convolutional variant: stride (1 for a list of "
+                                                              "stages: they downsample by pooling)", lo=1))
     kind: str = field(default="msnn", metadata=_spec("choice", "network family: msnn (fully memristive SNN) or "
                                                                "ann (conventional ReLU network trained in float or "
                                                                "hardware-aware, deployed with memsim.convert; "
@@ -274,6 +283,10 @@ class TrainingConfig:
     tiki_taka_fast_range: float = field(default=0.25, metadata=_spec("float", "tiki_taka: window of the fast array A "
                                                                              "in units of C's (< 1: finer steps "
                                                                              "on A)", lo=0.0, hi=1.0, lo_open=True))
+    tiki_taka_transfer: str = field(default="residual", metadata=_spec("choice", "tiki_taka: after a transfer A is "
+                                                                         "reset, or keeps the residual (what the "
+                                                                         "transfer's pulses did not carry)",
+                                                                     choices=TRANSFERS))
 
 
 @dataclass(frozen=True)
@@ -418,6 +431,15 @@ def _check_value(key: str, value, spec: _Spec, source: str):
         if not is_finite_number(value) or not _in_range(value, spec):
             raise _bad(key, value, spec, source)
         return float(value)
+    if k == "int_or_list":
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not _in_range(value, spec):
+                raise _bad(key, value, spec, source)
+            return value
+        if not isinstance(value, (list, tuple)) or not value or any(
+                isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in value):
+            raise _bad(key, value, spec, source)
+        return tuple(value)
     if k == "int_list":
         if not isinstance(value, (list, tuple)) or len(value) < spec.min_len or any(
                 isinstance(x, bool) or not isinstance(x, int) or not _in_range(x, spec) for x in value):
@@ -509,6 +531,29 @@ def _check_kind(cfg: Config, source: str) -> None:
                           allowed="0 for kind 'ann'")
 
 
+def _check_conv(cfg: Config, info, source: str) -> None:
+    """The MSNN's conv stages against the dataset's images (square, single-channel, large enough); another kind
+    with conv stages was refused by :func:`_check_kind`."""
+    net = cfg.network
+    if not net.conv_channels:
+        return
+    shape = tuple(info.image_shape)
+    value = list(net.conv_channels) if isinstance(net.conv_channels, tuple) else net.conv_channels
+    if shape[0] != 1 or shape[1] != shape[2]:
+        raise ConfigError(f"{source}: network.conv_channels = {value} needs square single-channel images, but "
+                          f"dataset '{info.name}' has {'x'.join(map(str, shape))} (channels x height x width). "
+                          f"Fix: remove network.conv_channels (dense MSNN), or train an ANN (network.kind = 'ann', "
+                          f"arch = 'vgg')", key="network.conv_channels", value=value,
+                          allowed="0 for non-square or multi-channel images")
+    try:
+        conv_stages(info.num_inputs, net.conv_channels, net.conv_kernel, net.conv_stride)
+    except ParameterError as exc:
+        raise ConfigError(f"{source}: {exc.field} = {exc.value!r} is invalid for dataset '{info.name}' "
+                          f"({shape[1]}x{shape[2]} images) with network.conv_channels = {value}: allowed "
+                          f"{exc.allowed}. Fix: {exc.fix or 'see memsim.training.network.conv_stages'}",
+                          key=exc.field, value=exc.value, allowed=exc.allowed) from None
+
+
 def _check_update(cfg: Config, source: str) -> None:
     t = cfg.training
     if t.update != "pulsed":
@@ -572,6 +617,7 @@ def _cross_check(cfg: Config, source: str) -> None:
                           f"'{info.name}' has {info.num_classes} classes but the last layer has {layers[-1]}. "
                           f"Fix: end layers with {info.num_classes}, e.g. {[*layers[:-1], info.num_classes]}.",
                           key="network.layers", value=list(layers), allowed=f"last size {info.num_classes}")
+    _check_conv(cfg, info, source)
     enc = cfg.encoding
     if enc.name == "latency" and enc.method == "log" and enc.threshold <= 0.0:
         raise ConfigError(f"{source}: encoding.threshold = {enc.threshold!r} is invalid for method 'log': "
@@ -705,7 +751,8 @@ def insitu_settings(cfg: Config) -> InSituSettings | None:
                                   max_pulses=t.pulse_max, weight_range=t.pulse_weight_range,
                                   refresh=t.pulse_refresh, refresh_threshold=t.pulse_refresh_threshold,
                                   gamma=t.tiki_taka_gamma, transfer_every=t.tiki_taka_every,
-                                  transfer_lr=t.tiki_taka_lr, fast_range=t.tiki_taka_fast_range, seed=t.seed)
+                                  transfer_lr=t.tiki_taka_lr, fast_range=t.tiki_taka_fast_range,
+                                  transfer=t.tiki_taka_transfer, seed=t.seed)
         settings.step  # the nominal step: the pulses must reach mid-window
     except ParameterError as exc:
         # the derivation names the pulse fields without their section
