@@ -53,7 +53,7 @@ from .twin import MIFDynamics
 if TYPE_CHECKING:
     from ..crossbar.array import CrossbarArray
 
-__all__ = ["MemristiveSNN", "SNNOutput", "READOUTS", "DEFAULTS", "readout_logits"]
+__all__ = ["MemristiveSNN", "SNNOutput", "READOUTS", "DEFAULTS", "readout_logits", "conv_stages"]
 
 READOUTS = ("voltage", "spike_count")
 
@@ -61,6 +61,50 @@ READOUTS = ("voltage", "spike_count")
 #: point (dt, time steps, input scale, g_unit, readout gain) is chosen for few-step training (benchmarks/training.md)
 DEFAULTS = {"neuron": "mif_neuron", "crossbar": "ideal", "readout": "voltage", "dt": 4e-5, "time_steps": 25,
             "input_scale": 0.2, "g_unit": 2e-4, "readout_gain": 50.0, "substeps": 1, "penalty": 1.0}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# convolutional stages
+
+def conv_stages(num_inputs: int, channels, kernel: int, stride: int) -> list[tuple]:
+    """The conv crossbar stages of ``network.conv_channels`` on square single-channel images of ``num_inputs``
+    pixels: ``(image_shape, channels, kernel, stride, padding, pool)`` per stage, checked (a
+    :class:`ParameterError` naming the key) before anything is built.
+
+    ``channels`` a list ``[c1, c2, ...]``: VGG-style stages, each a ``kernel x kernel`` conv (odd kernel, padding
+    ``kernel // 2``: the size is kept; stride 1) whose column currents are pooled 2x2 into the stage's neurons, so
+    the image side halves (rounded down) per stage. ``channels`` an integer: one unpadded stage of ``stride``
+    without pooling (the original conv variant).
+
+    Example: the Fashion-MNIST VGG shape: 28 -> 14 -> 7 -> 3.
+
+        >>> [(s[0], s[1]) for s in conv_stages(784, [16, 32, 64], 3, 1)]
+        [((1, 28, 28), 16), ((16, 14, 14), 32), ((32, 7, 7), 64)]
+    """
+    side = int(round(math.sqrt(num_inputs)))
+    if side * side != num_inputs:
+        raise ParameterError("network.layers[0]", num_inputs, "a square image size (64, 784, ...)",
+                             "the convolutional variant needs square single-channel images")
+    if isinstance(channels, (list, tuple)):
+        if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+            raise ParameterError("network.conv_channels", list(channels), "a non-empty list of integers >= 1",
+                                 "e.g. [16, 32, 64]")
+        if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+            raise ParameterError("network.conv_kernel", kernel, "an odd integer >= 1 for a list of conv stages "
+                                 "(padding kernel // 2 keeps the image size)", "e.g. 3")
+        if stride != 1:
+            raise ParameterError("network.conv_stride", stride, "1 for a list of conv stages",
+                                 "the stages downsample by 2x2 current pooling; set network.conv_stride = 1")
+        if side < 2 ** len(channels):
+            raise ParameterError("network.conv_channels", list(channels), f"at most {int(math.log2(side))} "
+                                 f"stages for {side}x{side} images (each halves the side)",
+                                 "fewer stages, or a larger image")
+        stages, c_in, s = [], 1, side
+        for c in channels:
+            stages.append(((c_in, s, s), int(c), kernel, 1, kernel // 2, 2))
+            c_in, s = int(c), s // 2
+        return stages
+    return [((1, side, side), channels, kernel, stride, 0, 1)]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -121,8 +165,10 @@ class MemristiveSNN(nn.Module):
         substeps: sub-steps of the neuron twin per ``dt``.
         mode: crossbar simulation mode of preset synapses (``"noisy"``, ``"irdrop"``, ...).
         penalty: weight of :meth:`range_penalty` in :meth:`loss`.
-        conv: ``(channels, kernel, stride)`` of a convolutional crossbar stage in front (square single-channel
-            images, flattened).
+        conv: ``(channels, kernel, stride)``, convolutional crossbar stages in front (square single-channel
+            images, flattened; :func:`conv_stages`): ``channels`` a list (``[16, 32, 64]``): VGG-style stages,
+            ``kernel`` x ``kernel`` convs padded to keep the size, stride 1, each stage's currents pooled 2x2
+            into its MIF neurons; an integer: one unpadded stage of ``stride``, no pooling.
         compile: ``torch.compile`` the neuron step and the range penalty.
 
     Shapes and units: ``forward(inputs)`` takes row voltages ``[T, B, layers[0]]`` in V (with ``conv``: the
@@ -174,15 +220,13 @@ class MemristiveSNN(nn.Module):
         self.crossbar = crossbar if isinstance(crossbar, str) else getattr(crossbar, "name", str(crossbar))
         self.g_unit, self.readout_gain = float(g_unit), float(readout_gain)
         synapses = []
-        self.conv = tuple(conv) if conv else None
+        self.conv = (tuple(conv[0]) if isinstance(conv[0], (list, tuple)) else conv[0], *conv[1:]) if conv else None
         if self.conv:
-            side = int(round(math.sqrt(layers[0])))
-            if side * side != layers[0]:
-                raise ParameterError("network.layers[0]", layers[0], "a square image size (64, 784, ...)",
-                                     "the convolutional variant needs square single-channel images")
-            stage = build_conv_synapse((1, side, side), *self.conv, g_unit, crossbar, mode)
-            synapses.append(stage)
-            layers = [layers[0], stage.out_features, *layers[1:]]
+            stages = conv_stages(layers[0], *self.conv)
+            for image_shape, channels, kernel, stride, padding, pool in stages:
+                synapses.append(build_conv_synapse(image_shape, channels, kernel, stride, g_unit, crossbar, mode,
+                                                   padding, pool))
+            layers = [layers[0], *(syn.out_features for syn in synapses), *layers[1:]]
         synapses += [build_synapse(a, b, g_unit, crossbar, mode)
                      for a, b in zip(layers[len(synapses):-1], layers[len(synapses) + 1:])]
         self.layers = layers

@@ -152,21 +152,39 @@ class PresetSynapse(_OnCrossbar, Synapse):
 class ConvSynapse(Synapse):
     """A convolutional crossbar stage: image rows ``[*, C*H*W]`` (V) -> column currents ``[*, K*Ho*Wo]`` (A).
 
-    Each kernel is one crossbar column (im2col mapping). The kinds: :class:`IdealConvSynapse` (exact
-    ``conv2d`` with ``G = W * g_unit``) and :class:`PresetConvSynapse` (:class:`memsim.nn.CrossbarConv2d`,
-    the same non-idealities as the dense layers); :func:`build_conv_synapse` picks one."""
+    Each kernel is one crossbar column (im2col mapping: every image patch is one read of the tiles). The kinds:
+    :class:`IdealConvSynapse` (exact ``conv2d`` with ``G = W * g_unit``) and :class:`PresetConvSynapse`
+    (:class:`memsim.nn.CrossbarConv2d`, the same non-idealities as the dense layers); :func:`build_conv_synapse`
+    picks one.
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float):
+    ``padding`` zero-pads the image (rows driven at 0 V: a padded position's rows are simply not driven).
+    ``pool = 2`` averages the column currents of each 2x2 block of output positions into one neuron (``Ho``,
+    ``Wo`` halved, rounded down): the neuron's membrane capacitor integrates the four reads of its pooling window,
+    each for a quarter of the step (charge averaging; the 1/4 is the quarter duty cycle). This is the downsampling
+    of the VGG-shaped MSNN; what it leaves out: the read multiplexing's switching transients and the four-times
+    read rate it needs (the cost model counts the reads)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
+                 padding: int = 0, pool: int = 1):
         super().__init__()
         c, h, w = image_shape
         for name, v in (("network.conv_channels", channels), ("network.conv_kernel", kernel),
-                        ("network.conv_stride", stride)):
+                        ("network.conv_stride", stride), ("conv pool", pool)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ParameterError(name, v, "an integer >= 1")
-        if kernel > min(h, w):
-            raise ParameterError("network.conv_kernel", kernel, f"<= {min(h, w)} (the image is {h}x{w})")
+        if isinstance(padding, bool) or not isinstance(padding, int) or not 0 <= padding < kernel:
+            raise ParameterError("conv padding", padding, f"an integer in [0, {kernel - 1}] (kernel {kernel})")
+        if kernel > min(h, w) + 2 * padding:
+            raise ParameterError("network.conv_kernel", kernel, f"<= {min(h, w) + 2 * padding} (the image is "
+                                                                f"{h}x{w}, padding {padding})")
+        ho, wo = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+        if ho < pool or wo < pool:
+            raise ParameterError("network.conv_channels", channels, f"a stage whose {ho}x{wo} outputs hold a "
+                                 f"{pool}x{pool} pooling window", "fewer stages, or a larger image")
         self.image_shape, self.stride, self.g_unit = (c, h, w), stride, float(g_unit)
-        self.out_shape = (channels, (h - kernel) // stride + 1, (w - kernel) // stride + 1)
+        self.padding, self.pool = padding, pool
+        self.conv_shape = (channels, ho, wo)
+        self.out_shape = (channels, ho // pool, wo // pool)
         self.in_features, self.out_features = c * h * w, channels * self.out_shape[1] * self.out_shape[2]
 
     def _product(self, img: torch.Tensor) -> torch.Tensor:
@@ -175,15 +193,20 @@ class ConvSynapse(Synapse):
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         lead = v.shape[:-1]
         y = self._product(v.reshape(-1, *self.image_shape))
+        if self.pool > 1:
+            y = F.avg_pool2d(y, self.pool)
         return (y * self.g_unit).reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
-        return f"{self.image_shape} -> {self.out_shape}, stride {self.stride}, g_unit={self.g_unit:g} S"
+        pool = f", {self.pool}x{self.pool} current pooling" if self.pool > 1 else ""
+        return (f"{self.image_shape} -> {self.out_shape}, stride {self.stride}, padding {self.padding}{pool}, "
+                f"g_unit={self.g_unit:g} S")
 
 
 class IdealConvSynapse(ConvSynapse):
     r""":class:`ConvSynapse` with the exact product :math:`I_{k,y,x} = g_{unit} \sum_{c,u,v} W_{k,c,u,v}\,
-    V_{c,\,s y + u,\,s x + v}` (``conv2d`` without padding, stride :math:`s`).
+    V_{c,\,s y + u,\,s x + v}` (``conv2d`` of stride :math:`s` on the image
+    zero-padded by ``padding``), then the optional current pooling of :class:`ConvSynapse`.
 
     Args:
         image_shape: ``(C, H, W)`` of the input image (row voltages in V).
@@ -191,8 +214,11 @@ class IdealConvSynapse(ConvSynapse):
         kernel: kernel size (square).
         stride: stride.
         g_unit: siemens per unit weight.
+        padding: zero padding on every side (``kernel // 2`` keeps the size at stride 1).
+        pool: average the currents of ``pool x pool`` output positions into one (1 = none).
 
-    Shapes: ``v`` ``[*, C*H*W]`` in V -> ``[*, K*Ho*Wo]`` in A, ``Ho = (H - kernel) // stride + 1``.
+    Shapes: ``v`` ``[*, C*H*W]`` in V -> ``[*, K*Ho*Wo]`` in A, ``Ho = ((H + 2 padding - kernel) // stride + 1)
+    // pool``.
 
     Example:
         >>> import torch
@@ -204,13 +230,14 @@ class IdealConvSynapse(ConvSynapse):
         tensor([1.0000e-05, 1.8000e-05, 4.2000e-05, 5.0000e-05])
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float):
-        super().__init__(image_shape, channels, kernel, stride, g_unit)
+    def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
+                 padding: int = 0, pool: int = 1):
+        super().__init__(image_shape, channels, kernel, stride, g_unit, padding, pool)
         self.weight = nn.Parameter(torch.empty(channels, image_shape[0], kernel, kernel))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def _product(self, img: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(img, self.weight, stride=self.stride)
+        return F.conv2d(img, self.weight, stride=self.stride, padding=self.padding)
 
 
 class PresetConvSynapse(_OnCrossbar, ConvSynapse):
@@ -219,7 +246,7 @@ class PresetConvSynapse(_OnCrossbar, ConvSynapse):
     :class:`PresetSynapse`.
 
     Args:
-        image_shape, channels, kernel, stride, g_unit: as for :class:`IdealConvSynapse`.
+        image_shape, channels, kernel, stride, g_unit, padding, pool: as for :class:`IdealConvSynapse`.
         preset, mode: as for :class:`PresetSynapse`.
 
     Shapes: as for :class:`IdealConvSynapse`.
@@ -238,10 +265,10 @@ class PresetConvSynapse(_OnCrossbar, ConvSynapse):
     """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
-                 preset, mode: str = "noisy"):
-        super().__init__(image_shape, channels, kernel, stride, g_unit)
-        self.xbar = CrossbarConv2d(image_shape[0], channels, kernel, stride=stride, bias=False, preset=preset,
-                                   mode=mode)
+                 preset, mode: str = "noisy", padding: int = 0, pool: int = 1):
+        super().__init__(image_shape, channels, kernel, stride, g_unit, padding, pool)
+        self.xbar = CrossbarConv2d(image_shape[0], channels, kernel, stride=stride, padding=padding, bias=False,
+                                   preset=preset, mode=mode)
 
     def _product(self, img: torch.Tensor) -> torch.Tensor:
         return self.xbar(img)
@@ -255,7 +282,7 @@ def build_synapse(in_features: int, out_features: int, g_unit: float, preset="id
 
 
 def build_conv_synapse(image_shape: tuple[int, int, int], channels: int, kernel: int, stride: int, g_unit: float,
-                       preset="ideal", mode: str = "noisy") -> ConvSynapse:
+                       preset="ideal", mode: str = "noisy", padding: int = 0, pool: int = 1) -> ConvSynapse:
     if is_ideal(preset):
-        return IdealConvSynapse(image_shape, channels, kernel, stride, g_unit)
-    return PresetConvSynapse(image_shape, channels, kernel, stride, g_unit, preset, mode)
+        return IdealConvSynapse(image_shape, channels, kernel, stride, g_unit, padding, pool)
+    return PresetConvSynapse(image_shape, channels, kernel, stride, g_unit, preset, mode, padding, pool)
