@@ -103,14 +103,16 @@ def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=
     return signal.contiguous(), sq.contiguous(), ds.contiguous(), dq.contiguous()
 
 
-def compiled_call(name: str, fn, *args):
+def compiled_call(name: str, fn, *args, dynamic: bool | None = False):
     """``fn(*args)`` through its torch.compile-d version (compiled on first use), or eagerly when compilation is
-    off or failed."""
+    off or failed. ``dynamic=None``: torch's automatic dynamic shapes (one generic kernel once a second shape
+    comes, for a kernel that every layer and batch size of a network calls, where one kernel per shape would hit
+    torch's recompile limit)."""
     global _failed
     if COMPILE and not _failed:
         try:
             if name not in _compiled:
-                _compiled[name] = torch.compile(fn, dynamic=False)
+                _compiled[name] = torch.compile(fn, dynamic=dynamic)
             return _compiled[name](*args)
         except Exception as exc:  # no working compiler here: the unfused path from now on (same values)
             _failed = True

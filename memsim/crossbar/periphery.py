@@ -90,7 +90,12 @@ class _Converter(torch.autograd.Function):
         want = ctx.needs_input_grad[0]  # d out / d x: out_scale / scale inside the range, 0 where it saturates
         args = (x, 1.0 / scale, half, out_scale / half, out_scale / scale if want else None, want)
         if isinstance(scale, torch.Tensor) and fused.available(x.numel()):
-            out, slope = fused.compiled_call("converter", _convert, *args)
+            # the scalars as 0-d tensors of x's dtype (the values the eager route's Python floats take in the
+            # element-wise ops): compiled code is specialised on a Python float's value, and every layer's own
+            # half / out_scale would otherwise be one more compilation, up to torch's recompile limit
+            scalars = [torch.as_tensor(a, dtype=x.dtype, device=x.device) if isinstance(a, float) else a
+                       for a in args[1:5]]
+            out, slope = fused.compiled_call("converter", _convert, x, *scalars, want, dynamic=None)
         else:
             out, slope = _convert(*args)
         if want:
