@@ -28,6 +28,10 @@ __all__ = ["MIFDynamics", "COMPILE_OPTIONS"]
 #: divisors and contract to FMAs. The step's values move by float32 rounding (1e-7 to 4e-7 V against eager, as
 #: compiling itself does) and its kernels run ~15 % faster; NaN and inf still propagate (no finite-math flag).
 COMPILE_OPTIONS = {"cpp.enable_unsafe_math_opt_flag": True, "cpp.enable_floating_point_contract_flag": "fast"}
+#: compiled steps kept per network: every MIF layer (one instance each) and batch shape of a network shares the
+#: step's code, whose cache torch limits to 8 by default; a spiking CNN (4 layers x training, last and test batch
+#: shapes) exceeded it and fell back to eager with a warning. Raised only while a layer runs its steps.
+RECOMPILE_LIMIT = 64
 
 
 class MIFDynamics(nn.Module):
@@ -195,11 +199,12 @@ class MIFDynamics(nn.Module):
         comps = tuple(torch.full((B, N), x, dtype=current.dtype, device=current.device) for x in self.x0)
         step = self._stepper()
         vs, states = [], []
-        for cur in currents:
-            comps = step(comps, cur)
-            vs.append(comps[0])
-            if return_states:
-                states.append(torch.stack(comps, -1))
+        with torch._dynamo.config.patch(recompile_limit=max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)):
+            for cur in currents:
+                comps = step(comps, cur)
+                vs.append(comps[0])
+                if return_states:
+                    states.append(torch.stack(comps, -1))
         v = torch.stack(vs)
         if check_finite:
             self._check_finite(v, comps, current, layer_index)
