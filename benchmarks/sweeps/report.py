@@ -135,6 +135,14 @@ def errbar(d: pd.DataFrame) -> str:
     return ERRBAR.format(chips=int(d["chips"].max()) if "chips" in d and len(d) else "")
 
 
+def accuracy_line(ax, points: pd.DataFrame, x: str, *, at=None, **style):
+    """One errorbar line: the points' mean accuracy (%) against axis ``x`` (its values mapped by ``at``, e.g. to
+    evenly spaced positions or to percent), error bars the mean standard deviation over chips."""
+    m = points.groupby(x).agg(a=("accuracy", "mean"), s=("accuracy_std", "mean")).reset_index()
+    xs = m[x] if at is None else [at(v) for v in m[x]]
+    ax.errorbar(xs, 100 * m["a"], yerr=100 * m["s"].fillna(0), **style)
+
+
 CYCLE = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 
 
@@ -180,9 +188,8 @@ def fig_tile(d: pd.DataFrame, path: Path, note: str) -> Path:
     for ax, n in zip(axes[0], ns):
         dn = d[d["network"] == n]
         for lv, dl in dn.groupby("noise.program"):
-            m = dl.groupby("tile.size").agg(a=("accuracy", "mean"), s=("accuracy_std", "mean")).reset_index()
-            ax.errorbar([pos[t] for t in m["tile.size"]], 100 * m["a"], yerr=100 * m["s"].fillna(0), marker="o",
-                        capsize=3, color=col[lv], label=f"{100 * lv:g} %")
+            accuracy_line(ax, dl, "tile.size", at=pos.get, marker="o", capsize=3, color=col[lv],
+                          label=f"{100 * lv:g} %")
         ax.set_xticks(range(len(tiles)), [f"{t:g}" for t in tiles])
         ax.set_xlabel(label("tile.size"))
         ax.set_title(name(n))
@@ -237,11 +244,10 @@ def fig_mapping(d: pd.DataFrame, path: Path, note: str) -> Path:
             ax = axes[i][j]
             sub = pd.concat([unpruned[unpruned["network"] == n], d[(d["network"] == n) & (d["method"] == meth)]])
             for (frac, mp), dl in sub.groupby(["prune", "mapping"]):
-                m = dl.groupby("noise.program").agg(a=("accuracy", "mean"), s=("accuracy_std", "mean")).reset_index()
-                ax.errorbar(100 * m["noise.program"], 100 * m["a"], yerr=100 * m["s"].fillna(0), capsize=2,
-                            marker="o" if mp == "dense" else "s", ls="-" if mp == "dense" else "--",
-                            color={0.0: "k", 0.5: "tab:blue", 0.75: "tab:red"}.get(round(frac, 2), None),
-                            label=f"{mp}, {100 * frac:g} % pruned")
+                accuracy_line(ax, dl, "noise.program", at=lambda v: 100 * v, capsize=2,
+                              marker="o" if mp == "dense" else "s", ls="-" if mp == "dense" else "--",
+                              color={0.0: "k", 0.5: "tab:blue", 0.75: "tab:red"}.get(round(frac, 2), None),
+                              label=f"{mp}, {100 * frac:g} % pruned")
             ax.set_title(f"{name(n)}: {METHODS[meth]}", fontsize=9)
             ax.set_xticks([100 * v for v in sorted(d["noise.program"].dropna().unique())])
             ax.set_xlabel("programming noise (% of G window)")
@@ -262,10 +268,9 @@ def fig_adc(d: pd.DataFrame, path: Path, note: str) -> Path:
     col = colours(d["tile.size"].dropna())
     for ax, n in zip(axes[0], ns):
         for (cal, t), dl in d[d["network"] == n].groupby(["adc.calibration", "tile.size"]):
-            m = dl.groupby("adc.bits").agg(a=("accuracy", "mean"), s=("accuracy_std", "mean")).reset_index()
-            ax.errorbar(m["adc.bits"], 100 * m["a"], yerr=100 * m["s"].fillna(0), capsize=2, color=col[t],
-                        ls="-" if cal == "percentile" else "--", marker="o" if cal == "percentile" else "x",
-                        label=f"{t:g}, {'calibrated' if cal == 'percentile' else 'fixed'}")
+            accuracy_line(ax, dl, "adc.bits", capsize=2, color=col[t],
+                          ls="-" if cal == "percentile" else "--", marker="o" if cal == "percentile" else "x",
+                          label=f"{t:g}, {'calibrated' if cal == 'percentile' else 'fixed'}")
         ax.set_xticks(sorted(d["adc.bits"].dropna().unique()))
         ax.set_xlabel(label("adc.bits"))
         ax.set_title(name(n))
@@ -286,9 +291,7 @@ def fig_wires(d: pd.DataFrame, path: Path, note: str) -> Path:
     col = colours(d["tile.size"].dropna())
     for ax, n in zip(axes[0], ns):
         for t, dl in d[d["network"] == n].groupby("tile.size"):
-            m = dl.groupby("wires.r").agg(a=("accuracy", "mean"), s=("accuracy_std", "mean")).reset_index()
-            ax.errorbar(m["wires.r"], 100 * m["a"], yerr=100 * m["s"].fillna(0), capsize=2, marker="o", color=col[t],
-                        label=f"{t:g}")
+            accuracy_line(ax, dl, "wires.r", capsize=2, marker="o", color=col[t], label=f"{t:g}")
         r = d["wires.r"].dropna()
         if len(r) and r.max() >= 10 * r.min():  # 0.1-2.5 Ohm: 25x, a log axis
             ax.set_xscale("log")
