@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from . import __version__
+from .allocator import tune_malloc
 from .errors import MemsimError
 
 #: modules in memsim.commands, each with ``register(subparsers)``
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_malloc()  # large tensor buffers stay in the heap between reads (memsim/allocator.py says why)
     try:
         return int(args.func(args) or 0)
     except MemsimError as exc:

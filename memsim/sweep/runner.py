@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from ..progress import progress_bar
 from .results import ResultsDir, write_tables
 from .spec import SweepError, SweepSpec, check_limit, point_key
+from ..allocator import tune_malloc
 from .worker import evaluate_point
 
 BACKENDS = ("local", "ray")
@@ -33,6 +34,7 @@ def _pool_init(parent_pid: int | None = None):
     import torch
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    tune_malloc()
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
 

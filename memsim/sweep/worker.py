@@ -17,6 +17,7 @@ from ..deploy.evaluate import ChipsEvaluation, evaluate_on_chips
 from ..deploy.kinds import network_kind
 from ..interop.kind import NIRSetup, load_nir
 from ..training.config import load_config
+from ..allocator import tune_malloc
 from ..training.data import ImageDataset, load_dataset
 from ..training.loop import load_datasets
 from ..training.trained import load_trained
@@ -27,6 +28,7 @@ __all__ = ["evaluate_point", "point_chip"]
 
 
 def _set_threads():
+    tune_malloc()  # a Ray worker starts here, not in the local pool's initialiser
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
 
