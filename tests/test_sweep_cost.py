@@ -176,3 +176,16 @@ def test_cost_model_file_without_adc_sharing(tmp_path):
     (tmp_path / "old.toml").write_text(text)
     with pytest.raises(CardError, match="columns_per_adc in the crossbar preset"):
         load_cost_model(tmp_path / "old.toml")
+
+
+def test_activity_record_of_a_long_read_matches_a_float64_sum():
+    # a conv layer's read holds many cycles (every image patch of a batch): the record sums float32 squares in
+    # chunks; against the float64 formula sum_cycles sum_cells V_i^2 G_ij
+    g = torch.Generator().manual_seed(3)
+    vt = torch.rand(3 * 4096 + 17, 2, 8, generator=g) * 0.2           # [cycles, n_row_tiles, rows] (V)
+    cells = torch.rand(2, 3, 8, 5, generator=g) * 1e-4                 # [nr, nc, rows, cols] (S)
+    rec = ArrayActivity()
+    rec.record(vt, cells, vectors=vt.shape[0])
+    exact = float(torch.einsum("bri,rcij->", vt.double() ** 2, cells.double()))
+    assert rec.v2g == pytest.approx(exact, rel=1e-7)  # float32 partial sums: ~5e-9 here
+    assert rec.vectors == vt.shape[0]
