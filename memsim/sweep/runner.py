@@ -4,7 +4,9 @@ The results folder holds ``sweep.json`` (the spec and its fingerprint), ``points
 point, written atomically; ``key`` is the hash of the point's resolved config) and, after a run,
 ``results.csv`` / ``results.parquet``. A rerun skips the points already on disk, so a killed sweep loses no
 finished point; a folder written by another spec is refused. A killed sweep leaves nothing running: pool workers
-exit with their parent, a Ray instance memsim started is shut down on SIGTERM, SIGHUP and Ctrl-C.
+exit with their parent, a Ray instance memsim started is shut down on SIGTERM, SIGHUP and Ctrl-C. A pool worker
+that dies (out of memory) fails only the point it was running: that point is found by running the suspects alone
+and recorded as failed, and the sweep goes on in a new pool.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 from ..progress import progress_bar
 from .results import ResultsDir, write_tables
@@ -298,7 +301,7 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
         todo = todo[:max_points]
     bar = progress_bar(total=len(keyed), initial=n_skipped,
                desc=f"sweep {spec.name}", unit="pt", disable=not progress, dynamic_ncols=True)
-    t0, n_new, n_err = time.perf_counter(), 0, 0
+    t0, n_new, n_err, pool_broke = time.perf_counter(), 0, 0, False
 
     def finish(key, point, rec):
         nonlocal n_new, n_err
@@ -318,34 +321,99 @@ def run_sweep(spec: SweepSpec, out, *, backend: str = "local", workers: int = 2,
             for k, p, r in todo:
                 finish(k, p, evaluate(r))
         elif backend == "local" and pool is not None:
-            _run_on_pool(pool, todo, finish, evaluate)
+            pool_broke = _run_on_pool(pool, todo, finish, evaluate, workers)
         elif backend == "local":
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
                                      initializer=_pool_init, initargs=(os.getpid(),)) as ex:
-                _run_on_pool(ex, todo, finish, evaluate)
+                pool_broke = _run_on_pool(ex, todo, finish, evaluate, min(workers, len(todo)))
         else:
             _run_on_ray(todo, finish, address, workers, evaluate)
     finally:
         bar.close()
     tables = write_tables(rd.path)
     return {"points": len(keyed), "ran": n_new, "failed": n_err, "skipped": n_skipped,
-            "elapsed_s": time.perf_counter() - t0, **tables}
+            "elapsed_s": time.perf_counter() - t0, "pool_broke": pool_broke, **tables}
 
 
-def _run_on_pool(ex: ProcessPoolExecutor, todo: list, finish, evaluate) -> None:
-    """Evaluate ``todo`` on the local pool ``ex``; on any exception (Ctrl-C included) the pool is stopped at once."""
+def _run_on_pool(ex: ProcessPoolExecutor, todo: list, finish, evaluate, workers: int) -> bool:
+    """Evaluate ``todo`` on the local pool ``ex`` of ``workers`` processes, at most ``workers`` points in flight (so
+    that the points a dead worker may have been running are known). On any exception (Ctrl-C included) the pool is
+    stopped at once.
+
+    A worker that dies (killed by the operating system, most often for lack of memory, or a crash in native code)
+    breaks the whole pool: the points then in flight are each evaluated again alone, in a pool of one, and the one
+    whose worker dies alone is recorded as failed (a sweep is never stopped by one point); the rest of the sweep
+    goes on in a new pool. Returns whether ``ex`` broke (it can then take no more work)."""
+    queue, broke, current = list(todo), False, ex
     try:
-        futs = {ex.submit(evaluate, r): (k, p) for k, p, r in todo}
-        pending = set(futs)
-        while pending:
-            fin, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in fin:
-                k, p = futs[f]
-                finish(k, p, f.result())
+        while queue:
+            suspects = _drain(current, queue, finish, evaluate, workers)
+            if not suspects:
+                break
+            broke = True
+            if current is not ex:
+                current.shutdown(wait=False, cancel_futures=True)
+            for item in suspects:
+                _run_alone(item, finish, evaluate)
+            current = local_pool(workers) if queue else ex
     except BaseException:
-        _stop_pool(ex)
+        _stop_pool(current)
         raise
+    finally:
+        if current is not ex:
+            current.shutdown(wait=True)
+    return broke
+
+
+def _drain(ex: ProcessPoolExecutor, queue: list, finish, evaluate, workers: int) -> list:
+    """Feed ``queue``'s points to ``ex``, ``workers`` at a time, until it is empty: ``[]``; or until the pool
+    breaks: the points that were in flight and got no record (the suspects)."""
+    inflight: dict = {}
+    broken = False
+    while (queue and not broken) or inflight:
+        while queue and not broken and len(inflight) < workers:
+            k, p, r = queue[0]
+            try:
+                inflight[ex.submit(evaluate, r)] = queue.pop(0)
+            except BrokenProcessPool:
+                broken = True
+        if not inflight:
+            break
+        fin, _ = wait(inflight, return_when=FIRST_COMPLETED)
+        for f in fin:
+            k, p, r = inflight.pop(f)
+            try:
+                rec = f.result()
+            except BrokenProcessPool:
+                broken = True
+                suspects = [(k, p, r)]
+                # the other points in flight end at once (with a record or the same error); keep the records
+                for g in list(inflight):
+                    k2, p2, r2 = inflight.pop(g)
+                    try:
+                        finish(k2, p2, g.result())
+                    except BrokenProcessPool:
+                        suspects.append((k2, p2, r2))
+                return suspects
+            finish(k, p, rec)
+    return []
+
+
+def _run_alone(item, finish, evaluate) -> None:
+    """One point in a fresh pool of one worker: its record, or a failed record if its worker dies here too."""
+    k, p, r = item
+    t0 = time.perf_counter()
+    with local_pool(1) as solo:
+        try:
+            rec = solo.submit(evaluate, r).result()
+        except BrokenProcessPool:
+            rec = {"config": r, "status": "error", "elapsed_s": time.perf_counter() - t0,
+                   "error": "WorkerDied: the worker process evaluating this point alone died (killed by the "
+                            "operating system, most often for lack of memory, or a crash in native code). Fix: "
+                            "fewer workers (--workers 1), a smaller base.batch_size or tile, or more memory; the "
+                            "rest of the sweep went on"}
+    finish(k, p, rec)
 
 
 def _ray_point(resolved: dict, evaluate=None) -> dict:

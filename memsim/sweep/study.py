@@ -684,6 +684,9 @@ def run_study(plan: StudyPlan, *, backend: str = "local", workers: int = 2, addr
             r = run_sweep(spec, rdir, backend=backend, workers=workers, address=address, yes=yes,
                           progress=progress, evaluate=functools.partial(evaluate_in_folder, str(out)),
                           pool=shared_pool() if todo else None)
+            if r.get("pool_broke") and pool is not None:  # a worker died: the next sweep gets a new pool
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
             sweeps[entry.name] = _sweep_done(entry, rdir, r, log)
     tables = write_study_tables(plan)
     return {"networks": {n: p.state for n, p in plan.networks.items()}, "trained": trained, "sweeps": sweeps,
