@@ -249,14 +249,18 @@ def test_fashion_study_on_cifar10_uses_each_networks_variant(tmp_path):
     assert plan.networks["vgg"].config_name == "cifar10_dse_vgg"
     assert list(cfgs["vgg"].network.channels) == list(load_config("cifar10_dse_vgg").network.channels)
     assert cfgs["msnn"].training.epochs == study.quick["epochs"]
-    # the fine-tuning sweeps fine-tune through Fashion-MNIST configs: their datasets key leaves them out on CIFAR-10
+    # the fine-tuning sweeps fine-tune through Fashion-MNIST configs, the conv MSNN needs single-channel images: their
+    # datasets key leaves them out on CIFAR-10, and the conv MSNN, which only a left-out sweep uses, is not trained
     left = {e.name for e in plan.left_out}
-    assert left == {"finetune_mlp", "finetune_msnn"} and not left & {e.name for e, _ in plan.sweeps}
+    assert left == {"finetune_mlp", "finetune_msnn", "tile_noise_conv_msnn"}
+    assert not left & {e.name for e, _ in plan.sweeps}
+    assert plan.networks_left_out == ["msnn_vgg"] and "msnn_vgg" not in plan.networks
     # its own dataset: the Fashion-MNIST configs as written
     own = plan_study(study, tmp_path / "f", quick=False)
     assert {p.config.data.dataset for p in own.networks.values()} == {"fashion_mnist"}
     assert own.left_out == [] and len(own.sweeps) == len(study.sweeps)
-    assert sum(len(own.sweep_spec(e).points()) for e, _ in own.sweeps) == 280  # the design of benchmarks/sweeps.md
+    assert sum(len(own.sweep_spec(e).points()) for e, _ in own.sweeps) == 296  # the design of benchmarks/sweeps.md
+    assert own.networks_left_out == [] and own.networks["msnn_vgg"].config.training.epochs == 20
     assert own.networks["msnn"].config.training.epochs == 5
     assert not (tmp_path / "c").exists() and not (tmp_path / "f").exists()
 

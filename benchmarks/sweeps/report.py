@@ -104,6 +104,8 @@ def load(study: Path) -> tuple[pd.DataFrame, dict, dict]:
     df = pd.read_csv(study / "results.csv")
     if len(df) == 0:
         raise SystemExit(f"report.py: {study}/results.csv holds no point yet")
+    # the conv MSNN's points of tile_noise's grid are a sweep of their own (Fashion-MNIST only): one table with them
+    df["sweep"] = df["sweep"].replace({"tile_noise_conv_msnn": "tile_noise"})
     if "pruning.method" not in df.columns:
         df["pruning.method"] = np.nan
     df["method"] = np.where(df["prune"] > 0, df["pruning.method"].fillna("unstructured"), "none")

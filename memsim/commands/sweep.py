@@ -109,6 +109,8 @@ def run_study(args) -> int:
             print(f"  sweep {entry.name}: {len(spec.points())} points ({done} done), networks {entry.networks}")
         for entry in plan.left_out:
             print(f"  sweep {entry.name}: left out (it runs on {', '.join(entry.datasets)} only)")
+        for n in plan.networks_left_out:
+            print(f"  network {n}: left out (only left-out sweeps use it)")
         return 0
     r = run(plan, backend=args.backend, workers=args.workers, address=args.address, yes=args.yes,
             progress=not args.quiet)

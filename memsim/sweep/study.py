@@ -387,6 +387,7 @@ class StudyPlan:
     sweeps: list[tuple[SweepEntry, dict]]   # (entry, spec data with the networks' checkpoints, relative paths)
     specs: dict[str, SweepSpec] = field(default_factory=dict)   # as checked (for counting points; not to run)
     left_out: list[SweepEntry] = field(default_factory=list)  # sweeps whose datasets exclude --dataset
+    networks_left_out: list[str] = field(default_factory=list)  # networks only left-out sweeps use (not trained)
 
     def sweep_spec(self, entry: SweepEntry) -> SweepSpec:
         return self.specs[entry.name]
@@ -573,8 +574,13 @@ def plan_study(study: Study, out, *, quick: bool = False, data_dir: str | None =
     if backend == "ray":
         check_ray_address(address)
     q = study.quick
-    nets = {}
+    skipped = [e for e in study.sweeps if dataset is not None and e.datasets is not None and dataset not in e.datasets]
+    used = {n for e in study.sweeps if e not in skipped for n in e.networks}
+    nets, nets_left_out = {}, []
     for n, net in study.networks.items():
+        if dataset is not None and n not in used:  # only left-out sweeps use it (e.g. no variant for this dataset)
+            nets_left_out.append(n)
+            continue
         cname, cfg = _network_config(net, out, quick, q, data_dir, study.source, dataset)
         run = RunDirectory(net.run_dir(out), keep=cfg.output.keep_checkpoints)
         state = _network_state(net, cfg, run, study.source)
@@ -591,13 +597,13 @@ def plan_study(study: Study, out, *, quick: bool = False, data_dir: str | None =
                              f"sweeps/{e.name} (a results folder per sweep name, case-insensitive). Fix: give one of "
                              f"them another name = \"...\"")
         dirs[key] = e
-    plan = StudyPlan(study, out, quick, dataset, nets, [])
+    plan = StudyPlan(study, out, quick, dataset, nets, [], networks_left_out=nets_left_out)
     with tempfile.TemporaryDirectory(prefix="memsim-study-") as tmp:
         tmp = Path(tmp)
         for n, p in nets.items():  # stand-ins at the checkpoints' relative places, so the points' keys are final
             _stand_in(tmp / p.checkpoint, p.config)
         for e in study.sweeps:
-            if dataset is not None and e.datasets is not None and dataset not in e.datasets:
+            if e in skipped:
                 plan.left_out.append(e)  # its datasets key says it runs on its own datasets only
                 continue
             data = copy.deepcopy(e.data)
@@ -667,6 +673,8 @@ def run_study(plan: StudyPlan, *, backend: str = "local", workers: int = 2, addr
     t_train = time.perf_counter() - t0
     for e in plan.left_out:
         log(f"sweep {e.name}: left out (it runs on {', '.join(e.datasets)} only; this run is --dataset {plan.dataset})")
+    for n in plan.networks_left_out:
+        log(f"network {n}: left out (only sweeps left out under --dataset {plan.dataset} use it)")
     sweeps = {}
     with contextlib.ExitStack() as stack:
         pool = None  # one local pool for every sweep, started at the first point to run: its workers load the data once
