@@ -58,8 +58,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2, help="timed training steps per contender and round")
     ap.add_argument("--compile", action="store_true", help="torch.compile the neuron steps (as the configs do)")
+    ap.add_argument("--malloc", choices=["tuned", "system"], default="tuned",
+                    help="glibc's thresholds raised as memsim's command line does (memsim.allocator), or left as they are")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.malloc == "tuned":
+        from memsim.allocator import tune_malloc
+        print(f"allocator: {tune_malloc()}")
     jobs = {name: Job(cfg, ov, args.compile) for name, (cfg, ov) in CONTENDERS.items()}
     for job in jobs.values():  # warm-up: compilation, first-call allocations
         job.step()
@@ -72,7 +77,7 @@ def main() -> None:
             cpu[name].append(statistics.median(t[1] for t in times))
         print(f"round {r + 1}: " + ", ".join(f"{n}: {wall[n][-1]:.2f} s" for n in jobs), flush=True)
     base = "mlp [784,256,10] T=25 B=256"
-    print(f"\nmedian of {args.rounds} rounds, compile={args.compile}, one thread")
+    print(f"\nmedian of {args.rounds} rounds, compile={args.compile}, malloc={args.malloc}, one thread")
     # wall clock includes the time waiting for a core on a loaded machine; CPU time (the process's) leaves it out
     print(f"{'contender':28s} {'s/batch':>8s} {'CPU s/batch':>12s} {'per image vs MLP (wall, CPU)':>29s} "
           f"{'min/epoch (wall, CPU)':>22s}")
