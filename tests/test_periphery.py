@@ -417,3 +417,34 @@ def test_compiled_converter_equals_the_eager_converter(monkeypatch):
             results.append((out.detach(), xr.grad))
         assert not fused._failed
         assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.slow
+def test_compiled_converter_takes_every_variant_without_falling_back(monkeypatch):
+    """One process meets many variants of the converter (a study runs dense and conv networks: tensor ranks 2-5,
+    per-layer and per-tile ranges, with and without the slope, float32 and float64). Each is compiled (no
+    "recompile_limit" fallback to eager, which torch hits at its default of 8) and equals the eager converter."""
+    from torch._dynamo.utils import counters
+    monkeypatch.setattr(fused, "COMPILE", True)
+    fused._compiled.pop("converter", None)
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(7)
+    n = fused.MIN_CELLS
+    variants = 0
+    for shape in [(n // 32, 32), (4, n // 128, 32), (2, 2, n // 256, 64), (2, 2, 2, n // 512, 64)]:
+        for dtype in (torch.float32, torch.float64):
+            x = torch.randn(shape, dtype=dtype) * 1.5
+            tile_range = torch.rand(shape[:-2] + (1, shape[-1]), dtype=dtype) + 0.5
+            for scale, out_scale in [(torch.tensor(1.3, dtype=dtype), 0.2), (tile_range, tile_range)]:
+                for grad in (True, False):
+                    results = []
+                    for enabled in (True, False):
+                        monkeypatch.setattr(fused, "ENABLED", enabled)
+                        xr = x.clone().requires_grad_(grad)
+                        results.append(_Converter.apply(xr, scale, 31, out_scale).detach())
+                    assert torch.equal(results[0], results[1]), (shape, dtype, scale.dim(), grad)
+                    variants += 1
+    assert variants == 32 and not fused._failed
+    # every frame dynamo met was compiled: a variant past the recompile limit counts in "total", not in "ok"
+    assert counters["frames"]["total"] == counters["frames"]["ok"] > 8, dict(counters["frames"])

@@ -103,16 +103,27 @@ def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=
     return signal.contiguous(), sq.contiguous(), ds.contiguous(), dq.contiguous()
 
 
-def compiled_call(name: str, fn, *args, dynamic: bool | None = False):
+#: torch's cache of compiled variants per code object holds 8 by default; a kernel that every layer of every network
+#: in one process calls (the converter: tensor ranks 2-5 of dense and conv reads, per-tile or per-layer ranges, with
+#: and without the slope, two dtypes) exceeded it in a study's serial run and fell back to eager with a warning
+RECOMPILE_LIMIT = 64
+
+
+def compiled_call(name: str, fn, *args, dynamic: bool | None = False, many_variants: bool = False):
     """``fn(*args)`` through its torch.compile-d version (compiled on first use), or eagerly when compilation is
     off or failed. ``dynamic=None``: torch's automatic dynamic shapes (one generic kernel once a second shape
     comes, for a kernel that every layer and batch size of a network calls, where one kernel per shape would hit
-    torch's recompile limit)."""
+    torch's recompile limit). ``many_variants``: the call may meet more than torch's default 8 variants (ranks,
+    dtypes, flags) of its inputs; the limit is raised to :data:`RECOMPILE_LIMIT` while it runs."""
     global _failed
     if COMPILE and not _failed:
         try:
             if name not in _compiled:
                 _compiled[name] = torch.compile(fn, dynamic=dynamic)
+            if many_variants:
+                limit = max(RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)
+                with torch._dynamo.config.patch(recompile_limit=limit):
+                    return _compiled[name](*args)
             return _compiled[name](*args)
         except Exception as exc:  # no working compiler here: the unfused path from now on (same values)
             _failed = True

@@ -95,7 +95,8 @@ class _Converter(torch.autograd.Function):
             # half / out_scale would otherwise be one more compilation, up to torch's recompile limit
             scalars = [torch.as_tensor(a, dtype=x.dtype, device=x.device) if isinstance(a, float) else a
                        for a in args[1:5]]
-            out, slope = fused.compiled_call("converter", _convert, x, *scalars, want, dynamic=None)
+            out, slope = fused.compiled_call("converter", _convert, x, *scalars, want, dynamic=None,
+                                             many_variants=True)
         else:
             out, slope = _convert(*args)
         if want:
