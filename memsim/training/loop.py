@@ -440,8 +440,10 @@ def train_msnn(cfg: Config, *, resume: bool = False, init: str | Path | None = N
     hardware = f" ({cfg.hardware.mode}, hardware-aware)" if preset is not None else ""
     hardware += f", in-situ {insitu.algorithm} on {insitu.response.name}" if insitu is not None else ""
     crossbar = preset.name if preset is not None else cfg.network.crossbar
-    return finish_run(cfg, run, net, last, title=f"{cfg.data.dataset}: {list(cfg.network.layers)}, "
-                                               f"{crossbar}{hardware}")
+    conv = cfg.network.conv_channels
+    shape = (f"conv {list(conv) if isinstance(conv, (list, tuple)) else conv} + " if conv else "") + \
+        f"{list(cfg.network.layers)}"
+    return finish_run(cfg, run, net, last, title=f"{cfg.data.dataset}: {shape}, {crossbar}{hardware}")
 
 
 def pulsed_optimizer(optimizer, settings, weights: Sequence[tuple[str, torch.nn.Parameter]]):
