@@ -40,7 +40,7 @@ LAYERS = {
     # 0: the math namespace and helpers every layer may use
     "memsim.mathns": 0, "memsim.errors": 0, "memsim.io": 0, "memsim.schema": 0, "memsim.resources": 0,
     "memsim.plots": 0, "memsim.stimuli": 0, "memsim._data": 0, "memsim.checks": 0, "memsim.safetext": 0,
-    "memsim.progress": 0,
+    "memsim.progress": 0, "memsim.allocator": 0,
     # 1: equations only
     "memsim.families": 1, "memsim.neurons.circuits": 1,
     # 2: cards, SPICE bridge, torch integrators and the device / neuron simulations built on them;
