@@ -36,3 +36,23 @@ def test_a_dead_worker_fails_its_point_only(spec, tmp_path):
     # a rerun finds every point recorded (the dead one too, as any failed point): nothing to do, no pool started
     again = runner.run_sweep(spec, out, workers=2, progress=False, evaluate=_dying_worker.evaluate)
     assert again["ran"] == 0 and not again["pool_broke"]
+
+
+def test_a_pool_that_breaks_with_nothing_in_flight_loses_no_point(monkeypatch):
+    """A point leaves the queue only once a pool has taken it: a pool that refuses every submission (broken before
+    the sweep's first point) loses none; the next point runs alone, the rest in a new pool (thread pools here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Broken:
+        def submit(self, *a, **k):
+            raise runner.BrokenProcessPool("a worker died before this sweep")
+
+        def shutdown(self, *a, **k):
+            pass
+
+    monkeypatch.setattr(runner, "local_pool", lambda n: ThreadPoolExecutor(max_workers=n))
+    done = []
+    todo = [(f"k{i}", {"i": i}, {"i": i}) for i in range(5)]
+    broke = runner._run_on_pool(Broken(), todo, lambda k, p, rec: done.append((k, rec["i"])),
+                                lambda r: {"i": r["i"]}, 2)
+    assert broke and sorted(done) == [(f"k{i}", i) for i in range(5)]

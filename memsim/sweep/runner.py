@@ -348,12 +348,14 @@ def _run_on_pool(ex: ProcessPoolExecutor, todo: list, finish, evaluate, workers:
     queue, broke, current = list(todo), False, ex
     try:
         while queue:
-            suspects = _drain(current, queue, finish, evaluate, workers)
-            if not suspects:
+            broke_now, suspects = _drain(current, queue, finish, evaluate, workers)
+            if not broke_now:
                 break
             broke = True
             if current is not ex:
                 current.shutdown(wait=False, cancel_futures=True)
+            if not suspects and queue:  # it broke with nothing in flight: the next point goes alone (progress)
+                suspects = [queue.pop(0)]
             for item in suspects:
                 _run_alone(item, finish, evaluate)
             current = local_pool(workers) if queue else ex
@@ -366,18 +368,20 @@ def _run_on_pool(ex: ProcessPoolExecutor, todo: list, finish, evaluate, workers:
     return broke
 
 
-def _drain(ex: ProcessPoolExecutor, queue: list, finish, evaluate, workers: int) -> list:
-    """Feed ``queue``'s points to ``ex``, ``workers`` at a time, until it is empty: ``[]``; or until the pool
-    breaks: the points that were in flight and got no record (the suspects)."""
+def _drain(ex: ProcessPoolExecutor, queue: list, finish, evaluate, workers: int) -> tuple[bool, list]:
+    """Feed ``queue``'s points to ``ex``, ``workers`` at a time, until it is empty: ``(False, [])``; or until the
+    pool breaks: ``(True, the points that were in flight and got no record)`` (the suspects). A point leaves
+    ``queue`` only once the pool has taken it."""
     inflight: dict = {}
     broken = False
     while (queue and not broken) or inflight:
         while queue and not broken and len(inflight) < workers:
-            k, p, r = queue[0]
             try:
-                inflight[ex.submit(evaluate, r)] = queue.pop(0)
+                f = ex.submit(evaluate, queue[0][2])
             except BrokenProcessPool:
                 broken = True
+                break
+            inflight[f] = queue.pop(0)
         if not inflight:
             break
         fin, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -386,7 +390,6 @@ def _drain(ex: ProcessPoolExecutor, queue: list, finish, evaluate, workers: int)
             try:
                 rec = f.result()
             except BrokenProcessPool:
-                broken = True
                 suspects = [(k, p, r)]
                 # the other points in flight end at once (with a record or the same error); keep the records
                 for g in list(inflight):
@@ -395,9 +398,9 @@ def _drain(ex: ProcessPoolExecutor, queue: list, finish, evaluate, workers: int)
                         finish(k2, p2, g.result())
                     except BrokenProcessPool:
                         suspects.append((k2, p2, r2))
-                return suspects
+                return True, suspects
             finish(k, p, rec)
-    return []
+    return broken, []
 
 
 def _run_alone(item, finish, evaluate) -> None:
