@@ -21,17 +21,18 @@ import sys
 
 __all__ = ["tune_malloc", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "TOP_PAD"]
 
-#: blocks up to this size come from the heap (and go back to it on ``free``)
-MMAP_THRESHOLD = 1 << 32
+#: blocks up to this size come from the heap (and go back to it on ``free``); mallopt takes a C int, so this is the
+#: largest value it accepts (2 GiB)
+MMAP_THRESHOLD = (1 << 31) - 1
 #: the heap returns memory to the kernel only when this much is free at its top
-TRIM_THRESHOLD = 1 << 33
+TRIM_THRESHOLD = (1 << 31) - 1
 #: the heap grows by at least this much, so a growing run takes fewer ``brk`` calls and page faults
 TOP_PAD = 1 << 28
 
 # mallopt's parameter numbers (<malloc.h>)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
-_state: dict[str, object] = {"done": False, "result": None}
+_result: str | None = None  # what the first call did
 
 
 def _user_chose() -> str | None:
@@ -50,9 +51,9 @@ def _user_chose() -> str | None:
 def tune_malloc() -> str:
     """Raise glibc's mmap and trim thresholds for this process (once; later calls return the first answer).
     Returns what was done, for logs: ``"tuned"`` or why not."""
-    if _state["done"]:
-        return str(_state["result"])
-    _state["done"] = True
+    global _result
+    if _result is not None:
+        return _result
     reason = _user_chose()
     if reason is None and not sys.platform.startswith("linux"):
         reason = f"not glibc ({sys.platform})"
@@ -64,10 +65,8 @@ def tune_malloc() -> str:
             reason = "no mallopt in the C library (not glibc)"
         else:
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            # mallopt takes an int: sizes above 2**31 - 1 are clamped to it
-            cap = (1 << 31) - 1
-            ok = all(mallopt(param, min(value, cap)) == 1 for param, value in (
+            ok = all(mallopt(param, value) == 1 for param, value in (
                 (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD)))
             reason = "tuned" if ok else "mallopt refused the thresholds"
-    _state["result"] = reason
+    _result = reason
     return reason
