@@ -15,3 +15,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "spice" in item.keywords and not SPICE:
             item.add_marker(pytest.mark.skip(reason="ngspice shared library / PySpice not installed"))
+
+
+def pytest_collection_finish(session):
+    # the notebooks the selected tests run (after -m/-k deselection and the skips above), planned so that
+    # tests/test_notebooks.py runs them two at a time
+    names = [m.args[0] for item in session.items if (m := item.get_closest_marker("notebook"))
+             and not item.get_closest_marker("skip")]
+    if names:
+        from test_notebooks import plan
+        plan(names)

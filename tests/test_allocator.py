@@ -5,13 +5,20 @@ import textwrap
 
 import pytest
 
+from memsim import allocator
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 
 # Allocate, touch and free a 64 MiB buffer 20 times; print the minor page faults of the last 10 rounds (the first
 # ones may grow the heap) and what tune_malloc said. Untuned glibc maps each buffer afresh: ~16 k faults a round.
+# The probe loads memsim/allocator.py by its path: it imports nothing of memsim (import layer 0), and importing the
+# package would import torch (~2.5 s per interpreter).
 _PROBE = textwrap.dedent("""
-    import resource, sys, ctypes
-    from memsim.allocator import tune_malloc
+    import importlib.util, resource, sys, ctypes
+    spec = importlib.util.spec_from_file_location("allocator", sys.argv[2])
+    allocator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(allocator)
+    tune_malloc = allocator.tune_malloc
     said = tune_malloc() if sys.argv[1] == "tune" else "untouched"
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
@@ -33,7 +40,7 @@ _PROBE = textwrap.dedent("""
 
 def _faults(mode: str, env: dict | None = None) -> tuple[str, int]:
     import os
-    out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-c", _PROBE, mode, allocator.__file__], capture_output=True, text=True, check=True,
                          env={**os.environ, **(env or {})}).stdout.split()
     return " ".join(out[:-1]), int(out[-1])
 

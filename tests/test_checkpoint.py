@@ -287,13 +287,21 @@ def test_killed_process_resumes_bit_identical(tmp_path, train_module):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     script = str(train_module.path)
 
-    def run(*args):
-        return subprocess.run([sys.executable, script, *map(str, args)], env=env, capture_output=True, text=True,
-                              timeout=120)
+    def start(*args):
+        return subprocess.Popen([sys.executable, script, *map(str, args)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
-    ok = run(tmp_path / "full", 3)
+    def finish(proc):
+        out, err = proc.communicate(timeout=120)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def run(*args):
+        return finish(start(*args))
+
+    # the uninterrupted run and the killed one are independent processes: side by side
+    full, cut = start(tmp_path / "full", 3), start(tmp_path / "cut", 3, "1,4")   # cut: SIGKILL in epoch 2, batch 5
+    ok, killed = finish(full), finish(cut)
     assert ok.returncode == 0, ok.stderr
-    killed = run(tmp_path / "cut", 3, "1,4")                        # SIGKILL in epoch 2, batch 5
     assert killed.returncode == -9, killed.stderr
     assert [e for e, _ in RunDirectory(tmp_path / "cut").checkpoints()] == [1]
     resumed = run(tmp_path / "cut", 3)

@@ -2,10 +2,11 @@
 (ngspice vs torch within the verify criteria, f-I growth, refractory recovery, parameter effects)."""
 import pytest
 
-from test_notebooks import count_images, errors, run_notebook
+from test_notebooks import notebook, count_images, errors, run_notebook
 
 
 @pytest.mark.spice
+@notebook("neuron_dynamics.ipynb")
 def test_neuron_dynamics_notebook():
     nb = run_notebook("neuron_dynamics.ipynb")
     assert count_images(nb) >= 5

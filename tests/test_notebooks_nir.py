@@ -2,12 +2,13 @@
 in memsim, and a programmed chip changes some of them (its cells assert both)."""
 import pytest
 
-from test_notebooks import count_images, errors, run_notebook
+from test_notebooks import notebook, count_images, errors, run_notebook
 
 pytest.importorskip("nir")
 pytest.importorskip("snntorch")
 
 
+@notebook("nir_import.ipynb")
 def test_nir_import_notebook():
     nb = run_notebook("nir_import.ipynb")
     assert count_images(nb) >= 1
