@@ -3,6 +3,7 @@
 References: the unfused path of the same layer (mapping, programming, transistor and product as separate kernels,
 each tested against autograd in test_crossbar_kernels.py), the pair product it replaces, and the closed-form
 moments of the programmed cells (a clipped Gaussian at g_min)."""
+import dataclasses
 import math
 import warnings
 
@@ -51,6 +52,11 @@ CASES = {
     "0T1R, analog levels, all sources": (HFOX.replace(access="0T1R", levels=0), NOISE),
     "odd columns": (HFOX.replace(cols=31), NOISE),
     "a weight scale per output": (HFOX.replace(weight_scale="column"), NOISE),
+    "stuck cells' partners retargeted (1T1R, 5 % stuck each way)":
+        (HFOX.replace(stuck_compensation="partner"), dataclasses.replace(NOISE, stuck_on=0.05, stuck_off=0.05)),
+    "stuck cells' partners retargeted (0T1R, analog, odd columns, no programming noise)":
+        (HFOX.replace(stuck_compensation="partner", access="0T1R", levels=0, cols=31),
+         dataclasses.replace(NOISE.only("stuck_on", "stuck_off", "d2d"), stuck_on=0.1, stuck_off=0.05)),
 }
 
 

@@ -41,7 +41,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import ParameterError
-from .mapping import state_for_conductance
+from .mapping import compensate_stuck, state_for_conductance
 from .nonideal import FixedDefects, NonIdealities, normal_draws, generator, noise_std, program
 from .periphery import magnitude_range, mse_range, subsample
 from .presets import Preset, load_preset
@@ -439,12 +439,21 @@ class CrossbarArray:
             gs = [mp.g_min + mp.delta * torch.relu(wn), mp.g_min + mp.delta * torch.relu(-wn)] \
                 if mp.scheme == "differential" else [mp.g_min + mp.delta * 0.5 * (wn + 1.0)]
             g = self.grid.pack(gs, mp.g_min, mp.g_ref)
+        retarget = self._retarget(g)
+        if retarget is not None:  # the partners of cells stuck at g_max, retargeted as the window's cells
+            g = compensate_stuck(g, retarget, mp.g_min, mp.g_min + mp.delta)
         if self.quantised and self.preset.circuit.access == "1T1R":  # memristor conductance behind the transistor
             g = memristor_for_cell(g, self.preset.circuit)
         if self.quantised and self.noise.any:
             g = program(g, self.noise, self.preset.g_min, self.preset.g_max, self._chip_defects(g.shape, g),
                         self._gen_program)
         return g, w_scale
+
+    def _retarget(self, cells: torch.Tensor) -> torch.Tensor | None:
+        """The cells to retarget for ``mapping.stuck_compensation = "partner"`` (None: no compensation here)."""
+        if not (self.quantised and self.preset.stuck_compensation == "partner" and self.noise.stuck_on):
+            return None
+        return self._chip_defects(cells.shape, cells).partner_retarget(cells)
 
     def _chip_defects(self, shape, like: torch.Tensor) -> FixedDefects:
         """The chip's fixed defects for cells of ``shape`` (drawn on first use, kept until the chip changes)."""
@@ -479,16 +488,19 @@ class CrossbarArray:
         mp, p, grid, cfg = self.mapping, self.preset, self.grid, self.noise
         wp = grid.pack_outputs(weight / w_scale).transpose(1, 2)  # [nr, rows, nc, pairs]: the packing's own layout
         shape = (grid.n_row_tiles, grid.n_col_tiles, grid.rows, grid.cols)
-        noise, gain, offset, lo, hi = None, 1.0, 0.0, -math.inf, math.inf
+        noise, gain, offset, lo, hi, retarget = None, 1.0, 0.0, -math.inf, math.inf, None
         if cfg.any:
             noise = normal_draws(shape, self._gen_program, wp) if cfg.program else None
             gain, offset = self._chip_defects(shape, wp).affine(cfg, p.g_min, p.g_max, wp)
             if cfg.program:
                 lo, hi = p.g_min, p.g_max
+            if self.preset.stuck_compensation == "partner" and cfg.stuck_on:
+                retarget = self._chip_defects(shape, wp).partner_retarget(wp)
         gt = self._gate(wp)
         signal, q = fused.programmed_pairs(wp, levels=mp.levels, g_min=mp.g_min, delta=mp.delta, noise=noise,
                                            sigma=cfg.program * (p.g_max - p.g_min), lo=lo, hi=hi, gain=gain,
                                            offset=offset, gt=gt, want_q=want_q, compiled=compiled,
+                                           retarget=retarget,
                                            atten=None if atten is None else atten[0],
                                            shift=None if atten is None else atten[1])
         return signal, q, w_scale

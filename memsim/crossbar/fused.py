@@ -52,7 +52,7 @@ _compiled: dict = {}
 _failed = False
 
 
-def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=None, shift=None):
+def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=None, shift=None, retarget=None):
     """The fused chain (plain torch; compiled by :func:`_run`). ``w`` [..., P] packed signed weights in [-1, 1];
     ``noise`` [..., P, 2] standard normals or None; ``gain``, ``offset`` broadcasting against [..., P, 2]; ``gt``
     broadcasting against ``w`` (the rows' axis) or None; ``s`` = (levels - 1, step, g_min, delta, sigma, lo, hi)
@@ -62,11 +62,22 @@ def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=
     (:meth:`memsim.crossbar.CrossbarArray.irdrop_reuse`): each cell's current in the signal (not in the read noise)
     is ``atten * gc + shift``.
 
+    ``retarget`` [..., P, 2] or None: 1 where the cell's partner is stuck at g_max and the cell is retargeted
+    (``mapping.stuck_compensation = "partner"``, :func:`memsim.crossbar.mapping.compensate_stuck`).
+
     Returns ``(signal, ds)`` or ``(signal, q, ds, dq)``: ``ds = d signal / d w``, ``dq = d q / d w``."""
-    lv, step, g_min, delta, sigma, lo, hi = s.unbind()
+    lv, step, g_min, delta, sigma, lo, hi, top = s.unbind()
     q = torch.round(w * lv) if quantised else w
     tp = q.clamp_min(0) * step + g_min                      # the pair's targets, as Mapping.pair_cells
     tm = q.neg().clamp_min(0) * step + g_min
+    pos = (w > 0).to(w.dtype) * delta                      # d t+ / d w (straight-through rounding)
+    neg = (w < 0).to(w.dtype) * delta                      # -d t- / d w
+    if retarget is not None:                                # t+ = top + (t+ - t-), t- = top - (t+ - t-), clipped
+        rp, rm = retarget[..., 0], retarget[..., 1]
+        d = tp - tm
+        tp = torch.where(rp > 0, (d + top).clamp(g_min, top), tp)
+        tm = torch.where(rm > 0, (top - d).clamp(g_min, top), tm)
+        pos, neg = pos + rp * neg, neg + rm * pos           # both now follow d t+/dw - d t-/dw (straight through)
     if gt is not None:                                      # the memristor behind the transistor
         r1p = gt / (gt - tp)
         r1m = gt / (gt - tm)
@@ -88,8 +99,6 @@ def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=
         pm = pm * r2m
         ap = (r2p * r2p) * ap * (r1p * r1p)
         am = (r2m * r2m) * am * (r1m * r1m)
-    pos = (w > 0).to(w.dtype) * delta                      # d t+ / d w (straight-through rounding)
-    neg = (w < 0).to(w.dtype) * delta                      # -d t- / d w
     if atten is None:
         signal = pp - pm
         ds = ap * pos + am * neg
@@ -162,8 +171,9 @@ def available(cells: int) -> bool:
 
 class _ProgrammedPairs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, w, noise, gain, offset, gt, s, quantised, want_q, compiled, atten, shift):
-        out = (_run if compiled else _kernel)(w, noise, gain, offset, gt, s, quantised, want_q, atten, shift)
+    def forward(ctx, w, noise, gain, offset, gt, s, quantised, want_q, compiled, atten, shift, retarget):
+        out = (_run if compiled else _kernel)(w, noise, gain, offset, gt, s, quantised, want_q, atten, shift,
+                                              retarget)
         if want_q:
             signal, sq, ds, dq = out
             ctx.save_for_backward(ds, dq)
@@ -178,13 +188,14 @@ class _ProgrammedPairs(torch.autograd.Function):
         grad = None if g_signal is None else g_signal * saved[0]
         if len(saved) > 1 and g_q is not None:
             grad = g_q * saved[1] if grad is None else grad.addcmul_(g_q, saved[1])
-        return grad, None, None, None, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None, None, None, None
 
 
 def programmed_pairs(w: torch.Tensor, *, levels: int, g_min: float, delta: float, noise: torch.Tensor | None,
                      sigma: float, lo: float, hi: float, gain, offset, gt: torch.Tensor | None,
                      want_q: bool, compiled: bool = True, atten: torch.Tensor | None = None,
-                     shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     shift: torch.Tensor | None = None,
+                     retarget: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(signal, q)`` ``[nr, rows, nc * pairs]`` (tile-row-major: the layout of one batched matmul over the row
     tiles, :func:`memsim.crossbar.pairs.tile_major_product`) of a programmed differential layer, from its packed
     signed weights ``w`` ``[nr, rows, nc, pairs]`` (normalised to [-1, 1]); ``q`` is None unless ``want_q`` (read
@@ -194,7 +205,8 @@ def programmed_pairs(w: torch.Tensor, *, levels: int, g_min: float, delta: float
     programming noise); ``gain``/``offset``: the chip's affine (:meth:`memsim.crossbar.nonideal.FixedDefects.affine`),
     tensors of the cells' shape or floats; ``gt``: the rows' transistor conductances ``[rows]`` (None: 0T1R);
     ``sigma``, ``lo``, ``hi``: as :func:`memsim.crossbar.nonideal.program` takes them. ``compiled``: the
-    torch.compile-d kernel (else the same kernel eagerly)."""
+    torch.compile-d kernel (else the same kernel eagerly). ``retarget``: the cells to retarget for partner
+    compensation (:meth:`memsim.crossbar.nonideal.FixedDefects.partner_retarget`, cells' layout) or None."""
     nr, rows, nc, pairs = w.shape
 
     def halves(t):  # cells [nr, nc, rows, cols] -> [nr, rows, nc, pairs, 2] (a view)
@@ -202,10 +214,11 @@ def programmed_pairs(w: torch.Tensor, *, levels: int, g_min: float, delta: float
             return t[..., :2 * pairs].transpose(1, 2).unflatten(-1, (pairs, 2))
         return torch.full((2,), float(t), dtype=w.dtype, device=w.device)
 
-    s = torch.tensor([max(levels - 1, 0), delta / (levels - 1) if levels else delta, g_min, delta, sigma, lo, hi],
-                     dtype=w.dtype, device=w.device)
+    s = torch.tensor([max(levels - 1, 0), delta / (levels - 1) if levels else delta, g_min, delta, sigma, lo, hi,
+                      g_min + delta], dtype=w.dtype, device=w.device)
     signal, q = _ProgrammedPairs.apply(w, None if noise is None else halves(noise), halves(gain), halves(offset),
                                        None if gt is None else gt[:, None, None], s, bool(levels), bool(want_q),
                                        compiled, None if atten is None else halves(atten),
-                                       None if shift is None else halves(shift))
+                                       None if shift is None else halves(shift),
+                                       None if retarget is None else halves(retarget))
     return signal.reshape(nr, rows, nc * pairs), None if q is None else q.reshape(nr, rows, nc * pairs)

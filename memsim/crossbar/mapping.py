@@ -27,6 +27,12 @@ from ..errors import ParameterError
 
 SCHEMES = ("differential", "offset")
 
+#: what the programming controller does about a cell it finds stuck at g_max (its write-verify loop cannot move it):
+#: ``none`` leaves the pair as it is (the pair then reads ``g_max - G-``); ``partner`` programs the pair's other
+#: cell to ``g_max - (G+ - G-)`` (or ``g_max + (G+ - G-)`` when the stuck cell is the ``-`` one), clipped to the
+#: window, so that the pair's difference is the target wherever the window allows it (differential scheme only)
+STUCK_COMPENSATION = ("none", "partner")
+
 #: which weights share one scale to the conductance window: each output's own (``column``: the largest |weight| of
 #: each output maps to ``dG``, and a digital gain per output restores the units, as aihwkit's channel-wise
 #: remapping does) or the whole layer's (``layer``: one largest |weight|, so outputs with small weights use a small
@@ -74,6 +80,22 @@ class _ClampSTE(torch.autograd.Function):
 
 def clamp_ste(x, lo, hi):
     return _ClampSTE.apply(x, lo, hi)
+
+
+def compensate_stuck(cells: torch.Tensor, retarget: torch.Tensor, lo: float, top: float) -> torch.Tensor:
+    """Pair targets ``cells`` [..., cols] (interleaved ``+``/``-`` cells, as the window's cell conductances) with the
+    cells marked in ``retarget`` (1: the partner is stuck at the window's top ``top``, this cell is free; see
+    :meth:`memsim.crossbar.nonideal.FixedDefects.partner_retarget`) set so that the pair keeps its difference:
+    ``G+ = top + (G+ - G-)``, ``G- = top - (G+ - G-)``, clipped to ``[lo, top]`` with a straight-through gradient
+    (the fused kernel, :mod:`memsim.crossbar.fused`, computes the same)."""
+    pairs = retarget.shape[-1] // 2
+    c = cells[..., :2 * pairs].unflatten(-1, (pairs, 2))
+    r = retarget[..., :2 * pairs].unflatten(-1, (pairs, 2))
+    d = c[..., 0] - c[..., 1]
+    plus = torch.where(r[..., 0] > 0, clamp_ste(d + top, lo, top), c[..., 0])
+    minus = torch.where(r[..., 1] > 0, clamp_ste(top - d, lo, top), c[..., 1])
+    out = torch.stack((plus, minus), -1).flatten(-2)
+    return torch.cat([out, cells[..., 2 * pairs:]], -1) if cells.shape[-1] > 2 * pairs else out
 
 
 def bit_slices(code: torch.Tensor, n: int, bits: int) -> torch.Tensor:

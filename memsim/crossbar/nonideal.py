@@ -123,6 +123,23 @@ class FixedDefects:
         self.stuck_on = (u < cfg.stuck_on) if cfg.stuck_on else None
         self.stuck_off = ((u >= cfg.stuck_on) & (u < cfg.stuck_on + cfg.stuck_off)) if cfg.stuck_off else None
         self._affine: tuple | None = None
+        self._retarget: torch.Tensor | None = None
+
+    def partner_retarget(self, like: torch.Tensor) -> torch.Tensor | None:
+        """Cells ``[..., cols]`` to retarget for ``mapping.stuck_compensation = "partner"`` (1.0; else 0.0): free
+        cells whose differential partner (columns ``2j``/``2j+1``) is stuck at g_max; None without stuck-on cells.
+        Kept per chip, typed and placed like ``like``."""
+        if self.stuck_on is None:
+            return None
+        if self._retarget is None or self._retarget.dtype != like.dtype or self._retarget.device != like.device:
+            pairs = self.shape[-1] // 2
+            on = self.stuck_on[..., :2 * pairs].unflatten(-1, (pairs, 2))
+            stuck = on if self.stuck_off is None else on | self.stuck_off[..., :2 * pairs].unflatten(-1, (pairs, 2))
+            r = torch.stack((on[..., 1] & ~stuck[..., 0], on[..., 0] & ~stuck[..., 1]), -1).flatten(-2)
+            if self.shape[-1] > 2 * pairs:  # an odd last column has no partner
+                r = torch.nn.functional.pad(r, (0, self.shape[-1] - 2 * pairs), value=False)
+            self._retarget = r.to(dtype=like.dtype, device=like.device)
+        return self._retarget
 
     def affine(self, cfg: NonIdealities, g_min: float, g_max: float, like: torch.Tensor):
         """``(gain, offset)`` with ``programmed = clamp(target + noise) * gain + offset`` for this chip.

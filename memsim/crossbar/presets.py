@@ -17,7 +17,8 @@ Layout::
                  weight_bits (bits of a weight's code; optional: absent = not bit-sliced), cell_bits (bits per
                  cell, dividing weight_bits; default weight_bits; with weight_bits, levels = 2**cell_bits),
                  weight_scale ("column" | "layer": the largest |weight| of each output, or of the whole layer,
-                 maps to the full conductance window; default "column")
+                 maps to the full conductance window; default "column"), stuck_compensation ("none" | "partner":
+                 the controller retargets the partner of a cell stuck at g_max; default "none")
     [dac]        bits, v_max (V), calibration ("percentile" | "max" | "mse" | "fixed"), percentile (in (0, 100]),
                  slice_bits (bits per bit-serial cycle, dividing bits; default bits)   optional: absent = ideal DAC
     [adc]        bits, range (fraction of rows * v_max * dG, the "fixed" full scale), calibration, percentile,
@@ -37,7 +38,7 @@ from ..devices.cards import Card, load_card
 from ..resources import data_dir, env_dirs
 from ..safetext import spice_name
 from .circuit import ACCESS_KINDS, TileCircuit, Transistor, Wires
-from .mapping import SCHEMES, WEIGHT_SCALES, Mapping, conductance_window
+from .mapping import SCHEMES, STUCK_COMPENSATION, WEIGHT_SCALES, Mapping, conductance_window
 from .nonideal import NonIdealities
 from .periphery import ADC, DAC
 from .tiling import check_tile_size
@@ -111,6 +112,10 @@ _KEYS = {
         "weight_scale": KeySpec("choice", "the largest |weight| of each output (column) or of the whole layer maps "
                                           "to the full conductance window", default="column",
                                 choices=WEIGHT_SCALES),
+        "stuck_compensation": KeySpec("choice", "what programming does about a cell stuck at g_max: nothing, or "
+                                                "retarget its differential partner so that the pair keeps its "
+                                                "difference (a write-verify controller's fault compensation)",
+                                      default="none", choices=STUCK_COMPENSATION),
     },
     "dac": dataclass_keys(DAC),
     "adc": dataclass_keys(ADC),
@@ -136,6 +141,7 @@ class Preset:
     weight_bits: int | None = None  # bit-sliced weights: the code's bits (None: not sliced)
     cell_bits: int | None = None    # bits per cell (None: weight_bits)
     weight_scale: str = "column"    # WEIGHT_SCALES: which largest |weight| maps to the full window
+    stuck_compensation: str = "none"  # STUCK_COMPENSATION: the partner of a cell stuck at g_max retargeted or not
     g_min: float = field(init=False)
     g_max: float = field(init=False)
     path: Path | None = field(default=None, compare=False)
@@ -148,6 +154,14 @@ class Preset:
             raise ParameterError("mapping.weight_scale", self.weight_scale, f"one of {list(WEIGHT_SCALES)}",
                                  "'column' scales each output's weights to the full window (a per-output digital "
                                  "gain, as aihwkit's channel-wise remapping); 'layer' one scale for the layer")
+        if self.stuck_compensation not in STUCK_COMPENSATION:
+            raise ParameterError("mapping.stuck_compensation", self.stuck_compensation,
+                                 f"one of {list(STUCK_COMPENSATION)}", "'partner' retargets the differential "
+                                 "partner of a cell stuck at g_max; 'none' leaves the pair as programmed")
+        if self.stuck_compensation != "none" and self.scheme != "differential":
+            raise ParameterError("mapping.stuck_compensation", self.stuck_compensation,
+                                 "'none' with mapping.scheme = 'offset'", "partner compensation needs differential "
+                                 "pairs: set mapping.scheme = 'differential' or stuck_compensation = 'none'")
         g_min, g_max = conductance_window(self.card, self.v_read)
         object.__setattr__(self, "g_min", g_min)
         object.__setattr__(self, "g_max", g_max)
@@ -220,8 +234,12 @@ class Preset:
             if self.weight_bits is not None and self.cell_bits < self.weight_bits else ""
         return (f"{self.name}: {self.rows}x{self.cols} {self.circuit.access}, card {self.card.name} "
                 f"(G {self.g_min:.3g}..{self.g_max:.3g} S at {self.v_read} V), wires {w.r_wordline}/{w.r_bitline} Ohm, "
-                f"source {w.r_source} Ohm, {self.scheme} mapping ({self.weight_scale} scale), levels {self.levels or 'analog'}{sliced}, "
+                f"source {w.r_source} Ohm, {self.scheme} mapping ({self.weight_scale} scale{_describe_compensation(self)}), levels {self.levels or 'analog'}{sliced}, "
                 f"DAC {_describe_dac(self.dac)}, ADC {_describe_adc(self.adc)}")
+
+
+def _describe_compensation(p: "Preset") -> str:
+    return "" if p.stuck_compensation == "none" else f", stuck cells: {p.stuck_compensation} compensation"
 
 
 def _calibration(conv) -> str:
@@ -343,6 +361,7 @@ def parse_preset(data: dict, source: str, path: Path | None = None) -> Preset:
                       weight_bits=_get(mapping, "mapping", "weight_bits"),
                       cell_bits=_get(mapping, "mapping", "cell_bits"),
                       weight_scale=_get(mapping, "mapping", "weight_scale"),
+                      stuck_compensation=_get(mapping, "mapping", "stuck_compensation"),
                       dac=_construct(source, DAC, dac) if dac is not None else None,
                       adc=_construct(source, ADC, adc) if adc is not None else None,
                       noise=_construct(source, NonIdealities, noise), path=path)
