@@ -15,7 +15,9 @@ import torch
 
 from memsim.crossbar import CrossbarArray, load_preset
 from memsim.crossbar.solver import effective_conductance
-from memsim.errors import ParameterError
+from memsim.errors import ConfigError, ParameterError
+from memsim.training.config import hardware_preset, load_config
+from memsim.training.loop import _chips
 
 BASE = load_preset("hfox_1t1r_64").replace(rows=32, cols=32)
 STUCK = dataclasses.replace(BASE.noise.off(), stuck_on=0.08, stuck_off=0.04, seed=5)
@@ -77,3 +79,15 @@ def test_compensation_is_a_validated_mapping_key():
     with pytest.raises(ParameterError, match="differential"):
         BASE.replace(stuck_compensation="partner", scheme="offset")
     assert "partner compensation" in BASE.replace(stuck_compensation="partner").summary()
+
+
+def test_the_runs_key_reaches_training_and_evaluation_chips():
+    aware = ["hardware.aware=true", "network.crossbar=hfox_1t1r_64"]
+    cfg = load_config(overrides=[*aware, "hardware.stuck_compensation=partner"])
+    assert hardware_preset(cfg).stuck_compensation == "partner"
+    assert {c.preset.stuck_compensation for c in _chips(cfg, None, "hfox_1t1r_64", "noisy", 2)} == {"partner"}
+    plain = load_config(overrides=aware)  # "preset": as the preset says
+    assert hardware_preset(plain).stuck_compensation == "none"
+    assert hardware_preset(plain, BASE.replace(stuck_compensation="partner")).stuck_compensation == "partner"
+    with pytest.raises(ConfigError, match="hardware.stuck_compensation"):
+        hardware_preset(cfg, BASE.replace(scheme="offset"))

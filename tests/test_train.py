@@ -1,7 +1,9 @@
 """`memsim train` / `evaluate` / `export-spice`: runs, exact resume, hardware-aware training, bad input."""
 import csv
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,3 +237,21 @@ def test_export_spice_round_trip(trained, tmp_path, capsys):
     twin = re.search(r"ngspice vs fast twin .*max \|dV\| ([0-9.e+-]+) % of the swing", out)
     assert twin and float(twin.group(1)) > 0, out
     assert re.search(r"on these 3 samples: accuracy ngspice \d/3", out), out
+
+
+def test_evaluate_with_stuck_compensation(trained, tmp_path, capsys):
+    """--stuck-compensation partner changes the programmed chips (same chips otherwise: the first batch's product
+    error moves); on an offset-scheme preset it is refused before any data is loaded, naming the flag."""
+    ckpt = str(trained / "checkpoints" / "epoch_0003.pt")
+    base = ["evaluate", ckpt, "--preset", "hfox_1t1r_64", "--seeds", "1", "--limit", "64", "--json"]
+    errors = {}
+    for comp in ("none", "partner"):
+        code, out, err = _cli([*base, "--stuck-compensation", comp], capsys)
+        assert code == 0, err
+        errors[comp] = json.loads(out)["output_error"]
+    assert errors["partner"] != errors["none"]
+    offset = tmp_path / "offset.toml"
+    text = (Path(__file__).resolve().parent.parent / "crossbar" / "hfox_1t1r_64.toml").read_text()
+    offset.write_text(text.replace('scheme = "differential"', 'scheme = "offset"'))
+    code, out, err = _cli(["evaluate", ckpt, "--preset", str(offset), "--stuck-compensation", "partner"], capsys)
+    assert code == 2 and "--stuck-compensation" in err and "differential" in err

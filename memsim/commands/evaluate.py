@@ -9,11 +9,13 @@ import argparse
 import json
 import warnings
 
+from ..crossbar.mapping import STUCK_COMPENSATION
 from ..crossbar.presets import list_presets, load_preset, preset_path
 from ..errors import CardError, ParameterError
 from ..nn.calibration import CalibrationReport
 from ..nn.pruning import DEFAULT_M, METHODS, Pruning, check_applies
 from ..schema import suggest
+from ..training.config import with_compensation
 from .argtypes import positive_int
 
 #: the flag behind each field of the chip's pruning (the :class:`Pruning` is built with ``where="chip.prune"``)
@@ -79,6 +81,10 @@ def register(sub) -> None:
                    help="nm / nm_tile: keep N of every M weights (instead of --prune = 1 - N / M), 1 <= N < M")
     p.add_argument("--prune-m", type=positive_int, metavar="M",
                    help=f"nm / nm_tile: the group size M of N:M pruning, M >= 2 (default {DEFAULT_M})")
+    p.add_argument("--stuck-compensation", choices=STUCK_COMPENSATION,
+                   help="what programming does about cells stuck at g_max: none, or partner (the pair's other cell "
+                        "is retargeted so that the pair keeps its difference; default: the run's "
+                        "hardware.stuck_compensation, else the preset's mapping.stuck_compensation)")
     p.add_argument("--calibration-samples", type=positive_int, metavar="N",
                    help="the first N training images calibrate each chip's converter ranges, N >= 1 (default: "
                         "memsim.deploy.Chip's calibration_samples)")
@@ -121,6 +127,18 @@ def _check_preset(name: str, origin: str):
                                            f"or 'ideal'",
                              suggest(name, names, "pick one") + " (memsim crossbar list shows the presets)") from None
     return load_preset(name)
+
+
+def _compensated(preset, args, cfg=None):
+    """The preset with ``--stuck-compensation``, else the run's ``hardware.stuck_compensation`` (None: ideal)."""
+    if preset is None:
+        return None
+    if args.stuck_compensation is None:
+        return preset if cfg is None else with_compensation(cfg, preset)
+    try:
+        return preset.replace(stuck_compensation=args.stuck_compensation)
+    except ParameterError as exc:
+        raise ParameterError("--stuck-compensation", args.stuck_compensation, exc.allowed, exc.fix) from None
 
 
 def _check_mode(mode: str, mode_origin: str, preset, preset_name: str, preset_origin: str) -> None:
@@ -185,7 +203,7 @@ def _run_nir(args) -> int:
         if not args.json:
             for name, text in fits.items():
                 print(f"LIF node '{name}' on {setup.card or 'vlif_neuron'} circuits: {text}")
-    preset = _check_preset(args.preset or "ideal", "--preset")
+    preset = _compensated(_check_preset(args.preset or "ideal", "--preset"), args)
     mode = args.mode or "noisy"
     _check_mode(mode, "--mode", preset, args.preset or "ideal", "--preset")
     origins = {"chip.mapping": "--mapping", "chip.mode": "--mode", **_PRUNE_FLAGS,
@@ -244,7 +262,7 @@ def run(args) -> int:
     except ParameterError as exc:
         raise ParameterError(_PRUNE_FLAGS.get(exc.field, exc.field), exc.value, exc.allowed, exc.fix) from None
     preset_name, preset_origin = _preset_origin(args, cfg)
-    preset = _check_preset(preset_name, preset_origin)
+    preset = _compensated(_check_preset(preset_name, preset_origin), args, cfg)
     mode = args.mode or cfg.hardware.mode
     _check_mode(mode, "--mode" if args.mode else f"hardware.mode of {cfg.source}", preset, preset_name,
                 preset_origin)

@@ -60,6 +60,7 @@ from typing import Any, Iterable, Mapping
 
 from .data import CUSTOM_IDX, DATASETS, ENCODINGS, LATENCY_METHODS, dataset_info
 from .network import DEFAULTS, READOUTS, conv_stages
+from ..crossbar.mapping import STUCK_COMPENSATION
 from ..crossbar.presets import Preset, load_preset
 from ..devices.cards import search_path
 from ..errors import CardError, ConfigError, ParameterError
@@ -71,7 +72,7 @@ from ..safetext import check_strings
 __all__ = ["ConfigError", "Config", "DataConfig", "NetworkConfig", "EncodingConfig", "TrainingConfig", "HardwareConfig",
            "OutputConfig", "SECTIONS", "READOUTS", "OPTIMIZERS", "DEVICES", "load_config", "parse_config",
            "default_config", "apply_overrides", "parse_override", "override_origins", "check_references",
-           "hardware_preset", "insitu_settings", "keys"]
+           "hardware_preset", "with_compensation", "insitu_settings", "keys"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -299,6 +300,10 @@ class HardwareConfig:
                                                                         "every batch; false: train on the one chip "
                                                                         "of the preset's noise seed"))
     eval_seeds: int = field(default=5, metadata=_spec("int", "non-ideality seeds averaged in evaluation", lo=1))
+    stuck_compensation: str = field(default="preset", metadata=_spec(
+        "choice", "what programming does about cells stuck at g_max, in training and evaluation: as the preset's "
+                  "mapping.stuck_compensation says, none, or partner (the pair's other cell is retargeted so that "
+                  "the pair keeps its difference)", choices=("preset", *STUCK_COMPENSATION)))
     mode: str = field(default="noisy", metadata=_spec("choice", "crossbar simulation with a preset: noisy (ideal "
                                                                 "wires), irdrop (exact IR drop through each tile's "
                                                                 "operator: ~1.1x noisy in evaluation, ~6x in "
@@ -767,6 +772,20 @@ def insitu_settings(cfg: Config) -> InSituSettings | None:
     return settings
 
 
+def with_compensation(cfg: Config, preset: Preset) -> Preset:
+    """``preset`` with the run's ``hardware.stuck_compensation`` (unchanged for ``"preset"``), or an error naming
+    the key (e.g. partner compensation on an offset-scheme preset)."""
+    comp = cfg.hardware.stuck_compensation
+    if comp == "preset" or comp == preset.stuck_compensation:
+        return preset
+    try:
+        return preset.replace(stuck_compensation=comp)
+    except ParameterError as exc:
+        key = "hardware.stuck_compensation"
+        raise ConfigError(f"{cfg.origin(key)}: {key} = {comp!r} cannot apply to the preset '{preset.name}': "
+                          f"{exc.fix}", key=key, value=comp) from None
+
+
 def hardware_preset(cfg: Config, preset: Preset | None = None) -> Preset | None:
     """The crossbar preset that hardware-aware training of ``cfg`` runs on, checked before any work: ``preset`` (a
     :class:`memsim.crossbar.Preset` object, e.g. a sweep point's modified preset) else ``network.crossbar``;
@@ -796,4 +815,4 @@ def hardware_preset(cfg: Config, preset: Preset | None = None) -> Preset | None:
                           f"r_source = {wires.r_source:g} Ohm): there is no IR drop to train through. Fix: set "
                           f"hardware.mode = 'noisy', or use a preset with wire resistance (memsim crossbar list)",
                           key="hardware.mode", value="irdrop", allowed="'noisy' for a preset with ideal wires")
-    return preset
+    return with_compensation(cfg, preset)

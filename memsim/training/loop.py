@@ -38,7 +38,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .checkpoint import Checkpoint, CheckpointError, RunDirectory, check_architecture, read_checkpoint
-from .config import Config, ConfigError, check_references, hardware_preset, insitu_settings, parse_config
+from .config import (Config, ConfigError, check_references, hardware_preset, insitu_settings, parse_config,
+                     with_compensation)
 from .data import ImageDataset, load_dataset, make_encoder
 from ..crossbar.array import CrossbarArray
 from ..crossbar.presets import Preset, load_preset
@@ -569,7 +570,8 @@ def _chips(cfg: Config, chip, preset, mode, seeds) -> list[Chip]:
     preset = preset or cfg.hardware.eval_preset or cfg.network.crossbar
     if isinstance(preset, str) and preset == "ideal":
         return [Chip.ideal()]
-    design = Chip.load(preset, mode=mode or cfg.hardware.mode)
+    design = Chip(with_compensation(cfg, preset if isinstance(preset, Preset) else load_preset(preset)),
+                  mode=mode or cfg.hardware.mode)
     return design.series(cfg.hardware.eval_seeds if seeds is None else seeds)
 
 
