@@ -15,7 +15,6 @@ from ..errors import CardError, ParameterError
 from ..nn.calibration import CalibrationReport
 from ..nn.pruning import DEFAULT_M, METHODS, Pruning, check_applies
 from ..schema import suggest
-from ..training.config import with_compensation
 from .argtypes import positive_int
 
 #: the flag behind each field of the chip's pruning (the :class:`Pruning` is built with ``where="chip.prune"``)
@@ -129,12 +128,13 @@ def _check_preset(name: str, origin: str):
     return load_preset(name)
 
 
-def _compensated(preset, args, cfg=None):
-    """The preset with ``--stuck-compensation``, else the run's ``hardware.stuck_compensation`` (None: ideal)."""
+def _compensated(preset, args, run_default=None):
+    """The preset with ``--stuck-compensation``, else with ``run_default(preset)`` (the run's
+    ``hardware.stuck_compensation``; None: the preset's own) (None: ideal)."""
     if preset is None:
         return None
     if args.stuck_compensation is None:
-        return preset if cfg is None else with_compensation(cfg, preset)
+        return preset if run_default is None else run_default(preset)
     try:
         return preset.replace(stuck_compensation=args.stuck_compensation)
     except ParameterError as exc:
@@ -252,6 +252,7 @@ def _print_accuracy(what: str, r: dict, unit: str, split: str) -> None:
 def run(args) -> int:
     if str(args.checkpoint).endswith(".nir"):
         return _run_nir(args)
+    from ..training.config import with_compensation
     from ..training.loop import evaluate_checkpoint
     from ..training.trained import read_trained
 
@@ -262,7 +263,7 @@ def run(args) -> int:
     except ParameterError as exc:
         raise ParameterError(_PRUNE_FLAGS.get(exc.field, exc.field), exc.value, exc.allowed, exc.fix) from None
     preset_name, preset_origin = _preset_origin(args, cfg)
-    preset = _compensated(_check_preset(preset_name, preset_origin), args, cfg)
+    preset = _compensated(_check_preset(preset_name, preset_origin), args, lambda p: with_compensation(cfg, p))
     mode = args.mode or cfg.hardware.mode
     _check_mode(mode, "--mode" if args.mode else f"hardware.mode of {cfg.source}", preset, preset_name,
                 preset_origin)
