@@ -10,7 +10,8 @@ One table per question of the study (each sweep a full grid; a cell is one point
 chips' standard deviation):
   1. tile size against accuracy (tile_noise) and against cost (tiles, utilisation, energy, latency, area)
   2. SNN against ANN: the MSNN against the MLP of the same shape (and the conv MSNN against the VGG, when run)
-  3. dense against sparse mapping under noise, per pruning method and fraction (mapping_unpruned, mapping_pruned)
+  3. dense against sparse mapping under noise, per pruning method and fraction (mapping_unpruned, mapping_pruned),
+     and with the stuck cells' partners retargeted (stuck_compensation, paired with mapping_unpruned's points)
   4. ADC: bits x calibrated / fixed range x tile size (adc)
   5. wire resistance with the exact IR-drop solve (wires)
   6. deployed as trained against fine-tuned (finetune_*, against the same points of tile_noise)
@@ -431,6 +432,17 @@ def main(argv=None) -> int:
             p(f"Tiles, utilisation, energy and noise sensitivity (accuracy at {100 * lo:g} % minus at {100 * hi:g} % "
               f"programming noise):\n\n" + md(t, "{:.3g}") + "\n")
         figures.append(fig_mapping(mp, out / "mapping_dense_sparse.png", note))
+
+    sc = ok[ok["sweep"] == "stuck_compensation"]
+    un = ok[ok["sweep"] == "mapping_unpruned"]
+    if len(sc) and len(un):
+        p(f"\n### 3b. Stuck cells' partners retargeted (`mapping.stuck_compensation = \"partner\"`): accuracy (%) "
+          f"by mapping and programming noise, {tiles_of(sc)} tiles, the same chips as mapping_unpruned\n")
+        for n in nets(sc):
+            both = pd.concat([un[un["network"] == n].assign(compensation="none"),
+                              sc[sc["network"] == n].assign(compensation="partner")])
+            both["row"] = both["mapping"] + ", " + both["compensation"]
+            p(f"**{name(n)}**\n\n" + md(grid(both, "row", "noise.program")) + "\n")
 
     adc = ok[ok["sweep"].isin(["adc", "adc_cnn"])]
     if len(adc):
