@@ -259,7 +259,7 @@ def test_fashion_study_on_cifar10_uses_each_networks_variant(tmp_path):
     own = plan_study(study, tmp_path / "f", quick=False)
     assert {p.config.data.dataset for p in own.networks.values()} == {"fashion_mnist"}
     assert own.left_out == [] and len(own.sweeps) == len(study.sweeps)
-    assert sum(len(own.sweep_spec(e).points()) for e, _ in own.sweeps) == 296  # the design of benchmarks/sweeps.md
+    assert sum(len(own.sweep_spec(e).points()) for e, _ in own.sweeps) == 312  # the design of benchmarks/sweeps.md
     assert own.networks_left_out == [] and own.networks["msnn_vgg"].config.training.epochs == 20
     assert own.networks["msnn"].config.training.epochs == 5
     assert not (tmp_path / "c").exists() and not (tmp_path / "f").exists()
