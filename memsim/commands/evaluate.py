@@ -129,8 +129,8 @@ def _check_preset(name: str, origin: str):
 
 
 def _compensated(preset, args, run_default=None):
-    """The preset with ``--stuck-compensation``, else with ``run_default(preset)`` (the run's
-    ``hardware.stuck_compensation``; None: the preset's own) (None: ideal)."""
+    """The preset (None: the ideal chip) with ``--stuck-compensation`` when given, else as ``run_default`` makes it
+    (the run's ``hardware.stuck_compensation``), else as it is."""
     if preset is None:
         return None
     if args.stuck_compensation is None:
