@@ -255,3 +255,14 @@ def test_evaluate_with_stuck_compensation(trained, tmp_path, capsys):
     offset.write_text(text.replace('scheme = "differential"', 'scheme = "offset"'))
     code, out, err = _cli(["evaluate", ckpt, "--preset", str(offset), "--stuck-compensation", "partner"], capsys)
     assert code == 2 and "--stuck-compensation" in err and "differential" in err
+
+
+def test_max_batches_caps_every_epoch_and_is_kept_in_the_run(tmp_path):
+    """training.max_batches = 3: each epoch takes 3 optimizer steps (Adam's step count after 2 epochs: 6, where
+    the digits' 1 437 training images make 12 batches of 128), and the run's config.toml keeps the cap."""
+    run = tmp_path / "capped"
+    assert main(["train", *SMALL, "--epochs", "2", "-o", str(run), "--set", "training.max_batches=3",
+                 "--no-progress"]) == 0
+    state = read_checkpoint(run / "checkpoints" / "epoch_0002.pt").payload["optimizer"]["state"]
+    assert {int(v["step"]) for v in state.values()} == {6}
+    assert load_config(run / "config.toml").training.max_batches == 3

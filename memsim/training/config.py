@@ -228,6 +228,9 @@ class TrainingConfig:
     compile: bool = field(default=False, metadata=_spec("bool", "fuse each neuron time step with torch.compile: "
                                                                 "several times faster per batch after a one-off "
                                                                 "compilation (~30 s per layer and batch shape)"))
+    max_batches: int = field(default=0, metadata=_spec("int", "batches per epoch at most (0 = the whole training set); "
+                                                            "a capped epoch still draws the whole shuffle, and the "
+                                                            "cosine schedule runs over the capped epochs", lo=0))
     irdrop_reuse: int = field(default=1, metadata=_spec("int", "hardware.mode = 'irdrop': training steps per exact "
                                                                "computation of the IR-drop operators (1 = every "
                                                                "step); k > 1 computes them every k steps and reads "

@@ -336,8 +336,9 @@ def fit(cfg: Config, run: RunDirectory, model: torch.nn.Module, optimizer: torch
     t = cfg.training
     last_good = run.checkpoint_path(start_epoch) if start_epoch else None
     n_batches = math.ceil(len(train_set) / t.batch_size)
-    if max_batches is not None:
-        n_batches = min(n_batches, max_batches)
+    cap = max_batches if max_batches is not None else (t.max_batches or None)  # the caller's cap, else the config's
+    if cap is not None:
+        n_batches = min(n_batches, cap)
     images, labels = (v.to(device) for v in train_set.tensors())
     test_set = ImageDataset(*(v.to(device) for v in test_set.tensors()), test_set.info, test_set.split)
     loader = generators["loader"]
@@ -391,7 +392,8 @@ def train(cfg: Config, *, resume: bool = False, init: str | Path | None = None, 
     (:func:`train_msnn` for an MSNN, :func:`memsim.ann.train.train_ann` for an ANN; :mod:`memsim.deploy`'s
     registry picks it). ``init``: start from a checkpoint's weights (e.g. hardware-aware fine-tuning of an ideal
     run); ``preset``: hardware-aware training through this :class:`memsim.crossbar.Preset` object instead of the
-    one ``network.crossbar`` names (e.g. a sweep point's); ``max_batches`` caps the batches per epoch (tests)."""
+    one ``network.crossbar`` names (e.g. a sweep point's); ``max_batches`` caps the batches per epoch (default: the
+    config's ``training.max_batches``)."""
     if not isinstance(cfg, Config):
         cfg = parse_config(cfg)
     return network_kind(cfg.network.kind).train(cfg, resume=resume, init=init, progress=progress, log=log,
