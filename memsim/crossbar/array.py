@@ -439,7 +439,7 @@ class CrossbarArray:
             gs = [mp.g_min + mp.delta * torch.relu(wn), mp.g_min + mp.delta * torch.relu(-wn)] \
                 if mp.scheme == "differential" else [mp.g_min + mp.delta * 0.5 * (wn + 1.0)]
             g = self.grid.pack(gs, mp.g_min, mp.g_ref)
-        retarget = self._retarget(g)
+        retarget = self._retarget(g.shape, g)
         if retarget is not None:  # the partners of cells stuck at g_max, retargeted as the window's cells
             g = compensate_stuck(g, retarget, mp.g_min, mp.g_min + mp.delta)
         if self.quantised and self.preset.circuit.access == "1T1R":  # memristor conductance behind the transistor
@@ -449,11 +449,12 @@ class CrossbarArray:
                         self._gen_program)
         return g, w_scale
 
-    def _retarget(self, cells: torch.Tensor) -> torch.Tensor | None:
-        """The cells to retarget for ``mapping.stuck_compensation = "partner"`` (None: no compensation here)."""
+    def _retarget(self, shape, like: torch.Tensor) -> torch.Tensor | None:
+        """The cells (of ``shape``) to retarget for ``mapping.stuck_compensation = "partner"``, typed like ``like``
+        (None: no compensation here)."""
         if not (self.quantised and self.preset.stuck_compensation == "partner" and self.noise.stuck_on):
             return None
-        return self._chip_defects(cells.shape, cells).partner_retarget(cells)
+        return self._chip_defects(shape, like).partner_retarget(like)
 
     def _chip_defects(self, shape, like: torch.Tensor) -> FixedDefects:
         """The chip's fixed defects for cells of ``shape`` (drawn on first use, kept until the chip changes)."""
@@ -494,8 +495,7 @@ class CrossbarArray:
             gain, offset = self._chip_defects(shape, wp).affine(cfg, p.g_min, p.g_max, wp)
             if cfg.program:
                 lo, hi = p.g_min, p.g_max
-            if self.preset.stuck_compensation == "partner" and cfg.stuck_on:
-                retarget = self._chip_defects(shape, wp).partner_retarget(wp)
+            retarget = self._retarget(shape, wp)
         gt = self._gate(wp)
         signal, q = fused.programmed_pairs(wp, levels=mp.levels, g_min=mp.g_min, delta=mp.delta, noise=noise,
                                            sigma=cfg.program * (p.g_max - p.g_min), lo=lo, hi=hi, gain=gain,

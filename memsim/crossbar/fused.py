@@ -40,6 +40,8 @@ import warnings
 
 import torch
 
+from .mapping import retargeted_pair
+
 #: fuse the noisy layers' cell chain (False: always the unfused path)
 ENABLED = True
 #: run the fused chain torch.compile-d (False: the same kernel eagerly, e.g. in quick tests)
@@ -72,11 +74,9 @@ def _kernel(w, noise, gain, offset, gt, s, quantised: bool, want_q: bool, atten=
     tm = q.neg().clamp_min(0) * step + g_min
     pos = (w > 0).to(w.dtype) * delta                      # d t+ / d w (straight-through rounding)
     neg = (w < 0).to(w.dtype) * delta                      # -d t- / d w
-    if retarget is not None:                                # t+ = top + (t+ - t-), t- = top - (t+ - t-), clipped
+    if retarget is not None:                                # partners of cells stuck at g_max (mapping.py)
         rp, rm = retarget[..., 0], retarget[..., 1]
-        d = tp - tm
-        tp = torch.where(rp > 0, (d + top).clamp(g_min, top), tp)
-        tm = torch.where(rm > 0, (top - d).clamp(g_min, top), tm)
+        tp, tm = retargeted_pair(tp, tm, rp, rm, g_min, top)
         pos, neg = pos + rp * neg, neg + rm * pos           # both now follow d t+/dw - d t-/dw (straight through)
     if gt is not None:                                      # the memristor behind the transistor
         r1p = gt / (gt - tp)

@@ -82,6 +82,15 @@ def clamp_ste(x, lo, hi):
     return _ClampSTE.apply(x, lo, hi)
 
 
+def retargeted_pair(tp, tm, rp, rm, lo, top, clamp=torch.clamp):
+    """The pair targets ``(t+, t-)`` with the cells marked in ``rp`` / ``rm`` (> 0) retargeted against a partner stuck
+    at ``top``: ``t+ = top + (t+ - t-)``, ``t- = top - (t+ - t-)``, each ``clamp``-ed to ``[lo, top]``. The one
+    definition of partner compensation (:func:`compensate_stuck` and the fused kernel of
+    :mod:`memsim.crossbar.fused` both call it)."""
+    d = tp - tm
+    return (torch.where(rp > 0, clamp(d + top, lo, top), tp), torch.where(rm > 0, clamp(top - d, lo, top), tm))
+
+
 def compensate_stuck(cells: torch.Tensor, retarget: torch.Tensor, lo: float, top: float) -> torch.Tensor:
     """Pair targets ``cells`` [..., cols] (interleaved ``+``/``-`` cells, as the window's cell conductances) with the
     cells marked in ``retarget`` (1: the partner is stuck at the window's top ``top``, this cell is free; see
@@ -91,9 +100,7 @@ def compensate_stuck(cells: torch.Tensor, retarget: torch.Tensor, lo: float, top
     pairs = retarget.shape[-1] // 2
     c = cells[..., :2 * pairs].unflatten(-1, (pairs, 2))
     r = retarget[..., :2 * pairs].unflatten(-1, (pairs, 2))
-    d = c[..., 0] - c[..., 1]
-    plus = torch.where(r[..., 0] > 0, clamp_ste(d + top, lo, top), c[..., 0])
-    minus = torch.where(r[..., 1] > 0, clamp_ste(top - d, lo, top), c[..., 1])
+    plus, minus = retargeted_pair(c[..., 0], c[..., 1], r[..., 0], r[..., 1], lo, top, clamp_ste)
     out = torch.stack((plus, minus), -1).flatten(-2)
     return torch.cat([out, cells[..., 2 * pairs:]], -1) if cells.shape[-1] > 2 * pairs else out
 
